@@ -1,0 +1,36 @@
+# Two commands: `make run` and `make test`. Both build .venv from the pinned requirements when needed.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+WORKSPACE ?= workspace
+PORT ?= 8501
+
+.PHONY: run test bench demo clean-venv
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+
+# Stamp files: reinstall whenever a requirements file changes.
+$(VENV)/.runtime: requirements.txt | $(BIN)/python
+	$(BIN)/pip install -r requirements.txt
+	touch $@
+
+$(VENV)/.testing: requirements-test.txt $(VENV)/.runtime
+	$(BIN)/pip install -r requirements-test.txt
+	touch $@
+
+demo: $(VENV)/.runtime
+	$(BIN)/python -m core demo --workspace $(WORKSPACE)
+
+run: demo
+	NEUROPREDICT_WORKSPACE=$(WORKSPACE) $(BIN)/streamlit run app.py --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
+
+test: $(VENV)/.testing
+	$(BIN)/python -m pytest
+
+bench: $(VENV)/.runtime
+	$(BIN)/python -m tests.bench
+
+clean-venv:
+	rm -rf $(VENV)

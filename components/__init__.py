@@ -1,0 +1,1 @@
+"""Reusable Streamlit/plotly views; may import core, never pages."""

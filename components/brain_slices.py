@@ -1,0 +1,354 @@
+"""Orthogonal-slice brain viewer: a pure plotly figure builder and a thin Streamlit widget.
+
+Volumes are numpy arrays on one voxel grid with a 4x4 voxel -> mm (RAS) affine. Axis flips and
+permutations (e.g. FSL's LAS storage) are undone exactly before slicing, so panels are always shown in
+neurological convention (left on the left) with axes in mm. Oblique grids are refused rather than shown
+with wrong mm labels; resample them first (``nilearn.image.reorder_img(img, resample="continuous")``).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+from nibabel.affines import apply_affine
+from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation
+from plotly.subplots import make_subplots
+
+from components import state
+
+__all__ = ["orthogonal_slices_figure", "brain_slice_viewer"]
+
+_AXIS_NAMES = ("x", "y", "z")
+# Per panel: the voxel axis held fixed, then the (horizontal, vertical) voxel axes shown.
+_PANELS = (("sagittal", 0, (1, 2)), ("coronal", 1, (0, 2)), ("axial", 2, (0, 1)))
+# Direction letters at the low and high end of each horizontal axis (RAS: x runs L -> R, y P -> A).
+_EDGE_LABELS = {0: ("L", "R"), 1: ("P", "A")}
+_MASK_OPACITY = 0.5
+_CROSSHAIR_COLOR = "#56B4E9"  # Okabe-Ito sky blue: apart from the vermillion mask and from viridis
+_BACKGROUND_PERCENTILE = 99.5  # clip bright outliers (vessels, fat) so tissue contrast survives
+
+
+class _Grid(NamedTuple):
+    """Volumes reoriented to RAS+ with the matching axis-aligned affine."""
+
+    background: np.ndarray
+    overlay: np.ndarray | None
+    mask: np.ndarray | None
+    affine: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.background.shape
+
+    def axis_mm(self, axis: int) -> np.ndarray:
+        """mm coordinate of each voxel centre along one voxel axis."""
+        return self.affine[axis, axis] * np.arange(self.shape[axis]) + self.affine[axis, 3]
+
+    def voxel_size_mm(self) -> np.ndarray:
+        return np.diag(self.affine)[:3].copy()
+
+    def nearest_voxel(self, xyz_mm) -> tuple[int, int, int]:
+        """Index of the voxel nearest a point in mm; ValueError when the point lies off the grid."""
+        xyz = np.asarray(xyz_mm, dtype=float)
+        if xyz.shape != (3,) or not np.all(np.isfinite(xyz)):
+            raise ValueError(f"crosshair_mm must be three finite numbers (x, y, z) in mm, got {xyz_mm!r}.")
+        ijk = np.rint(apply_affine(np.linalg.inv(self.affine), xyz)).astype(int)
+        outside = [a for a in range(3) if not 0 <= ijk[a] < self.shape[a]]
+        if outside:
+            bounds = ", ".join(
+                f"{_AXIS_NAMES[a]} in [{self.axis_mm(a)[0]:g}, {self.axis_mm(a)[-1]:g}] mm" for a in range(3)
+            )
+            off = ", ".join(f"{_AXIS_NAMES[a]} = {xyz[a]:g} mm" for a in outside)
+            raise ValueError(f"Crosshair lies outside the image grid ({off}); the grid covers {bounds}.")
+        return tuple(int(v) for v in ijk)
+
+    def mask_centre_mm(self) -> tuple[float, float, float] | None:
+        """mm position of the mask voxel nearest the mask's centre of mass (None for an empty mask).
+
+        The nearest *mask* voxel rather than the centroid itself, so that a crescent-shaped lesion
+        still shows up in all three panels.
+        """
+        if self.mask is None or not self.mask.any():
+            return None
+        ijk = np.argwhere(self.mask)
+        nearest = ijk[np.argmin(((ijk - ijk.mean(axis=0)) ** 2).sum(axis=1))]
+        return tuple(float(v) for v in apply_affine(self.affine, nearest))
+
+
+def _to_ras_grid(background, affine, overlay=None, mask=None) -> _Grid:
+    background = np.asarray(background)
+    if background.ndim != 3:
+        raise ValueError(f"background must be a 3-D volume, got an array of shape {background.shape}.")
+    affine = np.asarray(affine, dtype=float)
+    if affine.shape != (4, 4) or not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+        raise ValueError("affine must be a finite, invertible 4x4 voxel -> mm matrix.")
+    volumes = {"overlay": overlay, "mask": mask}
+    for name, vol in volumes.items():
+        if vol is not None:
+            vol = np.asarray(vol)
+            if vol.shape != background.shape:
+                raise ValueError(
+                    f"{name} must be on the background's voxel grid: expected shape {background.shape}, "
+                    f"got {vol.shape}."
+                )
+            volumes[name] = vol.astype(bool) if name == "mask" else vol
+
+    ornt = io_orientation(affine)
+    ras_affine = affine @ inv_ornt_aff(ornt, background.shape)
+    rotation = ras_affine[:3, :3]
+    if np.any(np.abs(rotation - np.diag(np.diag(rotation))) > 1e-3 * np.abs(np.diag(rotation)).min()):
+        raise ValueError(
+            "The image grid is oblique (rotated against the mm axes), so slices cannot be shown with true mm "
+            "axes. Resample it first, e.g. nilearn.image.reorder_img(img, resample='continuous')."
+        )
+
+    def reorient(vol):
+        return None if vol is None else apply_orientation(vol, ornt)
+
+    return _Grid(reorient(background), reorient(volumes["overlay"]), reorient(volumes["mask"]), ras_affine)
+
+
+def _finite_range(values: np.ndarray, upper_percentile: float = 100.0) -> tuple[float, float]:
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return 0.0, 1.0
+    return float(finite.min()), float(np.percentile(finite, upper_percentile))
+
+
+def _plane(volume: np.ndarray, fixed_axis: int, index: int) -> np.ndarray:
+    """2-D slice ready for go.Heatmap: rows run along the vertical axis, columns along the horizontal."""
+    return np.take(volume, index, axis=fixed_axis).T
+
+
+def orthogonal_slices_figure(
+    background,
+    affine,
+    overlay=None,
+    mask=None,
+    crosshair_mm=(0.0, 0.0, 0.0),
+    *,
+    overlay_range=None,
+    overlay_threshold=None,
+    overlay_colorscale="Viridis",
+    overlay_opacity=0.8,
+    mask_color="#D55E00",
+    overlay_name="overlay",
+    mask_name="mask",
+    title=None,
+    height=340,
+) -> go.Figure:
+    """Sagittal, coronal and axial slices through ``crosshair_mm``, side by side.
+
+    Parameters
+    ----------
+    background : 3-D array, e.g. a T1 template (greys).
+    affine : (4, 4) voxel -> mm (RAS) matrix of the grid shared by all volumes.
+    overlay : 3-D array on the same grid, e.g. FA (0..1), drawn with ``overlay_colorscale`` and a colourbar.
+    mask : 3-D boolean array on the same grid, e.g. a lesion, drawn in ``mask_color``.
+    crosshair_mm : (x, y, z) in mm. Each panel shows the voxel slice nearest to it.
+    overlay_range : (min, max) of the colour scale; default the overlay's finite range, starting at
+        ``overlay_threshold`` when that is given.
+    overlay_threshold : overlay values below it are transparent.
+    overlay_name, mask_name : labels for the colourbar, hover text and legend.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure holding only the three slices. Traces carry ``uid`` values
+    ``"{background|overlay|mask}-{sagittal|coronal|axial}"``.
+
+    Raises
+    ------
+    ValueError : volumes of different shapes, an oblique grid, or a crosshair off the grid.
+    """
+    grid = _to_ras_grid(background, affine, overlay, mask)
+    ijk = grid.nearest_voxel(crosshair_mm)
+    centre_mm = apply_affine(grid.affine, ijk)
+    voxel_mm = grid.voxel_size_mm()
+
+    # Colour limits come from the whole volume so that contrast does not jump as the crosshair moves.
+    bg_min, bg_max = _finite_range(grid.background, _BACKGROUND_PERCENTILE)
+    if grid.overlay is not None:
+        lo, hi = _finite_range(grid.overlay)
+        if overlay_threshold is not None:
+            lo = float(overlay_threshold)
+        cmin, cmax = overlay_range if overlay_range is not None else (lo, hi)
+
+    extents = [
+        (grid.shape[h] * voxel_mm[h], grid.shape[v] * voxel_mm[v]) for _, _, (h, v) in _PANELS
+    ]
+    # Two lines so that the titles of narrow panels do not run into each other.
+    convention = "<br><span style='font-size:10px'>neurological: L on left</span>"
+    titles = [
+        f"Sagittal x = {centre_mm[0]:g} mm<br><span style='font-size:10px'>P left, A right</span>",
+        f"Coronal y = {centre_mm[1]:g} mm{convention}",
+        f"Axial z = {centre_mm[2]:g} mm{convention}",
+    ]
+    fig = make_subplots(
+        rows=1,
+        cols=3,
+        column_widths=[w / h for w, h in extents],  # same height, so widths follow each panel's aspect
+        horizontal_spacing=0.09,
+        subplot_titles=titles,
+    )
+    fig.update_annotations(font_size=12)  # the subplot titles; the L/R letters below set their own
+
+    for col, (plane, fixed, (h, v)) in enumerate(_PANELS, start=1):
+        x_mm, y_mm = grid.axis_mm(h), grid.axis_mm(v)
+        hname, vname = _AXIS_NAMES[h], _AXIS_NAMES[v]
+        bg = _plane(grid.background, fixed, ijk[fixed]).astype(np.float32)
+
+        # Hover lives on the background trace only, with the overlay value as customdata: stacked
+        # heatmaps would otherwise compete for the hover label.
+        hover = f"{hname} %{{x:.4~g}} mm, {vname} %{{y:.4~g}} mm<br>background %{{z:.3~g}}"
+        if grid.overlay is not None:
+            ov = _plane(grid.overlay, fixed, ijk[fixed]).astype(np.float32)
+            hover += f"<br>{overlay_name} %{{customdata:.3~g}}"
+        fig.add_trace(
+            go.Heatmap(
+                z=bg, x=x_mm, y=y_mm, colorscale="Greys", reversescale=True, zmin=bg_min, zmax=bg_max,
+                showscale=False, customdata=ov if grid.overlay is not None else None,
+                hovertemplate=hover + "<extra></extra>", uid=f"background-{plane}", name="background",
+            ),
+            row=1, col=col,
+        )
+        if grid.overlay is not None:
+            shown = ov if overlay_threshold is None else np.where(ov >= overlay_threshold, ov, np.nan)
+            fig.add_trace(
+                go.Heatmap(
+                    z=shown, x=x_mm, y=y_mm, coloraxis="coloraxis", opacity=overlay_opacity,
+                    hoverinfo="skip", uid=f"overlay-{plane}", name=overlay_name,
+                ),
+                row=1, col=col,
+            )
+        if grid.mask is not None:
+            # uint8 with a transparent 0 is a quarter the size of a float mask with NaN holes.
+            fig.add_trace(
+                go.Heatmap(
+                    z=_plane(grid.mask, fixed, ijk[fixed]).astype(np.uint8), x=x_mm, y=y_mm,
+                    colorscale=[[0, "rgba(0,0,0,0)"], [1, mask_color]], zmin=0, zmax=1, showscale=False,
+                    opacity=_MASK_OPACITY, hoverinfo="skip", uid=f"mask-{plane}", name=mask_name,
+                ),
+                row=1, col=col,
+            )
+
+        x_range = [x_mm[0] - voxel_mm[h] / 2, x_mm[-1] + voxel_mm[h] / 2]
+        y_range = [y_mm[0] - voxel_mm[v] / 2, y_mm[-1] + voxel_mm[v] / 2]
+        line = dict(color=_CROSSHAIR_COLOR, width=1)
+        fig.add_shape(type="line", x0=centre_mm[h], x1=centre_mm[h], y0=y_range[0], y1=y_range[1],
+                      line=line, name=f"crosshair-{plane}-{hname}", row=1, col=col)
+        fig.add_shape(type="line", x0=x_range[0], x1=x_range[1], y0=centre_mm[v], y1=centre_mm[v],
+                      line=line, name=f"crosshair-{plane}-{vname}", row=1, col=col)
+        low, high = _EDGE_LABELS[h]
+        for text, x, anchor in ((low, x_range[0], "left"), (high, x_range[1], "right")):
+            fig.add_annotation(text=f"<b>{text}</b>", x=x, y=y_range[1], xanchor=anchor, yanchor="top",
+                               showarrow=False, font=dict(color="white", size=13), row=1, col=col)
+
+        suffix = "" if col == 1 else str(col)
+        axis_style = dict(constrain="domain", showgrid=False, zeroline=False, ticks="outside",
+                          title_font_size=11, tickfont_size=10, title_standoff=4)
+        fig.update_xaxes(title_text=f"{hname} (mm)", range=x_range, row=1, col=col, **axis_style)
+        fig.update_yaxes(title_text=f"{vname} (mm)", range=y_range, scaleanchor=f"x{suffix}", scaleratio=1,
+                         row=1, col=col, **axis_style)
+
+    if grid.mask is not None:
+        # A heatmap's own legend swatch is a colour ramp; a square marker reads as "this colour = mask".
+        fig.add_trace(go.Scatter(
+            x=[None], y=[None], mode="markers", name=mask_name, showlegend=True, hoverinfo="skip",
+            marker=dict(symbol="square", size=12, color=mask_color, opacity=_MASK_OPACITY),
+        ), row=1, col=1)
+    if grid.overlay is not None:
+        fig.update_layout(coloraxis=dict(
+            colorscale=overlay_colorscale, cmin=cmin, cmax=cmax,
+            colorbar=dict(title=dict(text=overlay_name), thickness=12, len=0.7, y=1, yanchor="top"),
+        ))
+    fig.update_layout(
+        title=dict(text=title) if title else None,
+        height=height,
+        # Explicit margins: automargin does not make room for tick labels on scale-anchored axes.
+        margin=dict(l=50, r=10, t=85 if title else 55, b=45),
+        plot_bgcolor="black",
+        legend=dict(x=1.01, y=0, yanchor="bottom"),  # under the colourbar
+    )
+    return fig
+
+
+def _snap(grid: _Grid, xyz_mm) -> tuple[float, float, float]:
+    return tuple(float(v) for v in apply_affine(grid.affine, grid.nearest_voxel(xyz_mm)))
+
+
+def brain_slice_viewer(
+    background,
+    affine,
+    overlay=None,
+    mask=None,
+    *,
+    key: str,
+    default_crosshair_mm=None,
+    **figure_kwargs,
+) -> tuple[float, float, float]:
+    """Streamlit widget: crosshair sliders (mm), a jump-to-mask button, the slice figure and the value there.
+
+    All widget state lives under session-state keys starting with ``key``, so several viewers can share a
+    page. ``default_crosshair_mm`` defaults to the origin (or the grid centre when the origin is off the
+    grid). ``figure_kwargs`` go to :func:`orthogonal_slices_figure`. Returns the crosshair in mm.
+    """
+    grid = _to_ras_grid(background, affine, overlay, mask)
+    axes_mm = [grid.axis_mm(a) for a in range(3)]
+    state_keys = [f"{key}_{name}_mm" for name in _AXIS_NAMES]
+
+    if default_crosshair_mm is None:
+        try:
+            default = _snap(grid, (0.0, 0.0, 0.0))
+        except ValueError:
+            default = tuple(float(ax[len(ax) // 2]) for ax in axes_mm)
+    else:
+        default = _snap(grid, default_crosshair_mm)
+    for state_key, axis, value in zip(state_keys, axes_mm, default):
+        # Reset when absent, or left over from a different grid (e.g. another uploaded volume).
+        current = st.session_state.get(state_key)
+        if current is None or not axis[0] - 1e-6 <= current <= axis[-1] + 1e-6:
+            st.session_state[state_key] = value
+
+    mask_centre = grid.mask_centre_mm()
+
+    def jump_to_mask():
+        # Runs as a callback, i.e. before the sliders are built, the only time their state may be set.
+        for state_key, value in zip(state_keys, mask_centre):
+            st.session_state[state_key] = value
+
+    columns = st.columns(3)
+    for column, name, state_key, axis, step in zip(columns, _AXIS_NAMES, state_keys, axes_mm,
+                                                   grid.voxel_size_mm()):
+        column.slider(f"{name} (mm)", min_value=float(axis[0]), max_value=float(axis[-1]),
+                      step=float(step), key=state_key)
+    crosshair = tuple(float(st.session_state[k]) for k in state_keys)
+    ijk = grid.nearest_voxel(crosshair)
+
+    info = iter(st.columns(1 + (grid.overlay is not None) + 2 * (grid.mask is not None),
+                           vertical_alignment="bottom"))
+    next(info).metric("Background at crosshair", f"{float(grid.background[ijk]):.3g}",
+                      help=f"Voxel (i, j, k) = {ijk} of the RAS-oriented grid.")
+    if grid.overlay is not None:
+        overlay_name = figure_kwargs.get("overlay_name", "overlay")
+        next(info).metric(f"{overlay_name} at crosshair", f"{float(grid.overlay[ijk]):.3g}")
+    if grid.mask is not None:
+        mask_name = figure_kwargs.get("mask_name", "mask")
+        next(info).metric(f"In {mask_name}", "yes" if grid.mask[ijk] else "no")
+        next(info).button(f"Jump to {mask_name} centre", key=f"{key}_jump", on_click=jump_to_mask,
+                          disabled=mask_centre is None, help=None if mask_centre else "The mask is empty.")
+
+    fig = orthogonal_slices_figure(grid.background, grid.affine, grid.overlay, grid.mask, crosshair,
+                                   **figure_kwargs)
+    st.plotly_chart(
+        fig,
+        key=f"{key}_chart",
+        config={
+            "displaylogo": False,
+            # The app-wide PNG/SVG choice, at the size shown and doubled for print.
+            "toImageButtonOptions": {"format": state.image_format(), "filename": f"{key}_slices", "scale": 2},
+        },
+    )
+    return crosshair

@@ -1,0 +1,144 @@
+"""Panels of the cohort page: the generator form, the patient drill-down and the ground truth."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from components import figures, recordings
+from components.brain_slices import brain_slice_viewer
+from core import signals
+from core.anatomy import load_anatomy
+from core.cohort import Cohort, bayes_optimal_auc
+from core.features import FEATURE_DESCRIPTIONS, MODALITY_LABELS
+from core.prep2 import PUBLISHED_ACCURACY, prep2_evaluation
+from core.synth import INDICATIONS, MODALITIES, OUTCOME_TERMS, CohortConfig, presets
+
+
+def config_form(key: str = "generate") -> CohortConfig | None:
+    """The generator's config as a form, starting from a shipped preset; the config on submit."""
+    available = presets()
+    preset = st.selectbox("Start from preset", list(available), key=f"{key}-preset", help="Shipped configs in assets/cohorts/.")
+    base = available[preset]
+    with st.form(f"{key}-form"):
+        c1, c2, c3 = st.columns(3)
+        name = c1.text_input("Cohort name", base.name)
+        n_patients = c2.number_input("Patients", 10, 100_000, base.n_patients, step=100)
+        seed = c3.number_input("Seed", 0, 2**31 - 1, base.seed)
+        st.markdown("**Indications** (fraction of patients)")
+        cols = st.columns(len(INDICATIONS))
+        indications = {k: cols[i].slider(label, 0.0, 1.0, float(base.indications.get(k, 0.0)), 0.05) for i, (k, label) in enumerate(INDICATIONS.items())}
+        c1, c2, c3, c4 = st.columns(4)
+        n_sites = c1.number_input("Sites", 1, 20, base.n_sites)
+        site_effect = c2.slider("Site effect", 0.0, 3.0, float(base.site_effect), 0.1, help="Scanner, amplifier and outcome differences between sites.")
+        noise = c3.slider("Measurement noise", 0.0, 3.0, float(base.measurement_noise), 0.1)
+        outcome_noise = c4.slider("Outcome noise (% points SD)", 1.0, 30.0, float(base.outcome_noise_pct), 0.5)
+        threshold = st.slider("Responder threshold (% improvement)", 5.0, 95.0, float(base.responder_threshold_pct), 5.0)
+        st.markdown("**Per modality:** planted effect strength (0 = no effect) and missing rate")
+        cols = st.columns(len(MODALITIES))
+        strength, missing = {}, {}
+        for col, m in zip(cols, MODALITIES):
+            strength[m] = col.slider(f"{MODALITY_LABELS[m]} effect", 0.0, 3.0, base.strength(m), 0.1, key=f"{key}-s-{m}")
+            missing[m] = col.slider(f"{m} missing", 0.0, 0.9, float(base.missing_rate.get(m, 0.0)), 0.05, key=f"{key}-m-{m}")
+        submitted = st.form_submit_button("Generate and save", type="primary", icon=":material/science:")
+    if not submitted:
+        return None
+    return CohortConfig(
+        name=name.strip(), n_patients=int(n_patients), seed=int(seed), indications={k: v for k, v in indications.items() if v > 0},
+        n_sites=int(n_sites), site_effect=site_effect, missing_rate=missing, effect_strength=strength,
+        measurement_noise=noise, outcome_noise_pct=outcome_noise, responder_threshold_pct=threshold,
+    )
+
+
+@st.cache_resource(max_entries=6, show_spinner=False)
+def _patient_raw(_cohort: Cohort, digest: str, patient_id: str):
+    # Keyed by the cohort's content digest: two cohorts with the same name never share an entry.
+    return _cohort.raw_data(patient_id)
+
+
+def patient_panel(cohort: Cohort) -> None:
+    """One patient's raw data: FA map with lesion, MEP sweeps, voluntary EMG, reaching."""
+    c1, c2 = st.columns([1, 2])
+    indication = c1.selectbox("Indication", ["all", *sorted(cohort.patients["indication"].unique())], key="drill-indication")
+    ids = cohort.patients.index if indication == "all" else cohort.patients.index[cohort.patients["indication"] == indication]
+    patient_id = c2.selectbox("Patient", ids, key="drill-patient")
+    raw = _patient_raw(cohort, cohort.digest, patient_id)
+    info = cohort.patients.loc[patient_id]
+    outcome = cohort.outcomes.loc[patient_id]
+    m = st.columns(4)
+    m[0].metric("Indication", INDICATIONS.get(info["indication"], info["indication"]).split(":")[0])
+    m[1].metric("Site / affected side", f"{info['site']} / {info['affected_hemisphere']}")
+    m[2].metric("Improvement", f"{outcome['improvement_pct']:.0f}%", "responder" if outcome["responder"] else "non-responder", delta_color="normal" if outcome["responder"] else "inverse")
+    if "true_response_probability" in outcome:
+        m[3].metric("True response probability", f"{outcome['true_response_probability']:.2f}", help="Known only for synthetic patients.")
+
+    st.subheader("Diffusion MRI: fractional anisotropy")
+    if raw.fa is None:
+        st.info("This patient has no DTI (missing modality).")
+    else:
+        anatomy = load_anatomy()
+        lesion = raw.lesion_mask if raw.lesion_mask is not None and raw.lesion_mask.any() else None
+        default = None if lesion is None else tuple(np.round(anatomy.voxel_mm(np.flatnonzero(lesion.ravel())).mean(0)))
+        brain_slice_viewer(anatomy.template, raw.affine, overlay=raw.fa, mask=lesion, key=f"fa-{patient_id}", default_crosshair_mm=default, overlay_threshold=0.15, overlay_range=(0.0, 0.8), title="FA over MNI152 (lesion in vermillion)")
+
+    st.subheader("EMG: TMS motor-evoked potentials and voluntary contraction")
+    if raw.emg is None:
+        st.info("This patient has no EMG (missing modality).")
+    else:
+        e = raw.emg
+        mep = signals.mep_features(e.mep_sweeps_uv, e.fs_hz, e.sweep_start_ms)
+        figures.show_figure(recordings.mep_sweeps_figure(e.mep_sweeps_uv, e.fs_hz, e.sweep_start_ms, e.muscles, latency_ms=mep["latency_ms"], present=mep["present"]), key="mep", filename=f"{patient_id}-mep")
+        figures.show_figure(recordings.voluntary_emg_figure(e.voluntary_uv, e.fs_hz, e.muscles), key="voluntary", filename=f"{patient_id}-voluntary-emg")
+
+    st.subheader("Kinematics: reaching")
+    if raw.trajectory is None:
+        st.info("This patient has no kinematics (missing modality).")
+    else:
+        t = raw.trajectory
+        speed = signals.speed_mm_s(t.position_mm, t.fs_hz)
+        c1, c2 = st.columns(2)
+        with c1:
+            figures.show_figure(recordings.trajectory_figure(t.position_mm, t.fs_hz), key="trajectory", filename=f"{patient_id}-trajectory")
+        with c2:
+            figures.show_figure(recordings.speed_profile_figure(speed, t.fs_hz, signals.movement_segments(speed, t.fs_hz)), key="speed", filename=f"{patient_id}-speed")
+
+    st.subheader("Features of this patient")
+    values = cohort.features.loc[patient_id]
+    percentile = (cohort.features.rank(pct=True).loc[patient_id] * 100).round(0)
+    table = pd.DataFrame({"value": values, "cohort percentile": percentile, "description": [FEATURE_DESCRIPTIONS.get(f, "") for f in values.index]})
+    st.dataframe(table, width="stretch", height=320)
+
+
+def ground_truth_panel(cohort: Cohort) -> None:
+    """What was planted, the ceiling any model can reach, and the PREP2 realism check."""
+    truth = cohort.ground_truth
+    if truth is None:
+        st.info("Ground truth is known only for synthetic cohorts.")
+        return
+    auc = bayes_optimal_auc(cohort)
+    c = st.columns(3)
+    c[0].metric("Bayes-optimal AUC", f"{auc[0]:.3f}", help="AUC of the true response probabilities: the ceiling for any model on this cohort.")
+    c[1].caption(f"95% CI {auc[1]:.3f} - {auc[2]:.3f} (stratified bootstrap, 500 resamples)")
+    c[2].metric("Responders", f"{100 * cohort.outcomes['responder'].mean():.1f}%")
+
+    left, right = st.columns([3, 2])
+    with left:
+        st.markdown("**Planted effect of each feature**")
+        figures.show_figure(figures.planted_effects_figure(truth.feature_effects), key="planted", data=truth.feature_effects.set_index("feature"), filename="planted-feature-effects")
+    with right:
+        st.markdown("**Planted contribution of each modality**")
+        modality = truth.modality_effects()
+        figures.show_figure(figures.modality_effects_figure(modality), key="modality-effects", data=modality.to_frame("effect"), filename="planted-modality-effects")
+    with st.expander("Outcome model: the planted terms"):
+        st.dataframe(pd.DataFrame([{"term": t.name, "indication": t.indication, "features": ", ".join(t.features), "formula": t.formula} for t in OUTCOME_TERMS]), width="stretch", hide_index=True)
+        st.caption("Improvement % = 100 x sigmoid(sum of terms x modality strength + site shift) + Gaussian noise; responder = improvement >= threshold.")
+
+    result = prep2_evaluation(cohort)
+    if result["n_evaluated"]:
+        st.markdown("**Realism check: the PREP2 rule on the stroke patients**")
+        c = st.columns(3)
+        c[0].metric("PREP2 correct", f"{100 * result['accuracy']:.1f}%")
+        c[1].metric("Published", " / ".join(f"{100 * v:.0f}%" for v in PUBLISHED_ACCURACY.values()), help="Stinear et al. 2017: development / external validation.")
+        c[2].metric("Stroke patients evaluated", result["n_evaluated"], f"{result['n_not_predictable']} lack an input", delta_color="off")
+        figures.show_figure(figures.confusion_figure(result["confusion"]), key="prep2", data=result["confusion"], filename="prep2-confusion")

@@ -1,0 +1,173 @@
+"""The one object that carries a cohort through the app: :class:`Cohort`."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from core.errors import InputError
+from core.features import MODALITY_LABELS, modality_of
+
+
+class RawSource(Protocol):
+    """Lazy access to a patient's raw data (volumes, signals, trajectories)."""
+
+    def load(self, patient_id: str) -> PatientRaw: ...
+
+
+@dataclass
+class PatientRaw:
+    """Raw data of one patient; a modality the patient lacks is None.
+
+    Attributes
+    ----------
+    fa : (99, 117, 95) float32 FA volume on the MNI152 2 mm grid, or None.
+    lesion_mask : boolean volume of the same shape (all False without a lesion), or None.
+    affine : (4, 4) voxel -> MNI mm.
+    emg : :class:`core.recordings.EMGRecording` or None.
+    trajectory : :class:`core.recordings.Trajectory` or None.
+    """
+
+    patient_id: str
+    fa: np.ndarray | None = None
+    lesion_mask: np.ndarray | None = None
+    affine: np.ndarray | None = None
+    emg: object | None = None
+    trajectory: object | None = None
+
+
+@dataclass(frozen=True)
+class GroundTruth:
+    """What only a synthetic cohort knows: latents, planted terms and true probabilities."""
+
+    latents: pd.DataFrame
+    terms: pd.DataFrame
+    feature_effects: pd.DataFrame  # feature, modality, effect, terms, formula
+
+    def modality_effects(self) -> pd.Series:
+        """Planted contribution per modality (sum of its features' effects), largest first."""
+        return self.feature_effects.groupby("modality")["effect"].sum().sort_values(ascending=False)
+
+
+@dataclass
+class Cohort:
+    """Patients, their features by modality, outcomes, groups, raw data and provenance.
+
+    Attributes
+    ----------
+    name : workspace key and display name.
+    patients : DataFrame indexed by ``patient_id``: ``indication``, ``site`` and other metadata.
+    features : DataFrame, same index; every column named ``<modality>.<name>``; NaN = missing.
+    outcomes : DataFrame, same index: ``improvement_pct`` (continuous) and ``responder`` (bool,
+        ``improvement_pct >= responder_threshold_pct``); synthetic cohorts add
+        ``true_response_probability``.
+    responder_threshold_pct : the documented responder threshold (% improvement).
+    provenance : how it was made: ``{"kind": "synthetic", "config": {...}}`` or the uploaded files.
+    ground_truth : :class:`GroundTruth` for synthetic cohorts, else None.
+    raw : lazy raw-data access, or None when the raw data are not available.
+    """
+
+    name: str
+    patients: pd.DataFrame
+    features: pd.DataFrame
+    outcomes: pd.DataFrame
+    responder_threshold_pct: float
+    provenance: dict = field(default_factory=dict)
+    ground_truth: GroundTruth | None = None
+    raw: RawSource | None = None
+
+    def __post_init__(self):
+        for label, table in (("features", self.features), ("outcomes", self.outcomes)):
+            if not table.index.equals(self.patients.index):
+                raise InputError(f"{label} rows do not match the patient list (index patient_id).", source=self.name)
+        if self.patients.index.has_duplicates:
+            dupes = self.patients.index[self.patients.index.duplicated()].unique()[:5].tolist()
+            raise InputError(f"duplicate patient ids {dupes}; each patient must appear once.", source=self.name, field="patient_id")
+        for column in self.features.columns:
+            modality_of(column)  # raises InputError on an unprefixed name
+        missing = {"improvement_pct", "responder"} - set(self.outcomes.columns)
+        if missing:
+            raise InputError(f"outcomes lack column(s) {sorted(missing)}.", source=self.name)
+
+    # --- views ---------------------------------------------------------------------------------
+    @property
+    def n_patients(self) -> int:
+        return len(self.patients)
+
+    @property
+    def modalities(self) -> list[str]:
+        """Modalities present, in the canonical order."""
+        present = {modality_of(c) for c in self.features.columns}
+        return [m for m in MODALITY_LABELS if m in present]
+
+    def feature_modalities(self) -> pd.Series:
+        """Modality of every feature column, derived from the names."""
+        return pd.Series({c: modality_of(c) for c in self.features.columns}, name="modality")
+
+    def features_of(self, modality: str) -> list[str]:
+        return [c for c in self.features.columns if modality_of(c) == modality]
+
+    @property
+    def groups(self) -> pd.Series | None:
+        """Site of each patient (for grouped cross-validation), or None."""
+        return self.patients["site"] if "site" in self.patients else None
+
+    def modality_availability(self) -> pd.DataFrame:
+        """Boolean table patients x modalities: True where any feature of it is present."""
+        return pd.DataFrame({m: self.features[self.features_of(m)].notna().any(axis=1) for m in self.modalities})
+
+    def raw_data(self, patient_id: str) -> PatientRaw:
+        if self.raw is None:
+            raise InputError("this cohort has no raw data attached; only its feature table is available.", source=self.name)
+        if patient_id not in self.patients.index:
+            raise InputError(f"no patient {patient_id!r} in this cohort.", source=self.name, field="patient_id")
+        return self.raw.load(patient_id)
+
+    @property
+    def digest(self) -> str:
+        """sha256 of the features and outcomes: the cache key of everything derived from them."""
+        h = hashlib.sha256()
+        for table in (self.features, self.outcomes[["improvement_pct", "responder"]]):
+            h.update(pd.util.hash_pandas_object(table, index=True).to_numpy().tobytes())
+            h.update("|".join(map(str, table.columns)).encode())
+        return h.hexdigest()
+
+    def summary(self) -> pd.DataFrame:
+        """One row per indication: patients, responders, mean improvement, modality coverage."""
+        table = self.patients[["indication"]].join(self.outcomes[["improvement_pct", "responder"]]).join(self.modality_availability())
+        grouped = table.groupby("indication")
+        out = pd.DataFrame(
+            {
+                "patients": grouped.size(),
+                "responders (%)": 100 * grouped["responder"].mean(),
+                "improvement (%) mean": grouped["improvement_pct"].mean(),
+                "improvement (%) SD": grouped["improvement_pct"].std(),
+            }
+        )
+        for m in self.modalities:
+            out[f"with {m} (%)"] = 100 * grouped[m].mean()
+        return out.round(1)
+
+
+def feature_correlations(cohort: Cohort, method: str = "spearman") -> pd.DataFrame:
+    """Pairwise correlations of all features, columns ordered by modality (pairwise-complete)."""
+    order = [c for m in cohort.modalities for c in cohort.features_of(m)]
+    usable = [c for c in order if cohort.features[c].nunique(dropna=True) > 1]
+    return cohort.features[usable].corr(method=method, min_periods=20)
+
+
+def bayes_optimal_auc(cohort: Cohort, n_boot: int = 500) -> tuple[float, float, float] | None:
+    """AUC of the true response probabilities against the observed labels, with a 95% CI.
+
+    No model can beat it on average on this cohort: it is the ceiling for out-of-fold AUC.
+    None for cohorts without a ground truth.
+    """
+    from core.metrics import roc_auc_ci
+
+    if "true_response_probability" not in cohort.outcomes:
+        return None
+    return roc_auc_ci(cohort.outcomes["responder"], cohort.outcomes["true_response_probability"], n_boot=n_boot)

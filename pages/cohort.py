@@ -1,0 +1,62 @@
+"""Cohort page: generate or pick a cohort, explore it, open a patient, check the ground truth."""
+
+import streamlit as st
+
+from components import cohort_panels, figures, state
+from core.cohort import feature_correlations
+from core.errors import InputError
+from core.synth import generate_cohort
+
+st.title("Cohort explorer")
+
+with st.expander("Generate a synthetic cohort", expanded=state.current_cohort_name() is None, icon=":material/science:"):
+    try:
+        config = cohort_panels.config_form()
+    except InputError as exc:
+        config = None
+        st.error(str(exc))
+    if config is not None:
+        with st.status(f"Generating {config.n_patients} patients ...", expanded=True) as status:
+            bar = st.progress(0.0, text="latent factors and raw recordings")
+            try:
+                cohort = generate_cohort(config, progress=lambda done, total: bar.progress(done / total, text=f"raw data and features: chunk {done} of {total}"))
+                state.workspace().save(cohort)
+            except InputError as exc:
+                status.update(label="Not generated", state="error")
+                st.error(str(exc))
+            else:
+                state.set_current_cohort(cohort.name)
+                status.update(label=f"Saved {cohort.n_patients} patients as '{cohort.name}'", state="complete", expanded=False)
+
+cohort = state.current_cohort()
+if cohort is None:
+    st.info("The workspace holds no cohort yet: generate one above.")
+    st.stop()
+
+st.caption(f"**{cohort.name}** · {cohort.n_patients} patients · modalities: {', '.join(cohort.modalities)} · "
+           f"responder = improvement >= {cohort.responder_threshold_pct:g}% · source: {cohort.provenance.get('kind', 'unknown')}")
+st.dataframe(cohort.summary(), width="stretch")
+
+overview, correlations, patient, truth, export = st.tabs(["Distributions", "Correlations", "Patient", "Ground truth", "Export"])
+with overview:
+    c1, c2 = st.columns([2, 1])
+    column = c1.selectbox("Variable", ["improvement_pct", *cohort.features.columns], key="dist-column")
+    by = c2.radio("Split by", ["responder", "indication", "site"], horizontal=True, key="dist-by")
+    fig, data = figures.distribution_figure(cohort, column, by)
+    figures.show_figure(fig, key="distribution", data=data, filename=f"distribution-{column}-by-{by}")
+with correlations:
+    st.caption("Spearman correlations between features (pairwise complete). Lines separate modalities; "
+               "shared latent factors make modalities correlate, as in real cohorts.")
+    corr = feature_correlations(cohort)
+    figures.show_figure(figures.correlation_figure(corr), key="correlations", data=corr, filename="feature-correlations")
+with patient:
+    if cohort.raw is None:
+        st.info("This cohort carries no raw data; only its features are available.")
+    else:
+        cohort_panels.patient_panel(cohort)
+with truth:
+    cohort_panels.ground_truth_panel(cohort)
+with export:
+    st.download_button("Features (CSV)", cohort.features.to_csv().encode(), f"{cohort.name}-features.csv", "text/csv")
+    st.download_button("Outcomes (CSV)", cohort.outcomes.to_csv().encode(), f"{cohort.name}-outcomes.csv", "text/csv")
+    st.download_button("Patients (CSV)", cohort.patients.to_csv().encode(), f"{cohort.name}-patients.csv", "text/csv")

@@ -1,0 +1,76 @@
+"""Benchmarks (``make bench``): one JSON line per figure. Not tests: nothing here asserts a time.
+
+Figures for issue 2:
+- ``cohort_features_10k``: a 10,000-patient synthetic cohort, raw data generated and features
+  extracted (only the voxels the features read), on all local cores. Baseline, same run: the
+  naive path that builds each patient's full FA volume and reads the features from it, timed on
+  a sample of patients and scaled to 10,000.
+- ``patient_drilldown``: one patient's full raw data (FA volume, lesion mask, EMG, reaching)
+  plus the drill-down figures built from them. Median of repeated runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+
+
+def emit(figure: str, value: float, unit: str, bar: float | None = None, **extra) -> None:
+    print(json.dumps({"figure": figure, "value": round(value, 4), "unit": unit, "bar": bar, **extra}), flush=True)
+
+
+def bench_cohort_features() -> None:
+    from core.dti import dti_features_from_volume, fa_volume
+    from core.synth import CohortConfig, fa_parameters, generate_cohort, sample_latents
+
+    config = CohortConfig(name="bench", n_patients=10_000, seed=1)
+    generate_cohort(CohortConfig(name="warm", n_patients=1500, seed=2))  # start workers, load anatomy
+    start = time.perf_counter()
+    generate_cohort(config)
+    elapsed = time.perf_counter() - start
+
+    latents = sample_latents(CohortConfig(name="naive", n_patients=40, seed=1))
+    start = time.perf_counter()
+    for _, row in latents.iterrows():
+        params = fa_parameters(row, config)
+        dti_features_from_volume(fa_volume(params), params.affected_hemisphere)
+    naive_per_patient = (time.perf_counter() - start) / len(latents)
+    naive_10k = naive_per_patient * config.n_patients
+    emit("cohort_features_10k", elapsed, "s", bar=10.0, cores=os.cpu_count(), baseline_full_volume_dti_only_s=round(naive_10k, 2), speedup_vs_baseline=round(naive_10k / elapsed, 1))
+
+
+def bench_patient_drilldown() -> None:
+    from components import recordings as views
+    from components.brain_slices import orthogonal_slices_figure
+    from core import signals
+    from core.anatomy import load_anatomy
+    from core.synth import CohortConfig, generate_cohort
+
+    cohort = generate_cohort(CohortConfig(name="drill", n_patients=40, seed=3, indications={"stroke": 1.0}, missing_rate={}), n_jobs=1)
+    anatomy = load_anatomy()
+    times = []
+    for pid in cohort.patients.index[:15]:
+        start = time.perf_counter()
+        raw = cohort.raw_data(pid)
+        orthogonal_slices_figure(anatomy.template, raw.affine, overlay=raw.fa, mask=raw.lesion_mask)
+        e = raw.emg
+        mep = signals.mep_features(e.mep_sweeps_uv, e.fs_hz, e.sweep_start_ms)
+        views.mep_sweeps_figure(e.mep_sweeps_uv, e.fs_hz, e.sweep_start_ms, e.muscles, latency_ms=mep["latency_ms"], present=mep["present"])
+        views.voluntary_emg_figure(e.voluntary_uv, e.fs_hz, e.muscles)
+        t = raw.trajectory
+        speed = signals.speed_mm_s(t.position_mm, t.fs_hz)
+        views.trajectory_figure(t.position_mm, t.fs_hz)
+        views.speed_profile_figure(speed, t.fs_hz, signals.movement_segments(speed, t.fs_hz))
+        times.append(time.perf_counter() - start)
+    emit("patient_drilldown", statistics.median(times[1:]), "s", bar=0.3, runs=len(times) - 1)
+
+
+def main() -> None:
+    bench_patient_drilldown()
+    bench_cohort_features()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,222 @@
+"""Views of brain volumes and raw recordings: the figures show the data they were given, where they say."""
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from components.brain_slices import orthogonal_slices_figure
+from components.recordings import (
+    mep_sweeps_figure,
+    speed_profile_figure,
+    trajectory_figure,
+    voluntary_emg_figure,
+)
+
+# A small grid with 2 mm voxels whose origin is off-centre, so that mm and voxel indices differ.
+SHAPE = (9, 11, 7)
+AFFINE = np.array([[2.0, 0, 0, -8], [0, 2.0, 0, -12], [0, 0, 2.0, -4], [0, 0, 0, 1]])
+
+
+@pytest.fixture
+def volumes():
+    rng = np.random.default_rng(0)
+    background = rng.random(SHAPE).astype(np.float32)
+    overlay = rng.random(SHAPE).astype(np.float32)
+    mask = np.zeros(SHAPE, bool)
+    mask[5:7, 2:5, 1:3] = True
+    return background, overlay, mask
+
+
+def trace(fig, uid):
+    (match,) = [t for t in fig.data if t.uid == uid]
+    return match
+
+
+def test_each_panel_shows_the_voxel_nearest_the_crosshair(volumes):
+    background, overlay, mask = volumes
+    # (3.2, -2.9, 5.1) mm lies at voxel (5.6, 4.55, 4.55): nearest (6, 5, 5), i.e. (4, -2, 6) mm.
+    fig = orthogonal_slices_figure(background, AFFINE, overlay, mask, crosshair_mm=(3.2, -2.9, 5.1))
+    i, j, k = 6, 5, 5
+    np.testing.assert_array_equal(trace(fig, "background-sagittal").z, background[i, :, :].T)
+    np.testing.assert_array_equal(trace(fig, "background-coronal").z, background[:, j, :].T)
+    np.testing.assert_array_equal(trace(fig, "background-axial").z, background[:, :, k].T)
+    np.testing.assert_array_equal(trace(fig, "overlay-axial").z, overlay[:, :, k].T)
+    # Axes are in mm: sagittal shows y horizontally and z vertically.
+    sagittal = trace(fig, "background-sagittal")
+    np.testing.assert_allclose(sagittal.x, 2.0 * np.arange(SHAPE[1]) - 12)
+    np.testing.assert_allclose(sagittal.y, 2.0 * np.arange(SHAPE[2]) - 4)
+    titles = [a.text for a in fig.layout.annotations[:3]]
+    assert titles[0].startswith("Sagittal x = 4 mm") and titles[1].startswith("Coronal y = -2 mm")
+    assert titles[2].startswith("Axial z = 6 mm") and "L on left" in titles[2]
+    # The crosshair is drawn through the slice actually shown, not the requested point.
+    lines = {s.name: s for s in fig.layout.shapes}
+    assert lines["crosshair-axial-x"].x0 == lines["crosshair-axial-x"].x1 == 4.0
+    assert lines["crosshair-axial-y"].y0 == -2.0
+    assert lines["crosshair-sagittal-z"].y0 == 6.0
+
+
+def test_flipped_storage_is_shown_in_neurological_convention(volumes):
+    background, _, mask = volumes
+    # The same image stored L->R reversed (as FSL's LAS templates are): voxel i holds x = 8 - 2 i.
+    las_affine = AFFINE @ np.array([[-1.0, 0, 0, SHAPE[0] - 1], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
+    ras = orthogonal_slices_figure(background, AFFINE, mask=mask, crosshair_mm=(2, -4, 4))
+    las = orthogonal_slices_figure(background[::-1], las_affine, mask=mask[::-1], crosshair_mm=(2, -4, 4))
+    for uid in ("background-coronal", "background-axial", "mask-axial"):
+        np.testing.assert_array_equal(trace(las, uid).z, trace(ras, uid).z)
+        np.testing.assert_allclose(trace(las, uid).x, trace(ras, uid).x)
+    assert list(trace(las, "background-axial").x) == sorted(trace(las, "background-axial").x)  # L left
+
+
+@pytest.mark.parametrize(
+    ("crosshair", "ok"),
+    [((8.9, 0, 0), True), ((9.1, 0, 0), False), ((0, -13.1, 0), False), ((0, 0, 100), False)],
+)
+def test_crosshair_off_the_grid_is_refused(volumes, crosshair, ok):
+    background, _, _ = volumes
+    # x voxel centres run from -8 to 8 mm; half a voxel (1 mm) beyond the last one is still that voxel.
+    if ok:
+        orthogonal_slices_figure(background, AFFINE, crosshair_mm=crosshair)
+    else:
+        with pytest.raises(ValueError, match="outside the image grid"):
+            orthogonal_slices_figure(background, AFFINE, crosshair_mm=crosshair)
+
+
+def test_mask_is_drawn_only_where_it_is_true(volumes):
+    background, overlay, mask = volumes
+    fig = orthogonal_slices_figure(background, AFFINE, overlay, mask, crosshair_mm=(4, -6, -2), mask_color="#D55E00")
+    i, j, k = 6, 3, 1
+    for uid, plane in (("mask-sagittal", mask[i, :, :]), ("mask-coronal", mask[:, j, :]), ("mask-axial", mask[:, :, k])):
+        shown = trace(fig, uid)
+        assert plane.any()
+        np.testing.assert_array_equal(np.asarray(shown.z) == 1, plane.T)
+        # Zero cells are fully transparent; ones get the mask colour.
+        (zero, transparent), (one, colour) = shown.colorscale
+        assert (zero, one, colour) == (0, 1, "#D55E00") and transparent.replace(" ", "").endswith(",0)")
+
+
+def test_overlay_below_threshold_is_transparent_and_colour_range_starts_there(volumes):
+    background, overlay, _ = volumes
+    overlay[0, :, 2] = 0.4  # exactly at the threshold: still shown
+    fig = orthogonal_slices_figure(background, AFFINE, overlay, crosshair_mm=(0, 0, 0), overlay_threshold=0.4)
+    shown = np.asarray(trace(fig, "overlay-axial").z)
+    expected = overlay[:, :, 2].T
+    np.testing.assert_array_equal(np.isnan(shown), expected < 0.4)
+    np.testing.assert_array_equal(shown[~np.isnan(shown)], expected[expected >= 0.4])
+    assert fig.layout.coloraxis.cmin == pytest.approx(0.4)
+    assert fig.layout.coloraxis.cmax == pytest.approx(overlay.max())
+
+
+def test_volumes_off_the_grid_and_oblique_grids_are_refused(volumes):
+    background, overlay, _ = volumes
+    with pytest.raises(ValueError, match=r"overlay must be on the background's voxel grid.*\(9, 11, 6\)"):
+        orthogonal_slices_figure(background, AFFINE, overlay[:, :, :-1])
+    angle = np.deg2rad(20)
+    oblique = AFFINE.copy()
+    oblique[:2, :2] = 2.0 * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    with pytest.raises(ValueError, match="oblique"):
+        orthogonal_slices_figure(background, oblique)
+
+
+def _two_viewers_page():
+    import numpy as np
+
+    from components.brain_slices import brain_slice_viewer
+
+    affine = np.array([[2.0, 0, 0, -8], [0, 2.0, 0, -12], [0, 0, 2.0, -4], [0, 0, 0, 1]])
+    background = np.arange(9 * 11 * 7, dtype=float).reshape(9, 11, 7)
+    mask = np.zeros((9, 11, 7), bool)
+    mask[7, 9, 5] = True  # at (6, 6, 6) mm
+    brain_slice_viewer(background, affine, mask=mask, key="a")
+    brain_slice_viewer(background, affine, mask=mask, key="b")
+
+
+def test_two_viewers_share_a_page_and_jump_to_the_mask_independently():
+    at = AppTest.from_function(_two_viewers_page).run(timeout=30)
+    assert not at.exception
+    assert [s.key for s in at.slider] == ["a_x_mm", "a_y_mm", "a_z_mm", "b_x_mm", "b_y_mm", "b_z_mm"]
+    assert [s.value for s in at.slider] == [0.0] * 6  # the origin lies on this grid: voxel (4, 6, 2)
+    assert at.slider(key="a_y_mm").step == 2.0 and at.slider(key="a_x_mm").min == -8.0
+
+    at.button(key="a_jump").click().run(timeout=30)
+    assert [at.slider(key=f"a_{n}_mm").value for n in "xyz"] == [6.0, 6.0, 6.0]
+    assert [at.slider(key=f"b_{n}_mm").value for n in "xyz"] == [0.0, 0.0, 0.0]
+    values = [m.value for m in at.metric]
+    assert values[:2] == [f"{np.ravel_multi_index((7, 9, 5), (9, 11, 7)):.3g}", "yes"]
+    assert values[2:] == [f"{np.ravel_multi_index((4, 6, 2), (9, 11, 7)):.3g}", "no"]
+
+
+# --- recordings -------------------------------------------------------------------------------------
+
+FS = 2000.0
+MUSCLES = ("fdi", "ecr")
+
+
+@pytest.fixture
+def sweeps():
+    return np.random.default_rng(1).normal(0, 20, size=(2, 5, 200))
+
+
+def test_mep_figure_has_one_mean_per_muscle_on_its_own_row(sweeps):
+    fig = mep_sweeps_figure(sweeps, FS, -20.0, MUSCLES)
+    means = [t for t in fig.data if t.name == "mean"]
+    assert [(t.meta, t.yaxis) for t in means] == [("fdi", "y"), ("ecr", "y2")]
+    for t, muscle_sweeps in zip(means, sweeps):
+        np.testing.assert_allclose(t.y, muscle_sweeps.mean(axis=0))
+        np.testing.assert_allclose(t.x, -20.0 + 0.5 * np.arange(200))  # ms, 0.5 ms per sample at 2 kHz
+    trials = [t for t in fig.data if t.name.startswith("trials")]
+    assert len(trials) == 2 and np.isnan(trials[0].y).sum() == 5  # 5 trials, NaN-separated
+    assert fig.layout.xaxis2.title.text == "Time from TMS pulse (ms)"
+    assert fig.layout.yaxis.title.text == "EMG (µV)"
+
+
+def test_mep_figure_marks_pulse_window_latency_and_presence(sweeps):
+    fig = mep_sweeps_figure(sweeps, FS, -20.0, MUSCLES, latency_ms=[21.5, np.nan], present=[True, False],
+                            window_ms=(15, 50))
+    shapes = fig.layout.shapes
+    latency = [(s.x0, s.xref) for s in shapes if s.name == "onset latency"]
+    assert latency == [(21.5, "x")]  # the NaN latency of the second muscle draws nothing
+    assert [(s.x0, s.xref) for s in shapes if s.name == "TMS pulse"] == [(0.0, "x"), (0.0, "x2")]
+    windows = [(s.x0, s.x1) for s in shapes if s.name == "MEP window 15–50 ms"]
+    assert windows == [(15, 50), (15, 50)]
+    only_second = mep_sweeps_figure(sweeps, FS, -20.0, MUSCLES, latency_ms=[np.nan, 30.0]).layout.shapes
+    assert [(s.x0, s.xref, s.showlegend) for s in only_second if s.name == "onset latency"] == [(30.0, "x2", True)]
+    titles = [a.text for a in fig.layout.annotations]
+    assert "FDI — MEP present" in titles and "ECR — MEP absent" in titles
+    with pytest.raises(ValueError, match="one value per muscle"):
+        mep_sweeps_figure(sweeps, FS, -20.0, MUSCLES, latency_ms=[21.5])
+    with pytest.raises(ValueError, match="one row per muscle"):
+        mep_sweeps_figure(sweeps, FS, -20.0, ("fdi",))
+
+
+def test_speed_figure_shades_exactly_the_given_segments():
+    speed = np.abs(np.sin(np.arange(1000) / 50.0)) * 300
+    fig = speed_profile_figure(speed, 100.0, [(50, 170), (400, 520)])
+    shaded = [(s.x0, s.x1) for s in fig.layout.shapes if s.name == "movement"]
+    assert shaded == [(0.5, 1.7), (4.0, 5.2)]
+    assert sum(bool(s.showlegend) for s in fig.layout.shapes) == 1
+    np.testing.assert_allclose(fig.data[0].x[[0, -1]], [0.0, 9.99])
+    assert fig.layout.yaxis.title.text == "Speed (mm/s)"
+    assert not speed_profile_figure(speed, 100.0).layout.shapes
+    with pytest.raises(ValueError, match="Movement segment 0"):
+        speed_profile_figure(speed, 100.0, [(900, 1001)])
+
+
+def test_voluntary_emg_and_trajectory_use_time_in_seconds():
+    emg = np.random.default_rng(2).normal(size=(2, 2000))
+    fig = voluntary_emg_figure(emg, FS, MUSCLES)
+    assert [t.yaxis for t in fig.data] == ["y", "y2"]
+    np.testing.assert_allclose(fig.data[1].x[[0, -1]], [0.0, 1999 / FS])
+    np.testing.assert_array_equal(fig.data[1].y, emg[1])
+
+    position = np.cumsum(np.random.default_rng(3).normal(size=(300, 3)), axis=0)
+    fig = trajectory_figure(position, 100.0)
+    path = fig.data[0]
+    np.testing.assert_allclose(path.line.color, np.arange(300) / 100.0)
+    assert {t.name: (t.x[0], t.y[0], t.z[0]) for t in fig.data[1:]} == {
+        "start": tuple(position[0]), "end": tuple(position[-1])
+    }
+    # Same mm per unit on every axis: aspect ratios follow the axis ranges.
+    scene = fig.layout.scene
+    spans = [np.diff(getattr(scene, f"{a}axis").range)[0] for a in "xyz"]
+    ratios = [getattr(scene.aspectratio, a) for a in "xyz"]
+    np.testing.assert_allclose(np.array(ratios) / ratios[0], np.array(spans) / spans[0])

@@ -1,0 +1,117 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.errors import InputError
+from core.features import modality_of
+from core.prep2 import prep2_evaluation
+from core.synth import CohortConfig, generate_cohort, presets
+
+
+def test_same_config_and_seed_give_identical_cohorts(small_config, small_cohort):
+    again = generate_cohort(small_config, n_jobs=2)  # other worker count, same numbers
+    pd.testing.assert_frame_equal(small_cohort.features, again.features)
+    pd.testing.assert_frame_equal(small_cohort.outcomes, again.outcomes)
+    other = generate_cohort(CohortConfig(name="small", n_patients=300, seed=8), n_jobs=1)
+    assert not np.allclose(other.outcomes["improvement_pct"], small_cohort.outcomes["improvement_pct"])
+
+
+def test_feature_names_carry_a_modality_and_all_four_are_present(small_cohort):
+    assert small_cohort.modalities == ["dti", "emg", "kin", "clin"]
+    assert all(modality_of(c) in ("dti", "emg", "kin", "clin") for c in small_cohort.features.columns)
+    assert small_cohort.features.shape[1] == 28
+
+
+def test_extracted_lesion_load_tracks_the_true_lesion_load(stroke_cohort):
+    truth = stroke_cohort.ground_truth.latents["true_lesion_load_ml"]
+    measured = stroke_cohort.features["dti.cst_lesion_load_ml"]
+    ok = measured.notna()
+    assert np.corrcoef(truth[ok], measured[ok])[0, 1] >= 0.8
+    assert truth[ok].std() > 0.3  # the check means something only if loads vary
+
+
+@pytest.mark.parametrize(
+    "feature, latent, minimum",
+    [
+        ("emg.mep_amplitude_fdi_uv", "mep_amplitude_fdi_uv", 0.8),
+        ("emg.mep_present", "mep_present", 0.8),
+        ("kin.movement_time_s", "reach_duration_s", 0.8),
+        ("dti.wm_fa_mean", "wm_scale", 0.8),
+        ("emg.rms_fdi_uv", "voluntary_rms_fdi_uv", 0.8),
+    ],
+)
+def test_extracted_features_track_their_latent_causes(stroke_cohort, feature, latent, minimum):
+    measured = stroke_cohort.features[feature]
+    truth = stroke_cohort.ground_truth.latents[latent].astype(float)
+    ok = measured.notna()
+    assert np.corrcoef(truth[ok], measured[ok])[0, 1] >= minimum
+
+
+def test_tremor_power_is_recovered_in_parkinsons_patients():
+    cohort = generate_cohort(CohortConfig(name="pd", n_patients=300, seed=5, indications={"parkinsons": 1.0}), n_jobs=1)
+    measured = cohort.features["kin.tremor_band_power_mm2"]
+    truth = cohort.ground_truth.latents["true_tremor_band_power_mm2"]
+    ok = measured.notna()
+    assert np.corrcoef(np.log(truth[ok]), np.log(measured[ok]))[0, 1] >= 0.9
+    # Absolute scale too: a sinusoid of amplitude a carries a^2/2 of power.
+    big = ok & (truth > 1.0)
+    assert np.median(measured[big] / truth[big]) == pytest.approx(1.0, abs=0.15)
+
+
+def test_prep2_on_synthetic_stroke_patients_scores_like_the_published_rule(stroke_cohort):
+    result = prep2_evaluation(stroke_cohort)
+    assert result["n_evaluated"] >= 800
+    assert 0.65 <= result["accuracy"] <= 0.85
+
+
+def test_missing_modalities_follow_the_configured_rates(stroke_cohort):
+    available = stroke_cohort.modality_availability()
+    assert 1 - available["dti"].mean() == pytest.approx(0.10, abs=0.03)
+    assert available["clin"].all()
+
+
+def test_true_probability_matches_the_observed_responder_rate(small_cohort):
+    out = small_cohort.outcomes
+    assert out["true_response_probability"].mean() == pytest.approx(out["responder"].mean(), abs=0.05)
+    assert 0.3 <= out["responder"].mean() <= 0.7
+
+
+def test_zero_effect_strength_plants_no_effect():
+    cohort = generate_cohort(CohortConfig(name="nodti", n_patients=100, seed=1, effect_strength={"dti": 0.0}), n_jobs=1)
+    effects = cohort.ground_truth.modality_effects()
+    assert effects["dti"] == 0.0
+    assert effects["clin"] > 0.3
+
+
+def test_default_preset_ranks_modalities_with_a_clear_ordering():
+    effects = generate_cohort(presets()["default"].__class__.from_dict({**presets()["default"].to_dict(), "n_patients": 400}), n_jobs=1).ground_truth.modality_effects()
+    assert set(effects.index) == {"dti", "emg", "kin", "clin"}
+    assert (effects > 0.05).all()
+
+
+def test_bad_config_gets_a_message_naming_each_problem():
+    with pytest.raises(InputError) as err:
+        CohortConfig(n_patients=5, indications={"migraine": 1.0}, missing_rate={"dti": 1.5})
+    message = str(err.value)
+    assert message.startswith("cohort config:")
+    assert "n_patients must be 10..100000, found 5" in message
+    assert "unknown indication(s) ['migraine']" in message
+    assert "missing_rate values must be within 0.0..0.9, found {'dti': 1.5}" in message
+
+
+def test_yaml_config_errors_name_the_file(tmp_path):
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("n_patients: [1, 2\n")
+    with pytest.raises(InputError, match=r"^broken.yaml: cannot read the cohort config"):
+        CohortConfig.from_yaml(bad)
+    unknown = tmp_path / "typo.yaml"
+    unknown.write_text("n_patient: 100\n")
+    with pytest.raises(InputError, match=r"^typo.yaml: unknown field\(s\) \['n_patient'\]"):
+        CohortConfig.from_yaml(unknown)
+
+
+def test_shipped_presets_load():
+    available = presets()
+    assert {"default", "stroke_rtms", "parkinsons_dbs", "null_dti"} <= set(available)
+    assert available["default"].n_patients == 2000
+    assert available["null_dti"].strength("dti") == 0.0
