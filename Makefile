@@ -24,7 +24,7 @@ demo: $(VENV)/.runtime
 	$(BIN)/python -m core demo --workspace $(WORKSPACE)
 
 run: demo
-	NEUROPREDICT_WORKSPACE=$(WORKSPACE) $(BIN)/streamlit run app.py --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
+	NEUROPREDICT_WORKSPACE=$(WORKSPACE) $(BIN)/streamlit run app.py --server.port $(PORT) --server.headless true --server.fileWatcherType none --client.toolbarMode minimal --browser.gatherUsageStats false
 
 test: $(VENV)/.testing
 	$(BIN)/python -m pytest

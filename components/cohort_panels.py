@@ -9,7 +9,7 @@ import streamlit as st
 from components import figures, recordings
 from components.brain_slices import brain_slice_viewer
 from core import signals
-from core.anatomy import load_anatomy
+from core.anatomy import CST_WAYPOINTS_MM, load_anatomy
 from core.cohort import Cohort, bayes_optimal_auc
 from core.features import FEATURE_DESCRIPTIONS, MODALITY_LABELS
 from core.prep2 import PUBLISHED_ACCURACY, prep2_evaluation
@@ -67,9 +67,10 @@ def patient_panel(cohort: Cohort) -> None:
     info = cohort.patients.loc[patient_id]
     outcome = cohort.outcomes.loc[patient_id]
     m = st.columns(4)
-    m[0].metric("Indication", INDICATIONS.get(info["indication"], info["indication"]).split(":")[0])
+    m[0].metric("Indication", "Stroke" if info["indication"] == "stroke" else "Parkinson's", help=INDICATIONS.get(info["indication"]))
     m[1].metric("Site / affected side", f"{info['site']} / {info['affected_hemisphere']}")
-    m[2].metric("Improvement", f"{outcome['improvement_pct']:.0f}%", "responder" if outcome["responder"] else "non-responder", delta_color="normal" if outcome["responder"] else "inverse")
+    m[2].metric("Improvement", f"{outcome['improvement_pct']:.0f}%", help=f"Responder when >= {cohort.responder_threshold_pct:g}%.")
+    m[2].markdown(":green-badge[responder]" if outcome["responder"] else ":orange-badge[non-responder]")
     if "true_response_probability" in outcome:
         m[3].metric("True response probability", f"{outcome['true_response_probability']:.2f}", help="Known only for synthetic patients.")
 
@@ -79,7 +80,9 @@ def patient_panel(cohort: Cohort) -> None:
     else:
         anatomy = load_anatomy()
         lesion = raw.lesion_mask if raw.lesion_mask is not None and raw.lesion_mask.any() else None
-        default = None if lesion is None else tuple(np.round(anatomy.voxel_mm(np.flatnonzero(lesion.ravel())).mean(0)))
+        # Open on the lesion, or else on the affected internal capsule, where the CST is densest.
+        side = -1.0 if info["affected_hemisphere"] == "left" else 1.0
+        default = tuple(CST_WAYPOINTS_MM[2] * [side, 1, 1]) if lesion is None else tuple(np.round(anatomy.voxel_mm(np.flatnonzero(lesion.ravel())).mean(0)))
         brain_slice_viewer(anatomy.template, raw.affine, overlay=raw.fa, mask=lesion, key=f"fa-{patient_id}", default_crosshair_mm=default, overlay_threshold=0.15, overlay_range=(0.0, 0.8), title="FA over MNI152 (lesion in vermillion)")
 
     st.subheader("EMG: TMS motor-evoked potentials and voluntary contraction")
@@ -101,7 +104,7 @@ def patient_panel(cohort: Cohort) -> None:
         with c1:
             figures.show_figure(recordings.trajectory_figure(t.position_mm, t.fs_hz), key="trajectory", filename=f"{patient_id}-trajectory")
         with c2:
-            figures.show_figure(recordings.speed_profile_figure(speed, t.fs_hz, signals.movement_segments(speed, t.fs_hz)), key="speed", filename=f"{patient_id}-speed")
+            figures.show_figure(recordings.speed_profile_figure(speed, t.fs_hz, signals.reach_segments(t.position_mm, t.fs_hz)), key="speed", filename=f"{patient_id}-speed")
 
     st.subheader("Features of this patient")
     values = cohort.features.loc[patient_id]
@@ -140,5 +143,6 @@ def ground_truth_panel(cohort: Cohort) -> None:
         c = st.columns(3)
         c[0].metric("PREP2 correct", f"{100 * result['accuracy']:.1f}%")
         c[1].metric("Published", " / ".join(f"{100 * v:.0f}%" for v in PUBLISHED_ACCURACY.values()), help="Stinear et al. 2017: development / external validation.")
-        c[2].metric("Stroke patients evaluated", result["n_evaluated"], f"{result['n_not_predictable']} lack an input", delta_color="off")
+        c[2].metric("Stroke patients evaluated", result["n_evaluated"], help="Patients lacking an input PREP2 needs (e.g. no MEP status when SAFE < 5) are left out, not guessed.")
+        c[2].caption(f"{result['n_not_predictable']} left out: an input was missing")
         figures.show_figure(figures.confusion_figure(result["confusion"]), key="prep2", data=result["confusion"], filename="prep2-confusion")

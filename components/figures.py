@@ -12,14 +12,11 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from components import state
+from components.palette import GROUP_COLORS, MODALITY_COLORS, OKABE_ITO
 from core.cohort import Cohort
 from core.features import FEATURE_DESCRIPTIONS, MODALITY_LABELS
 from core.prep2 import CATEGORIES
 
-# Okabe-Ito: distinguishable with every common colour-vision deficiency.
-OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
-MODALITY_COLORS = {"dti": "#0072B2", "emg": "#E69F00", "kin": "#009E73", "clin": "#CC79A7"}
-GROUP_COLORS = {"responder": "#009E73", "non-responder": "#D55E00"}
 
 
 def show_figure(fig: go.Figure, *, key: str, data: pd.DataFrame | None = None, filename: str = "figure") -> None:
@@ -38,8 +35,8 @@ def show_figure(fig: go.Figure, *, key: str, data: pd.DataFrame | None = None, f
         )
 
 
-def _label(feature: str) -> str:
-    return FEATURE_DESCRIPTIONS.get(feature, feature)
+def _label(column: str) -> str:
+    return "Improvement (%)" if column == "improvement_pct" else FEATURE_DESCRIPTIONS.get(column, column)
 
 
 def _groups(cohort: Cohort, by: str) -> pd.Series:
@@ -55,7 +52,7 @@ def distribution_figure(cohort: Cohort, column: str, by: str) -> tuple[go.Figure
     fig = go.Figure()
     for i, (name, part) in enumerate(table.groupby(by, sort=True)):
         color = GROUP_COLORS.get(name, OKABE_ITO[i % len(OKABE_ITO)])
-        fig.add_trace(go.Violin(y=part[column], name=f"{name} (n={len(part)})", box_visible=True, meanline_visible=True, points=False, line_color=color, fillcolor=color, opacity=0.55))
+        fig.add_trace(go.Violin(y=part[column], name=f"{name} (n={len(part)})", box_visible=True, meanline_visible=True, points=False, spanmode="hard", line_color=color, fillcolor=color, opacity=0.6))
     if column == "improvement_pct":
         fig.add_hline(y=cohort.responder_threshold_pct, line_dash="dash", annotation_text=f"responder threshold {cohort.responder_threshold_pct:g}%")
     fig.update_layout(yaxis_title=_label(column), showlegend=False, height=420, margin=dict(t=40, b=40))
@@ -81,7 +78,7 @@ def planted_effects_figure(effects: pd.DataFrame) -> go.Figure:
     fig = go.Figure()
     for modality, part in table.groupby("modality", sort=False):
         fig.add_trace(go.Bar(x=part["effect"], y=part["feature"], orientation="h", name=MODALITY_LABELS[modality], marker_color=MODALITY_COLORS[modality], customdata=part[["formula"]], hovertemplate="%{y}: %{x:.3f}<br>%{customdata[0]}<extra></extra>"))
-    fig.update_layout(barmode="overlay", height=90 + 28 * len(table), xaxis_title="planted effect: mean |term| on the logit scale", yaxis=dict(categoryorder="array", categoryarray=table["feature"].tolist()), margin=dict(t=30, l=10), legend=dict(orientation="h", y=1.08))
+    fig.update_layout(barmode="overlay", height=90 + 28 * len(table), xaxis_title="planted effect: mean |term| on the logit scale", yaxis=dict(categoryorder="array", categoryarray=table["feature"].tolist()), margin=dict(t=10, l=10), legend=dict(orientation="h", yanchor="top", y=-0.12 - 1.2 / len(table)))
     return fig
 
 

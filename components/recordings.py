@@ -10,11 +10,15 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from components.palette import BLACK as _BLACK
+from components.palette import BLUE as _BLUE
+from components.palette import GREEN as _GREEN
+from components.palette import ORANGE as _ORANGE
+from components.palette import SKY_BLUE as _SKY_BLUE
+from components.palette import VERMILLION as _VERMILLION
+
 __all__ = ["mep_sweeps_figure", "voluntary_emg_figure", "trajectory_figure", "speed_profile_figure"]
 
-# Okabe & Ito (2008) colour-blind-safe palette.
-_BLACK, _ORANGE, _SKY_BLUE, _GREEN = "#000000", "#E69F00", "#56B4E9", "#009E73"
-_BLUE, _VERMILLION = "#0072B2", "#D55E00"
 _SHADE = "rgba(0, 0, 0, 0.08)"
 _WEBGL_ABOVE_SAMPLES = 20_000  # SVG lines get sluggish past this; long uploaded recordings switch to WebGL
 _LAYOUT = dict(

@@ -112,10 +112,11 @@ def make_emg(
     n, n_muscles = mep_amplitude_uv.shape
     sweep_noise = np.empty((n, n_muscles, N_TRIALS, SWEEP_SAMPLES), np.float32)
     trial_z = np.empty((n, n_muscles, N_TRIALS, 2), np.float32)
-    burst_noise = np.empty((n, n_muscles, VOLUNTARY_SAMPLES), np.float32)
+    n_freq = VOLUNTARY_SAMPLES // 2 + 1
+    burst_spectrum = np.empty((n, n_muscles, n_freq, 2), np.float32)  # (real, imaginary) pairs
     rest_noise = np.empty((n, n_muscles, VOLUNTARY_SAMPLES), np.float32)
     for i, r in enumerate(rngs):
-        for out in (sweep_noise, trial_z, burst_noise, rest_noise):
+        for out in (sweep_noise, trial_z, burst_spectrum, rest_noise):
             r.standard_normal(dtype=np.float32, out=out[i])
 
     t_ms = (SWEEP_START_MS + np.arange(SWEEP_SAMPLES) * 1000.0 / EMG_FS_HZ).astype(np.float32)
@@ -127,14 +128,15 @@ def make_emg(
     artefact = 150.0 * np.exp(-np.clip(t_ms, 0, None) / 0.6) * (t_ms >= 0)  # TMS pulse artefact
     sweeps = rest_rms_uv[:, None, None, None].astype(np.float32) * sweep_noise + mep + artefact.astype(np.float32)
 
-    # Voluntary burst: coloured noise shaped in the frequency domain, under a trapezoid envelope.
+    # Voluntary burst: Gaussian noise drawn directly as a spectrum, shaped, under a trapezoid envelope.
     freq = np.fft.rfftfreq(VOLUNTARY_SAMPLES, 1.0 / EMG_FS_HZ)
     shaping = emg_spectrum_gain(freq[None, :], spectrum_peak_hz[:, None])
-    shaping /= np.sqrt((shaping**2).sum(axis=1, keepdims=True) * 2 / VOLUNTARY_SAMPLES)
-    coloured = np.fft.irfft(np.fft.rfft(burst_noise, axis=-1) * shaping[:, None, :], n=VOLUNTARY_SAMPLES, axis=-1)
+    shaping /= np.sqrt((shaping**2).sum(axis=1, keepdims=True) / VOLUNTARY_SAMPLES)  # unit variance
+    spectrum = burst_spectrum.view(np.complex64)[..., 0] * shaping[:, None, :].astype(np.float32)
+    coloured = np.fft.irfft(spectrum, n=VOLUNTARY_SAMPLES, axis=-1) * np.float32(np.sqrt(VOLUNTARY_SAMPLES) / 2)  # var(irfft) = 4 sum(H^2) / N^2 = 4 / N
     t_s = np.arange(VOLUNTARY_SAMPLES) / EMG_FS_HZ
-    envelope = np.clip(np.minimum((t_s - 0.1) / 0.1, (0.9 - t_s) / 0.1), 0.0, 1.0)
-    voluntary = voluntary_rms_uv[..., None] * envelope * coloured + rest_rms_uv[:, None, None] * rest_noise
+    envelope = np.clip(np.minimum((t_s - 0.1) / 0.1, (0.9 - t_s) / 0.1), 0.0, 1.0).astype(np.float32)
+    voluntary = voluntary_rms_uv[..., None].astype(np.float32) * envelope * coloured + rest_rms_uv[:, None, None].astype(np.float32) * rest_noise
     g = gain[:, None, None]
     return (sweeps * g[..., None]).astype(np.float32), (voluntary * g).astype(np.float32)
 
@@ -142,7 +144,7 @@ def make_emg(
 def minimum_jerk(tau: np.ndarray) -> np.ndarray:
     """Normalised minimum-jerk position profile (0 -> 1) for tau in [0, 1] (Flash & Hogan 1985)."""
     tau = np.clip(tau, 0.0, 1.0)
-    return 10 * tau**3 - 15 * tau**4 + 6 * tau**5
+    return tau * tau * tau * (10.0 + tau * (-15.0 + 6.0 * tau))  # Horner: powers are slow
 
 
 def make_reaching(

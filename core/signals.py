@@ -9,10 +9,10 @@ How the batch functions stay fast
 ---------------------------------
 Time-domain IIR filtering (``scipy.signal.sosfiltfilt``) costs several seconds per 10,000
 recordings, so the batch functions filter in the frequency domain instead: each record's FFT is
-multiplied by the power response of the same zero-phase (forward-backward) Butterworth filter,
-which is what ``sosfiltfilt`` applies away from the record's ends. Before the FFT, the straight
-line through a record's first and last samples is removed (and added back where the signal itself
-is returned), so the FFT's periodic extension has no jump at the ends.
+multiplied by the amplitude response of the same zero-phase (forward-backward) Butterworth filter,
+which is what ``sosfiltfilt`` applies away from the record's ends. The straight line through a
+record's first and last samples is taken out first (exactly, in the frequency domain) and, where
+the filtered signal is returned, put back, so the FFT's periodic extension has no jump at the ends.
 
 Spectra are periodograms of the whole record, not Welch averages: the features read from them
 (median frequency, band power) are integrals of the spectrum and need no Welch smoothing. The
@@ -24,6 +24,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
+import scipy.fft
 from scipy import signal
 
 from core.errors import InputError
@@ -48,10 +49,13 @@ _MEP_BASELINE_END_MS = -1.0  # baseline stops short of the pulse and its artefac
 _MEP_MIN_BASELINE_MS = 5.0
 _MEP_ONSET_SD = 5.0
 
+_EMG_BANDPASS_ORDER = 4
 _EMG_MIN_PERIODS = 10  # periods of the band's lower edge a record must span
 
 _LOWPASS_ORDER = 4  # Butterworth low-pass for kinematics (forward-backward: 8th-order roll-off)
 _MERGE_GAP_S = 0.1
+_REACH_THRESHOLD_FRACTION = 0.05  # movement_segments' defaults, used by kinematic_features
+_REACH_MIN_DURATION_S = 0.2
 # Movements are found on a speed smoothed by a Gaussian that attenuates the tremor band's lower
 # edge this many times, so rest tremor is not taken for movement (a Gaussian does not ring, so
 # it adds no side lobes that could bridge two movements).
@@ -64,22 +68,30 @@ _MIN_MOVEMENT_SPEED_MM_S = 20.0
 
 
 def _rate(fs_hz):
-    try:
-        fs = float(fs_hz)
-    except (TypeError, ValueError):
-        raise InputError(f"expected the sampling rate in Hz as a number, found {fs_hz!r}", field="fs_hz") from None
+    fs = _number(fs_hz, "fs_hz", "the sampling rate in Hz as a number")
     if not np.isfinite(fs) or fs <= 0:
         raise InputError(f"expected a positive sampling rate in Hz, found {fs_hz!r}", field="fs_hz")
     return fs
 
 
+def _number(value, field, expected):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"expected {expected}, found {value!r}", field=field) from None
+
+
 def _samples(x, field, unit=None):
-    """Float64 array of finite samples, or InputError naming the field and what was found."""
+    """Floating-point array of finite samples, or InputError naming the field and what was found.
+
+    Float32 stays float32 (callers convert block by block, which saves a copy of a whole cohort).
+    """
     unit_text = f" in {unit}" if unit else ""
-    raw = np.asarray(x)
-    if raw.dtype.kind not in "iuf":
-        raise InputError(f"expected numeric samples{unit_text}, found data of type {raw.dtype}", field=field)
-    a = raw.astype(np.float64, copy=False)
+    a = np.asarray(x)
+    if a.dtype.kind not in "iuf":
+        raise InputError(f"expected numeric samples{unit_text}, found data of type {a.dtype}", field=field)
+    if a.dtype.kind != "f":
+        a = a.astype(np.float64)
     n_bad = int(np.count_nonzero(~np.isfinite(a)))
     if n_bad:
         plural = "s" if n_bad != 1 else ""
@@ -122,7 +134,7 @@ def _band(band_hz, fs, field="band_hz"):
 
 
 def _cutoff(cutoff_hz, fs, field):
-    cutoff = float(cutoff_hz)
+    cutoff = _number(cutoff_hz, field, "a cut-off in Hz")
     if not cutoff > 0:
         raise InputError(f"expected a positive cut-off in Hz, found {cutoff_hz!r}", field=field)
     if cutoff >= fs / 2:
@@ -135,7 +147,7 @@ def _cutoff(cutoff_hz, fs, field):
 
 
 def _fraction(value, field, *, allow_one=True):
-    v = float(value)
+    v = _number(value, field, "a fraction between 0 and 1")
     if not (0 < v <= 1 if allow_one else 0 < v < 1):
         raise InputError(f"expected a fraction between 0 and 1, found {value!r}", field=field)
     return v
@@ -159,12 +171,11 @@ def _ramp_spectrum(n):
 
 
 def _joined_spectrum(x):
-    """rfft over the last axis of x minus the line through its first and last samples, and the
-    line's slope per sample. The line's offset only touches the 0 Hz bin, which is left as is:
-    every caller discards it."""
+    """rfft over the last axis of x minus the line through its first and last samples. The
+    line's offset only touches the 0 Hz bin, which is left as is: every caller discards it."""
     n = x.shape[-1]
     slope = (x[..., -1] - x[..., 0]) / max(n - 1, 1)
-    return np.fft.rfft(x, axis=-1) - slope[..., None] * _ramp_spectrum(n), slope
+    return np.fft.rfft(x, axis=-1) - slope[..., None] * _ramp_spectrum(n)
 
 
 def _one_sided_weights(n):
@@ -241,8 +252,8 @@ def bandpass(x, fs_hz, low_hz, high_hz, order=4, axis=-1):
     low, high = _band((low_hz, high_hz), fs, field="low_hz, high_hz")
     if isinstance(order, bool) or not isinstance(order, (int, np.integer)) or order < 1:
         raise InputError(f"expected a positive integer filter order, found {order!r}", field="order")
-    a = _samples(x, "x")
-    if not -a.ndim <= axis < max(a.ndim, 1):
+    a = _samples(x, "x").astype(np.float64, copy=False)
+    if not isinstance(axis, (int, np.integer)) or not -a.ndim <= axis < max(a.ndim, 1):
         raise InputError(f"expected a time axis within the array's {a.ndim} dimensions, found axis={axis}", field="axis")
     sos = _butter_sos(int(order), (low, high), fs, "bandpass")
     padlen = 3 * (2 * len(sos) + 1)
@@ -267,13 +278,15 @@ def mep_features(
     """Motor evoked potential (MEP) amplitude, onset latency and presence from TMS sweeps.
 
     Each sweep is referenced to its own pre-stimulus mean (from the sweep start to -1 ms, which
-    leaves out the TMS artefact). Per trial:
+    leaves out the TMS artefact). The background level is the mean and SD of the rectified
+    pre-stimulus samples of all the recording's sweeps together. Per trial:
 
     * amplitude: peak-to-peak of the sweep within ``window_ms``;
-    * onset: the first sample in the window where the rectified sweep exceeds the rectified
-      baseline's mean + 5 SD, moved back to the start of the rise: the sample after the last one,
-      before that crossing, at which the rectified sweep was at or below the baseline mean. A fixed
-      threshold alone would report small MEPs late, by the time they take to climb 5 SD;
+    * onset: the first sample in the window where the rectified sweep exceeds the background
+      mean + 5 SD, moved back to the start of the rise: the time, interpolated between
+      samples, at which the rectified sweep last rose through the background mean before that
+      crossing. A fixed threshold alone would report small MEPs late, by the time they take to
+      climb 5 SD;
     * the trial shows a MEP when its amplitude reaches ``present_threshold_uv`` *and* the 5 SD
       crossing happened, so that a noisy background (whose peak-to-peak easily tops 50 µV at
       20 µV RMS) is not counted as a response.
@@ -302,7 +315,8 @@ def mep_features(
         ``amplitude_uv`` : float, shape batch
             Mean over all trials of the peak-to-peak amplitude, µV.
         ``latency_ms`` : float, shape batch
-            Median onset latency over the trials that show a MEP, ms; NaN when none does.
+            Median onset latency over the trials that show a MEP, ms; NaN when the MEP is not
+            ``present`` (a stray trial in background noise gives no latency).
         ``present`` : bool, shape batch
             At least ``min_trials_present`` of the trials show a MEP.
         ``trial_amplitude_uv`` : float, shape batch + (n_trials,)
@@ -322,13 +336,13 @@ def mep_features(
         )
     x = _samples(sweeps_uv, "sweeps_uv", "µV")
     _require_ndim(x, 2, "sweeps_uv", "(..., n_trials, n_sweep_samples)")
-    threshold_uv = float(present_threshold_uv)
+    threshold_uv = _number(present_threshold_uv, "present_threshold_uv", "an amplitude in µV")
     if not threshold_uv > 0:
         raise InputError(f"expected a positive amplitude in µV, found {present_threshold_uv!r}", field="present_threshold_uv")
     min_fraction = _fraction(min_trials_present, "min_trials_present")
 
     n_trials, n = x.shape[-2:]
-    start_ms = float(sweep_start_ms)
+    start_ms = _number(sweep_start_ms, "sweep_start_ms", "the sweep start in ms")
     t_ms = start_ms + np.arange(n) * (1000.0 / fs)
     tol = 1e-9
     n_base = int(np.searchsorted(t_ms, _MEP_BASELINE_END_MS + tol))
@@ -339,7 +353,10 @@ def mep_features(
             f"{_MEP_BASELINE_END_MS - _MEP_MIN_BASELINE_MS:g} ms or earlier), found sweeps starting at {start_ms:g} ms",
             field="sweep_start_ms",
         )
-    w0, w1 = (float(v) for v in window_ms)
+    try:
+        w0, w1 = (float(v) for v in window_ms)
+    except (TypeError, ValueError):
+        raise InputError(f"expected a response window as (start, end) in ms, found {window_ms!r}", field="window_ms") from None
     if not 0 <= w0 < w1 or w1 > t_ms[-1] + tol:
         raise InputError(
             f"expected a response window 0 <= start < end <= {t_ms[-1]:g} ms (the sweep's end), "
@@ -350,33 +367,43 @@ def mep_features(
     i1 = int(np.searchsorted(t_ms, w1 + tol))
 
     batch = x.shape[:-2]
-    rows = x.reshape(-1, n)
-    ptp = np.empty(len(rows))
-    onset_ms = np.empty(len(rows))
-    shows_mep = np.empty(len(rows), dtype=bool)
+    recordings = x.reshape(-1, n_trials, n)
+    ptp = np.empty(recordings.shape[:2])
+    onset_ms = np.empty(recordings.shape[:2])
+    shows_mep = np.empty(recordings.shape[:2], dtype=bool)
     lag = np.arange(i1 - i0)
-    for sl in _blocks(len(rows), n):
-        base = rows[sl, :n_base]
-        level = base.mean(axis=1)
-        win = rows[sl, i0:i1] - level[:, None]
-        ptp[sl] = win.max(axis=1) - win.min(axis=1)
-        rect_base = np.abs(base - level[:, None])
-        rest = rect_base.mean(axis=1)
+    for sl in _blocks(len(recordings), n_trials * n):
+        block = recordings[sl].astype(np.float64)
+        base = block[..., :n_base]
+        level = base.mean(axis=-1, keepdims=True)
+        win = block[..., i0:i1] - level
+        ptp[sl] = win.max(axis=-1) - win.min(axis=-1)
+        # Rectified background statistics pooled over the recording's sweeps: a single 19 ms
+        # baseline gives so unsteady an SD that background noise would pass for a MEP in about
+        # one sweep in ten.
+        rect_base = np.abs(base - level).reshape(len(block), -1)
+        rest = rect_base.mean(axis=-1)[:, None, None]
         rect = np.abs(win)
-        above = rect > (rest + _MEP_ONSET_SD * rect_base.std(axis=1, ddof=1))[:, None]
-        crossing = above.argmax(axis=1)
-        at_rest = (rect <= rest[:, None]) & (lag < crossing[:, None])
-        rise = np.where(at_rest, lag, -1).max(axis=1) + 1
-        onset_ms[sl] = t_ms[i0 + rise]
-        shows_mep[sl] = above.any(axis=1) & (ptp[sl] >= threshold_uv)
+        above = rect > rest + _MEP_ONSET_SD * rect_base.std(axis=-1, ddof=1)[:, None, None]
+        crossing = above.argmax(axis=-1)
+        at_rest = (rect <= rest) & (lag < crossing[..., None])
+        last_rest = np.where(at_rest, lag, -1).max(axis=-1)
+        # Sub-sample: where the rectified sweep passes the background mean between the last sample
+        # at rest and the next one (or the window start when it never rests).
+        before = np.take_along_axis(rect, np.maximum(last_rest, 0)[..., None], axis=-1)[..., 0]
+        after = np.take_along_axis(rect, (last_rest + 1)[..., None], axis=-1)[..., 0]
+        share = np.divide(rest[..., 0] - before, after - before, out=np.ones_like(before), where=last_rest >= 0)
+        onset_ms[sl] = t_ms[i0] + (np.maximum(last_rest, 0) + share) * (1000.0 / fs)
+        shows_mep[sl] = above.any(axis=-1) & (ptp[sl] >= threshold_uv)
 
     ptp = ptp.reshape(batch + (n_trials,))
     shows_mep = shows_mep.reshape(ptp.shape)
     onset_ms = np.where(shows_mep, onset_ms.reshape(ptp.shape), np.nan)
+    present = shows_mep.sum(axis=-1) >= min_fraction * n_trials - 1e-9
     return {
         "amplitude_uv": ptp.mean(axis=-1),
-        "latency_ms": _nan_median(onset_ms),
-        "present": shows_mep.sum(axis=-1) >= min_fraction * n_trials - 1e-9,
+        "latency_ms": np.where(present, _nan_median(onset_ms), np.nan),
+        "present": present,
         "trial_amplitude_uv": ptp,
     }
 
@@ -390,10 +417,10 @@ def _band_power_spectra(x_uv, fs_hz, band_hz):
     n = x.shape[-1]
     _require_length(n, int(np.ceil(_EMG_MIN_PERIODS * fs / low)), fs, "x_uv", f"for the {low:g}-{high:g} Hz band")
     # Forward-backward filtering scales the amplitude by |H|^2, hence the power by |H|^4.
-    weight = _zero_phase_gain(n, fs, 4, (low, high), "bandpass") ** 2 * _one_sided_weights(n)
+    weight = _zero_phase_gain(n, fs, _EMG_BANDPASS_ORDER, (low, high), "bandpass") ** 2 * _one_sided_weights(n)
     rows = x.reshape(-1, n)
     for sl in _blocks(len(rows), n):
-        spectrum = _joined_spectrum(rows[sl])[0]
+        spectrum = _joined_spectrum(rows[sl].astype(np.float64))
         yield sl, (spectrum.real**2 + spectrum.imag**2) * weight
 
 
@@ -483,23 +510,28 @@ def _positions(position_mm, fs_hz, field="position_mm"):
 
 
 def _position_blocks(p):
-    """Yield (block slice, end-joined position spectra (b, 3, n_bins), slope per sample (b, 3))."""
+    """Yield (block slice, position spectra (b, 3, n_bins), slope of the joining line per sample (b, 3))."""
     n = p.shape[-2]
     rows = p.reshape(-1, n, 3)
     for sl in _blocks(len(rows), 3 * n):
-        spectrum, slope = _joined_spectrum(np.ascontiguousarray(np.swapaxes(rows[sl], 1, 2)))
-        yield sl, spectrum, slope
+        block = np.swapaxes(rows[sl], 1, 2).astype(np.float64, order="C")
+        yield sl, np.fft.rfft(block, axis=-1), (block[..., -1] - block[..., 0]) / max(n - 1, 1)
 
 
-def _velocity_gain(n, fs, smoothing):
-    """Differentiator times a zero-phase low-pass (amplitude response ``smoothing``) at the rfft bins."""
-    return smoothing * (2j * np.pi * np.fft.rfftfreq(n, 1.0 / fs))
+def _velocity_filter(n, fs, smoothing):
+    """Differentiator times a zero-phase low-pass (amplitude response ``smoothing`` at the rfft
+    bins, 1 at 0 Hz), and the velocity that the joining line ``0, 1, ..., n - 1`` contributes
+    beyond its own slope: filtering the raw spectrum and adding slope x this is the same as
+    filtering the end-joined record and adding its slope back, at no cost per record."""
+    gain = smoothing * (2j * np.pi * np.fft.rfftfreq(n, 1.0 / fs))
+    return gain, fs - np.fft.irfft(_ramp_spectrum(n) * gain, n)
 
 
-def _speed(spectrum, slope, gain, n, fs):
-    """Tangential speed (b, n) in mm/s from end-joined position spectra (b, 3, n_bins)."""
+def _speed(spectrum, slope, velocity_filter, n):
+    """Tangential speed (b, n) in mm/s from position spectra (b, 3, n_bins)."""
+    gain, ramp_velocity = velocity_filter
     v = np.fft.irfft(spectrum * gain, n, axis=-1)
-    v += (slope * fs)[..., None]  # the joining line, differentiated
+    v += slope[..., None] * ramp_velocity
     return np.sqrt(v[:, 0] ** 2 + v[:, 1] ** 2 + v[:, 2] ** 2)
 
 
@@ -533,10 +565,10 @@ def speed_mm_s(position_mm, fs_hz, lowpass_hz=15.0):
     cutoff = _cutoff(lowpass_hz, fs, "lowpass_hz")
     n = p.shape[-2]
     _require_length(n, 2, fs, "position_mm", "to compute a speed")
-    gain = _velocity_gain(n, fs, _zero_phase_gain(n, fs, _LOWPASS_ORDER, cutoff, "lowpass"))
+    velocity = _velocity_filter(n, fs, _zero_phase_gain(n, fs, _LOWPASS_ORDER, cutoff, "lowpass"))
     out = np.empty((int(np.prod(p.shape[:-2])), n))
     for sl, spectrum, slope in _position_blocks(p):
-        out[sl] = _speed(spectrum, slope, gain, n, fs)
+        out[sl] = _speed(spectrum, slope, velocity, n)
     return out.reshape(p.shape[:-1])
 
 
@@ -583,7 +615,8 @@ def _segment_rows(s, fs, threshold_fraction, min_duration_s, min_peak=0.0):
     stop = np.nonzero(edges == -1)[1]
     opens = np.ones(len(rows), dtype=bool)
     opens[1:] = (rows[1:] != rows[:-1]) | ((start[1:] - stop[:-1]) / fs >= _MERGE_GAP_S)
-    closes = np.append(opens[1:], True)
+    closes = np.ones(len(rows), dtype=bool)
+    closes[:-1] = opens[1:]
     rows, start, stop = rows[opens], start[opens], stop[closes]
     keep = (stop - start) / fs >= min_duration_s
     rows, start, stop = rows[keep], start[keep], stop[keep]
@@ -594,7 +627,7 @@ def _segment_rows(s, fs, threshold_fraction, min_duration_s, min_peak=0.0):
 
 def _segment_args(fs_hz, threshold_fraction, min_duration_s):
     fraction = _fraction(threshold_fraction, "threshold_fraction", allow_one=False)
-    min_duration = float(min_duration_s)
+    min_duration = _number(min_duration_s, "min_duration_s", "a duration in s")
     if not min_duration >= 0:
         raise InputError(f"expected a duration of 0 s or more, found {min_duration_s!r}", field="min_duration_s")
     return _rate(fs_hz), fraction, min_duration
@@ -623,7 +656,9 @@ def movement_segments(speed, fs_hz, threshold_fraction=0.05, min_duration_s=0.2)
     -------
     list of (int, int)
         ``(start, stop)`` sample indices of each movement in time order, ``stop`` exclusive (slice
-        convention). Movements may share their boundary minimum. Empty when nothing moves.
+        convention). A movement includes the speed minima that bound it (its first and last
+        samples), so its duration is ``(stop - 1 - start) / fs_hz``; two movements may share one.
+        Empty when nothing moves.
 
     Raises
     ------
@@ -662,9 +697,10 @@ def _sparc_ragged(values, starts, lengths, fs, padlevel, fc_hz, amplitude_thresh
             width = int(lengths[ids].max())
             counts = lengths[ids]
             idx, offsets = _ragged(starts[ids], counts)
-            block = np.zeros((len(ids), width))
+            # Single precision halves the FFT time; SPARC comes out within 1e-6 of double.
+            block = np.zeros((len(ids), width), dtype=np.float32)
             block[np.repeat(np.arange(len(ids)), counts), np.arange(len(idx)) - np.repeat(offsets, counts)] = values[idx]
-            magnitude = np.abs(np.fft.rfft(block, int(size), axis=-1)[:, :n_bins])
+            magnitude = np.abs(scipy.fft.rfft(block, int(size), axis=-1)[:, :n_bins]).astype(np.float64)
             out[ids] = _spectral_arc_length(magnitude / magnitude[:, :1], amplitude_threshold)
     return out
 
@@ -682,7 +718,7 @@ def _sparc_args(fs_hz, padlevel, fc_hz, amplitude_threshold):
     fs = _rate(fs_hz)
     if isinstance(padlevel, bool) or not isinstance(padlevel, (int, np.integer)) or not 0 <= padlevel <= 10:
         raise InputError(f"expected an integer zero-padding level from 0 to 10, found {padlevel!r}", field="padlevel")
-    fc = float(fc_hz)
+    fc = _number(fc_hz, "fc_hz", "a cut-off in Hz")
     if not 0 < fc <= fs / 2:
         raise InputError(
             f"expected a SPARC cut-off between 0 Hz and half the sampling rate ({fs / 2:g} Hz), found {fc_hz!r}",
@@ -748,12 +784,14 @@ def kinematic_features(position_mm, fs_hz, tremor_band_hz=(4.0, 6.0)):
     Steps, per recording:
 
     1. Speed: :func:`speed_mm_s` (15 Hz zero-phase low-pass).
-    2. Movements: found by :func:`movement_segments` on a second speed, smoothed by a Gaussian
-       that attenuates the tremor band's lower edge 20-fold, so that rest tremor is not taken for
-       movement; a record whose smoothed speed stays below 20 mm/s has no movement. Each
-       movement's ends are then placed on the 15 Hz speed: from the first (last) sample of the
-       detected run where it exceeds 5% of the movement's peak, walked outwards to the local
-       speed minimum, staying within the detected movement.
+    2. Movements: found as in :func:`movement_segments`, but on a second speed smoothed by a
+       Gaussian that attenuates the tremor band's lower edge 20-fold, so that rest tremor is not
+       taken for movement; a record whose smoothed speed stays below 20 mm/s has no movement.
+       Each movement's ends are then placed on the 15 Hz speed: where it rises above (falls below)
+       5% of the movement's own peak, walked outwards to the local speed minimum. Where tremor
+       keeps the 15 Hz speed above that level up to the neighbouring movement, that end is where
+       the smoothed speed crosses 5% of its own peak instead (this overestimates a 0.5 s reach
+       by about 0.15 s, longer reaches by less).
     3. Per movement: peak speed, duration (first to last sample) and :func:`sparc` of the 15 Hz
        speed; the record's value is the median over its movements.
     4. Tremor: power of the position in the tremor band, summed over x, y, z. The spectrum is the
@@ -766,7 +804,8 @@ def kinematic_features(position_mm, fs_hz, tremor_band_hz=(4.0, 6.0)):
     position_mm : array_like, shape (..., n_samples, 3)
         Marker position (x, y, z) in mm, at least 4 / (band width) s long (2 s for 4-6 Hz).
     fs_hz : float
-        Sampling rate in Hz (at least 30 Hz, and above twice the tremor band's upper edge).
+        Sampling rate in Hz, above 30 Hz (twice the 15 Hz low-pass) and above twice the tremor
+        band's upper edge.
     tremor_band_hz : (float, float)
         Tremor band in Hz.
 
@@ -796,27 +835,24 @@ def kinematic_features(position_mm, fs_hz, tremor_band_hz=(4.0, 6.0)):
     """
     p, fs = _positions(position_mm, fs_hz)
     low, high = _band(tremor_band_hz, fs, field="tremor_band_hz")
-    lowpass = _cutoff(15.0, fs, "lowpass_hz")
-    sparc_args = _sparc_args(fs, 4, 10.0, 0.05)[1:]
+    sparc_args = _sparc_args(fs, 4, 10.0, 0.05)[1:]  # the published defaults
     n = p.shape[-2]
     _require_length(n, int(np.ceil(4 * fs / (high - low))), fs, "position_mm", "to resolve the tremor band")
 
     freqs = np.fft.rfftfreq(n, 1.0 / fs)
-    gain = _velocity_gain(n, fs, _zero_phase_gain(n, fs, _LOWPASS_ORDER, lowpass, "lowpass"))
-    width_hz = low / np.sqrt(2 * np.log(_SEGMENTATION_TREMOR_ATTENUATION))
-    smooth_gain = _velocity_gain(n, fs, np.exp(-0.5 * (freqs / width_hz) ** 2))
-    tremor_weight = np.where((freqs >= low) & (freqs <= high), _one_sided_weights(n), 0.0)
+    velocity, smooth_velocity = _reach_filters(n, fs, low)
+    band = np.flatnonzero((freqs >= low) & (freqs <= high))
+    band_weight = _one_sided_weights(n)[band]
+    band_ramp = _ramp_spectrum(n)[band]
 
     n_rows = int(np.prod(p.shape[:-2]))
     names = ("peak_velocity_m_s", "movement_time_s", "sparc", "tremor_band_power_mm2")
     out = {name: np.empty(n_rows) for name in names}
     n_movements = np.empty(n_rows, dtype=np.int64)
     for sl, spectrum, slope in _position_blocks(p):
-        out["tremor_band_power_mm2"][sl] = ((spectrum.real**2 + spectrum.imag**2) * tremor_weight).sum(axis=(1, 2))
-        speed = _speed(spectrum, slope, gain, n, fs)
-        smooth = _speed(spectrum, slope, smooth_gain, n, fs)
-        rows, run0, run1, win0, win1 = _segment_rows(smooth, fs, 0.05, 0.2, _MIN_MOVEMENT_SPEED_MM_S)
-        start, stop = _movement_ends(speed, smooth, rows, run0, run1, win0, win1)
+        tremor = spectrum[..., band] - slope[..., None] * band_ramp  # end-joined record's spectrum
+        out["tremor_band_power_mm2"][sl] = ((tremor.real**2 + tremor.imag**2) * band_weight).sum(axis=(1, 2))
+        speed, rows, start, stop = _reach_movements(spectrum, slope, velocity, smooth_velocity, n, fs)
 
         flat = speed.ravel()
         lengths = stop - start
@@ -838,6 +874,50 @@ def kinematic_features(position_mm, fs_hz, tremor_band_hz=(4.0, 6.0)):
     return result
 
 
+def _reach_filters(n, fs, tremor_low_hz):
+    """Velocity filters: the 15 Hz one for speed, and the tremor-rejecting one for segmentation."""
+    lowpass = _cutoff(15.0, fs, "lowpass_hz")
+    freqs = np.fft.rfftfreq(n, 1.0 / fs)
+    velocity = _velocity_filter(n, fs, _zero_phase_gain(n, fs, _LOWPASS_ORDER, lowpass, "lowpass"))
+    width_hz = tremor_low_hz / np.sqrt(2 * np.log(_SEGMENTATION_TREMOR_ATTENUATION))
+    return velocity, _velocity_filter(n, fs, np.exp(-0.5 * (freqs / width_hz) ** 2))
+
+
+def _reach_movements(spectrum, slope, velocity, smooth_velocity, n, fs):
+    """15 Hz speed of a block of records, and its movements as (row, start, stop) arrays."""
+    speed = _speed(spectrum, slope, velocity, n)
+    smooth = _speed(spectrum, slope, smooth_velocity, n)
+    rows, run0, run1, win0, win1 = _segment_rows(
+        smooth, fs, _REACH_THRESHOLD_FRACTION, _REACH_MIN_DURATION_S, _MIN_MOVEMENT_SPEED_MM_S
+    )
+    start, stop = _movement_ends(speed, smooth, rows, run0, run1, win0, win1)
+    return speed, rows, start, stop
+
+
+def reach_segments(position_mm, fs_hz, tremor_band_hz=(4.0, 6.0)):
+    """Movements of ONE recording exactly as :func:`kinematic_features` finds them.
+
+    Parameters
+    ----------
+    position_mm : array_like, shape (n_samples, 3), marker position in mm.
+    fs_hz : float, sampling rate in Hz.
+
+    Returns
+    -------
+    list of (start, stop) sample indices, ``stop`` exclusive; robust to rest tremor, unlike
+    :func:`movement_segments` on the raw speed.
+    """
+    p, fs = _positions(position_mm, fs_hz)
+    if p.ndim != 2:
+        raise InputError(f"expected one recording of shape (n_samples, 3), found shape {p.shape}.", field="position_mm")
+    low, _ = _band(tremor_band_hz, fs, field="tremor_band_hz")
+    n = p.shape[0]
+    velocity, smooth_velocity = _reach_filters(n, fs, low)
+    (_, spectrum, slope), = _position_blocks(p[None])
+    _, rows, start, stop = _reach_movements(spectrum, slope, velocity, smooth_velocity, n, fs)
+    return [(int(a), int(b)) for a, b in zip(start, stop)]
+
+
 def _movement_ends(speed, smooth, rows, run0, run1, win0, win1):
     """Place each detected movement's ends (see :func:`kinematic_features`).
 
@@ -850,10 +930,11 @@ def _movement_ends(speed, smooth, rows, run0, run1, win0, win1):
     threshold = np.full(speed.shape, np.inf)
     smooth_start, smooth_stop = win0, win1
     if len(offsets):
-        threshold.ravel()[idx] = np.repeat(0.05 * np.maximum.reduceat(speed.ravel()[idx], offsets), lengths)
+        peak = np.maximum.reduceat(speed.ravel()[idx], offsets)
+        threshold.ravel()[idx] = np.repeat(_REACH_THRESHOLD_FRACTION * peak, lengths)
         # Fallback ends: where the smooth speed crosses 5% of the movement's own smooth peak.
         values = smooth.ravel()[idx]
-        above = values > np.repeat(0.05 * np.maximum.reduceat(values, offsets), lengths)
+        above = values > np.repeat(_REACH_THRESHOLD_FRACTION * np.maximum.reduceat(values, offsets), lengths)
         position = np.arange(len(idx))
         smooth_start = win0 + np.minimum.reduceat(np.where(above, position, len(idx)), offsets) - offsets
         smooth_stop = win0 + np.maximum.reduceat(np.where(above, position, -1), offsets) - offsets + 1

@@ -405,8 +405,8 @@ def planted_effects(terms: pd.DataFrame) -> pd.DataFrame:
 # --- raw-recording parameters -----------------------------------------------------------------
 
 
-def fa_parameters(row: pd.Series, config: CohortConfig) -> FAParameters:
-    """FA-map parameters of one patient (row of :func:`sample_latents`)."""
+def fa_parameters(row, config: CohortConfig) -> FAParameters:
+    """FA-map parameters of one patient (a row of :func:`sample_latents`, as Series or dict)."""
     lesion = row["indication"] == "stroke"
     return FAParameters(
         noise_key=int(row["fa_noise_key"]),
@@ -456,30 +456,39 @@ def missing_modalities(config: CohortConfig, index: pd.Index) -> pd.DataFrame:
 # --- raw data and cohort assembly -------------------------------------------------------------
 
 
+def feature_voxel_sets() -> dict:
+    """Per affected side, the voxels the DTI features read: affected CST, its mirror, WM sample."""
+    from core.dti import voxel_set
+
+    anatomy = load_anatomy()
+    sets = {}
+    for side, other in (("left", "right"), ("right", "left")):
+        index = np.concatenate([anatomy.cst_index[side], anatomy.cst_index[other], anatomy.wm_sample_index])
+        sets[side] = (voxel_set(index, anatomy), len(anatomy.cst_index[side]))
+    return sets
+
+
 def _raw_feature_chunk(args: tuple) -> pd.DataFrame:
     """DTI, EMG and kinematic features of a chunk of patients, from freshly generated raw data.
 
     Only what the features read is generated: all EMG and kinematic samples, but only the FA
     voxels of the two CSTs and the white-matter sample (the same values the full map shows).
+    The voxel sets come with the arguments, so workers never load the MNI templates.
     """
     from core import features, recordings
-    from core.dti import fa_batch, voxel_set
+    from core.dti import fa_batch
 
-    config_dict, latents = args
+    config_dict, latents, voxel_sets = args
     config = CohortConfig.from_dict(config_dict)
-    anatomy = load_anatomy()
     numbers = latents["patient_number"].to_numpy()
 
-    fa_params = [fa_parameters(row, config) for _, row in latents.iterrows()]
+    fa_params = [fa_parameters(row, config) for row in latents.to_dict("records")]
     tables = []
-    for side in ("left", "right"):  # patients grouped by affected side keep voxel pairing simple
+    for side, (voxels, n_cst) in voxel_sets.items():  # grouped by affected side: pairs stay aligned
         rows = np.flatnonzero(latents["affected_hemisphere"].to_numpy() == side)
         if len(rows) == 0:
             continue
-        other = "left" if side == "right" else "right"
-        voxels = voxel_set(np.concatenate([anatomy.cst_index[side], anatomy.cst_index[other], anatomy.wm_sample_index]))
         fa = fa_batch([fa_params[i] for i in rows], voxels)
-        n_cst = len(anatomy.cst_index[side])
         tables.append(features.dti_feature_table(fa[:, :n_cst], fa[:, n_cst : 2 * n_cst], fa[:, 2 * n_cst :], latents.index[rows]))
     dti = pd.concat(tables).reindex(latents.index)
 
@@ -538,7 +547,8 @@ def generate_cohort(config: CohortConfig, *, progress=None, n_jobs: int = -1):
 
     latents = sample_latents(config)
     clinical = clinical_features(latents, config.seed)
-    chunks = [(config.to_dict(), latents.iloc[i : i + CHUNK_SIZE]) for i in range(0, len(latents), CHUNK_SIZE)]
+    voxel_sets = feature_voxel_sets()
+    chunks = [(config.to_dict(), latents.iloc[i : i + CHUNK_SIZE], voxel_sets) for i in range(0, len(latents), CHUNK_SIZE)]
     jobs = n_jobs if len(chunks) > 2 else 1  # worker start-up outweighs small cohorts
     measured = pd.concat(parallel_map(_raw_feature_chunk, chunks, n_jobs=jobs, progress=progress))
     features = pd.concat([measured, clinical], axis=1)

@@ -1,0 +1,7 @@
+"""Colours shared by every figure (Okabe-Ito: distinguishable with common colour-vision deficiencies)."""
+
+BLACK, ORANGE, SKY_BLUE, GREEN = "#000000", "#E69F00", "#56B4E9", "#009E73"
+YELLOW, BLUE, VERMILLION, PURPLE = "#F0E442", "#0072B2", "#D55E00", "#CC79A7"
+OKABE_ITO = [BLUE, ORANGE, GREEN, PURPLE, SKY_BLUE, VERMILLION, YELLOW, BLACK]
+MODALITY_COLORS = {"dti": BLUE, "emg": ORANGE, "kin": GREEN, "clin": PURPLE}
+GROUP_COLORS = {"responder": GREEN, "non-responder": VERMILLION}
