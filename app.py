@@ -6,6 +6,7 @@ from components import state
 from core.errors import InputError
 
 st.set_page_config(page_title="NeuroPredict", page_icon=":material/neurology:", layout="wide")
+state.mark_entry_point()
 
 pages = [st.Page("pages/cohort.py", title="Cohort", icon=":material/groups:", default=True)]
 page = st.navigation(pages)

@@ -268,7 +268,7 @@ def orthogonal_slices_figure(
         title=dict(text=title) if title else None,
         height=height,
         # Explicit margins: automargin does not make room for tick labels on scale-anchored axes.
-        margin=dict(l=50, r=10, t=85 if title else 55, b=45),
+        margin=dict(l=55, r=10, t=100 if title else 70, b=45),
         plot_bgcolor="black",
         legend=dict(x=1.01, y=0, yanchor="bottom"),  # under the colourbar
     )
@@ -329,7 +329,8 @@ def brain_slice_viewer(
 
     info = iter(st.columns(1 + (grid.overlay is not None) + 2 * (grid.mask is not None),
                            vertical_alignment="bottom"))
-    next(info).metric("Background at crosshair", f"{float(grid.background[ijk]):.3g}",
+    background_name = figure_kwargs.pop("background_name", "Background")
+    next(info).metric(f"{background_name} at crosshair", f"{float(grid.background[ijk]):.3g}",
                       help=f"Voxel (i, j, k) = {ijk} of the RAS-oriented grid.")
     if grid.overlay is not None:
         overlay_name = figure_kwargs.get("overlay_name", "overlay")

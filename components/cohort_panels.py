@@ -6,11 +6,12 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from components import figures, recordings
+from components import figures, recordings, state
 from components.brain_slices import brain_slice_viewer
 from core import signals
 from core.anatomy import CST_WAYPOINTS_MM, load_anatomy
 from core.cohort import Cohort, bayes_optimal_auc
+from core.errors import InputError
 from core.features import FEATURE_DESCRIPTIONS, MODALITY_LABELS
 from core.prep2 import PUBLISHED_ACCURACY, prep2_evaluation
 from core.synth import INDICATIONS, MODALITIES, OUTCOME_TERMS, CohortConfig, presets
@@ -21,29 +22,36 @@ def config_form(key: str = "generate") -> CohortConfig | None:
     available = presets()
     preset = st.selectbox("Start from preset", list(available), key=f"{key}-preset", help="Shipped configs in assets/cohorts/.")
     base = available[preset]
+    key = f"{key}-{preset}"  # per-preset widget keys: choosing a preset shows all of its values
     with st.form(f"{key}-form"):
         c1, c2, c3 = st.columns(3)
-        name = c1.text_input("Cohort name", base.name)
-        n_patients = c2.number_input("Patients", 10, 100_000, base.n_patients, step=100)
-        seed = c3.number_input("Seed", 0, 2**31 - 1, base.seed)
+        name = c1.text_input("Cohort name", base.name, key=f"{key}-name")
+        n_patients = c2.number_input("Patients", 10, 100_000, base.n_patients, step=100, key=f"{key}-patients")
+        seed = c3.number_input("Seed", 0, 2**31 - 1, base.seed, key=f"{key}-seed")
         st.markdown("**Indications** (fraction of patients)")
         cols = st.columns(len(INDICATIONS))
-        indications = {k: cols[i].slider(label, 0.0, 1.0, float(base.indications.get(k, 0.0)), 0.05) for i, (k, label) in enumerate(INDICATIONS.items())}
+        indications = {k: cols[i].slider(label, 0.0, 1.0, float(base.indications.get(k, 0.0)), 0.05, key=f"{key}-i-{k}") for i, (k, label) in enumerate(INDICATIONS.items())}
         c1, c2, c3, c4 = st.columns(4)
-        n_sites = c1.number_input("Sites", 1, 20, base.n_sites)
-        site_effect = c2.slider("Site effect", 0.0, 3.0, float(base.site_effect), 0.1, help="Scanner, amplifier and outcome differences between sites.")
-        noise = c3.slider("Measurement noise", 0.0, 3.0, float(base.measurement_noise), 0.1)
-        outcome_noise = c4.slider("Outcome noise (% points SD)", 1.0, 30.0, float(base.outcome_noise_pct), 0.5)
-        threshold = st.slider("Responder threshold (% improvement)", 5.0, 95.0, float(base.responder_threshold_pct), 5.0)
+        n_sites = c1.number_input("Sites", 1, 20, base.n_sites, key=f"{key}-sites")
+        site_effect = c2.slider("Site effect", 0.0, 3.0, float(base.site_effect), 0.1, key=f"{key}-site", help="Scanner, amplifier and outcome differences between sites.")
+        noise = c3.slider("Measurement noise", 0.0, 3.0, float(base.measurement_noise), 0.1, key=f"{key}-noise")
+        outcome_noise = c4.slider("Outcome noise (% points SD)", 1.0, 30.0, float(base.outcome_noise_pct), 0.5, key=f"{key}-onoise")
+        threshold = st.slider("Responder threshold (% improvement)", 5.0, 95.0, float(base.responder_threshold_pct), 5.0, key=f"{key}-threshold")
         st.markdown("**Per modality:** planted effect strength (0 = no effect) and missing rate")
         cols = st.columns(len(MODALITIES))
         strength, missing = {}, {}
         for col, m in zip(cols, MODALITIES):
             strength[m] = col.slider(f"{MODALITY_LABELS[m]} effect", 0.0, 3.0, base.strength(m), 0.1, key=f"{key}-s-{m}")
             missing[m] = col.slider(f"{m} missing", 0.0, 0.9, float(base.missing_rate.get(m, 0.0)), 0.05, key=f"{key}-m-{m}")
+        replace = st.checkbox("Replace a saved cohort of the same name", key=f"{key}-replace")
         submitted = st.form_submit_button("Generate and save", type="primary", icon=":material/science:")
     if not submitted:
         return None
+    # Check the name before generating, not after minutes of work.
+    workspace = state.workspace()
+    workspace.check_name(name.strip())
+    if name.strip() in workspace and not replace:
+        raise InputError(f"a cohort named {name.strip()!r} is already saved; choose another name or tick 'Replace'.", field="name")
     return CohortConfig(
         name=name.strip(), n_patients=int(n_patients), seed=int(seed), indications={k: v for k, v in indications.items() if v > 0},
         n_sites=int(n_sites), site_effect=site_effect, missing_rate=missing, effect_strength=strength,
@@ -83,7 +91,7 @@ def patient_panel(cohort: Cohort) -> None:
         # Open on the lesion, or else on the affected internal capsule, where the CST is densest.
         side = -1.0 if info["affected_hemisphere"] == "left" else 1.0
         default = tuple(CST_WAYPOINTS_MM[2] * [side, 1, 1]) if lesion is None else tuple(np.round(anatomy.voxel_mm(np.flatnonzero(lesion.ravel())).mean(0)))
-        brain_slice_viewer(anatomy.template, raw.affine, overlay=raw.fa, mask=lesion, key=f"fa-{patient_id}", default_crosshair_mm=default, overlay_threshold=0.15, overlay_range=(0.0, 0.8), title="FA over MNI152 (lesion in vermillion)")
+        brain_slice_viewer(anatomy.template, raw.affine, overlay=raw.fa, mask=lesion, key=f"fa-{patient_id}", default_crosshair_mm=default, overlay_threshold=0.15, overlay_range=(0.0, 0.8), overlay_name="FA", mask_name="lesion", background_name="T1 template intensity", title="FA over MNI152 (lesion in vermillion)")
 
     st.subheader("EMG: TMS motor-evoked potentials and voluntary contraction")
     if raw.emg is None:
@@ -108,8 +116,9 @@ def patient_panel(cohort: Cohort) -> None:
 
     st.subheader("Features of this patient")
     values = cohort.features.loc[patient_id]
-    percentile = (cohort.features.rank(pct=True).loc[patient_id] * 100).round(0)
-    table = pd.DataFrame({"value": values, "cohort percentile": percentile, "description": [FEATURE_DESCRIPTIONS.get(f, "") for f in values.index]})
+    continuous = cohort.features.nunique() > 2  # a percentile of a yes/no feature means nothing
+    percentile = (cohort.features.rank(pct=True).loc[patient_id] * 100).round(0).where(continuous).astype("Int64")
+    table = pd.DataFrame({"value": values.map(lambda v: float(f"{v:.4g}")), "cohort percentile": percentile, "description": [FEATURE_DESCRIPTIONS.get(f, "") for f in values.index]})
     st.dataframe(table, width="stretch", height=320)
 
 

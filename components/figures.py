@@ -35,8 +35,11 @@ def show_figure(fig: go.Figure, *, key: str, data: pd.DataFrame | None = None, f
         )
 
 
-def _label(column: str) -> str:
-    return "Improvement (%)" if column == "improvement_pct" else FEATURE_DESCRIPTIONS.get(column, column)
+def column_label(column: str) -> str:
+    """Human label of an outcome or feature column, with its name for features."""
+    if column == "improvement_pct":
+        return "Improvement (%)"
+    return f"{FEATURE_DESCRIPTIONS[column]}  [{column}]" if column in FEATURE_DESCRIPTIONS else column
 
 
 def _groups(cohort: Cohort, by: str) -> pd.Series:
@@ -55,7 +58,7 @@ def distribution_figure(cohort: Cohort, column: str, by: str) -> tuple[go.Figure
         fig.add_trace(go.Violin(y=part[column], name=f"{name} (n={len(part)})", box_visible=True, meanline_visible=True, points=False, spanmode="hard", line_color=color, fillcolor=color, opacity=0.6))
     if column == "improvement_pct":
         fig.add_hline(y=cohort.responder_threshold_pct, line_dash="dash", annotation_text=f"responder threshold {cohort.responder_threshold_pct:g}%")
-    fig.update_layout(yaxis_title=_label(column), showlegend=False, height=420, margin=dict(t=40, b=40))
+    fig.update_layout(yaxis_title="Improvement (%)" if column == "improvement_pct" else FEATURE_DESCRIPTIONS.get(column, column), showlegend=False, height=420, margin=dict(t=40, b=40))
     return fig, table
 
 

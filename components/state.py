@@ -14,6 +14,8 @@ from core.workspace import Workspace, default_workspace
 
 _COHORT_KEY = "neuropredict.cohort_name"
 _FORMAT_KEY = "neuropredict.image_format"
+_ENTRY_KEY = "neuropredict.entry_point_ran"
+_FLASH_KEY = "neuropredict.flash"
 LAST_COHORT_SETTING = "last_cohort"
 
 
@@ -66,3 +68,30 @@ def image_format() -> str:
 
 def image_format_selector() -> None:
     st.radio("Figure download format", ["png", "svg"], key=_FORMAT_KEY, horizontal=True, help="Format of the camera button on every figure.")
+
+
+def mark_entry_point() -> None:
+    """Called by app.py on every run, before the page."""
+    st.session_state[_ENTRY_KEY] = True
+
+
+def require_entry_point() -> None:
+    """Send a page that runs without app.py to the app.
+
+    A first visit straight to a page URL on a fresh server makes Streamlit run the file in
+    ``pages/`` on its own (its legacy multipage mode), without the sidebar or page config.
+    """
+    if not st.session_state.get(_ENTRY_KEY):
+        st.switch_page("app.py")
+
+
+def flash(message: str) -> None:
+    """Show ``message`` once, on the next run (e.g. after ``st.rerun``)."""
+    st.session_state[_FLASH_KEY] = message
+
+
+def show_flash() -> None:
+    # A toast, not an element: an element that comes and goes would shift the page and reset its tabs.
+    message = st.session_state.pop(_FLASH_KEY, None)
+    if message:
+        st.toast(message, icon=":material/check_circle:")

@@ -58,12 +58,17 @@ class Workspace:
     def _connect(self):
         return duckdb.connect(str(self.path / "catalogue.duckdb"))
 
-    def _folder(self, name: str) -> Path:
+    @staticmethod
+    def check_name(name: str) -> None:
+        """Raise InputError unless ``name`` can be a saved cohort's name (and folder)."""
         if not _NAME.match(name or ""):
             raise InputError(
                 f"cohort name {name!r} is not allowed; use 1-64 letters, digits, spaces, '_', '-' or '.', starting with a letter or digit.",
                 field="name",
             )
+
+    def _folder(self, name: str) -> Path:
+        self.check_name(name)
         return self.path / "cohorts" / name
 
     # --- catalogue -----------------------------------------------------------------------------

@@ -7,7 +7,9 @@ from core.cohort import feature_correlations
 from core.errors import InputError
 from core.synth import generate_cohort
 
+state.require_entry_point()
 st.title("Cohort explorer")
+state.show_flash()
 
 with st.expander("Generate a synthetic cohort", expanded=state.current_cohort_name() is None, icon=":material/science:"):
     try:
@@ -26,7 +28,8 @@ with st.expander("Generate a synthetic cohort", expanded=state.current_cohort_na
                 st.error(str(exc))
             else:
                 state.set_current_cohort(cohort.name)
-                status.update(label=f"Saved {cohort.n_patients} patients as '{cohort.name}'", state="complete", expanded=False)
+                state.flash(f"Saved {cohort.n_patients} patients as '{cohort.name}'")
+                st.rerun()  # redraw the sidebar, which ran before this page, with the new cohort
 
 cohort = state.current_cohort()
 if cohort is None:
@@ -40,7 +43,7 @@ st.dataframe(cohort.summary(), width="stretch")
 overview, correlations, patient, truth, export = st.tabs(["Distributions", "Correlations", "Patient", "Ground truth", "Export"])
 with overview:
     c1, c2 = st.columns([2, 1])
-    column = c1.selectbox("Variable", ["improvement_pct", *cohort.features.columns], key="dist-column")
+    column = c1.selectbox("Variable", ["improvement_pct", *cohort.features.columns], key="dist-column", format_func=figures.column_label)
     by = c2.radio("Split by", ["responder", "indication", "site"], horizontal=True, key="dist-by")
     fig, data = figures.distribution_figure(cohort, column, by)
     figures.show_figure(fig, key="distribution", data=data, filename=f"distribution-{column}-by-{by}")

@@ -19,3 +19,34 @@ def small_cohort(small_config):
 def stroke_cohort():
     """Stroke patients only: the PREP2 check and the lesion-load checks use them."""
     return generate_cohort(CohortConfig(name="stroke", n_patients=1000, seed=11, indications={"stroke": 1.0}), n_jobs=1)
+
+
+# --- app and browser tests ---------------------------------------------------------------------
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "browser: drives a real `streamlit run` server in headless Chromium (needs /usr/bin/chromium)"
+    )
+
+
+@pytest.fixture(scope="session")
+def app_workspace_template(tmp_path_factory):
+    """A workspace folder holding one small saved cohort, "tiny" (60 patients, both indications).
+
+    Made once per session. The app writes into its workspace (the cohort last opened, new cohorts),
+    so tests copy it first: see ``app_workspace``.
+    """
+    from core.workspace import Workspace
+
+    path = tmp_path_factory.mktemp("app-workspace-template") / "workspace"
+    Workspace(path).save(generate_cohort(CohortConfig(name="tiny", n_patients=60, seed=3), n_jobs=1))
+    return path
+
+
+@pytest.fixture
+def app_workspace(app_workspace_template, tmp_path):
+    """A private copy of ``app_workspace_template`` that a test may write to."""
+    import shutil
+
+    return shutil.copytree(app_workspace_template, tmp_path / "workspace")
