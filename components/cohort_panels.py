@@ -10,7 +10,7 @@ from components import figures, recordings, state
 from components.brain_slices import brain_slice_viewer
 from core import signals
 from core.anatomy import CST_WAYPOINTS_MM, load_anatomy
-from core.cohort import Cohort, bayes_optimal_auc
+from core.cohort import Cohort, bayes_optimal_auc, feature_correlations
 from core.errors import InputError
 from core.features import FEATURE_DESCRIPTIONS, MODALITY_LABELS
 from core.prep2 import PUBLISHED_ACCURACY, prep2_evaluation
@@ -57,6 +57,22 @@ def config_form(key: str = "generate") -> CohortConfig | None:
         n_sites=int(n_sites), site_effect=site_effect, missing_rate=missing, effect_strength=strength,
         measurement_noise=noise, outcome_noise_pct=outcome_noise, responder_threshold_pct=threshold,
     )
+
+
+# Derived tables are cached by the cohort's content digest (the cohort itself is not hashed).
+@st.cache_data(max_entries=8, show_spinner=False)
+def cached_bayes_auc(_cohort: Cohort, digest: str):
+    return bayes_optimal_auc(_cohort)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def cached_prep2(_cohort: Cohort, digest: str) -> dict:
+    return prep2_evaluation(_cohort)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def cached_correlations(_cohort: Cohort, digest: str):
+    return feature_correlations(_cohort)
 
 
 @st.cache_resource(max_entries=6, show_spinner=False)
@@ -128,7 +144,7 @@ def ground_truth_panel(cohort: Cohort) -> None:
     if truth is None:
         st.info("Ground truth is known only for synthetic cohorts.")
         return
-    auc = bayes_optimal_auc(cohort)
+    auc = cached_bayes_auc(cohort, cohort.digest)
     c = st.columns(3)
     c[0].metric("Bayes-optimal AUC", f"{auc[0]:.3f}", help="AUC of the true response probabilities: the ceiling for any model on this cohort.")
     c[1].caption(f"95% CI {auc[1]:.3f} - {auc[2]:.3f} (stratified bootstrap, 500 resamples)")
@@ -146,7 +162,7 @@ def ground_truth_panel(cohort: Cohort) -> None:
         st.dataframe(pd.DataFrame([{"term": t.name, "indication": t.indication, "features": ", ".join(t.features), "formula": t.formula} for t in OUTCOME_TERMS]), width="stretch", hide_index=True)
         st.caption("Improvement % = 100 x sigmoid(sum of terms x modality strength + site shift) + Gaussian noise; responder = improvement >= threshold.")
 
-    result = prep2_evaluation(cohort)
+    result = cached_prep2(cohort, cohort.digest)
     if result["n_evaluated"]:
         st.markdown("**Realism check: the PREP2 rule on the stroke patients**")
         c = st.columns(3)

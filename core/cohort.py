@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Protocol
 
 import numpy as np
@@ -127,9 +128,12 @@ class Cohort:
             raise InputError(f"no patient {patient_id!r} in this cohort.", source=self.name, field="patient_id")
         return self.raw.load(patient_id)
 
-    @property
+    @cached_property
     def digest(self) -> str:
-        """sha256 of the features and outcomes: the cache key of everything derived from them."""
+        """sha256 of the features and outcomes: the cache key of everything derived from them.
+
+        Computed once: a cohort's tables are not modified after it is made.
+        """
         h = hashlib.sha256()
         for table in (self.features, self.outcomes[["improvement_pct", "responder"]]):
             h.update(pd.util.hash_pandas_object(table, index=True).to_numpy().tobytes())

@@ -3,7 +3,6 @@
 import streamlit as st
 
 from components import cohort_panels, figures, state
-from core.cohort import feature_correlations
 from core.errors import InputError
 from core.synth import generate_cohort
 
@@ -50,7 +49,7 @@ with overview:
 with correlations:
     st.caption("Spearman correlations between features (pairwise complete). Lines separate modalities; "
                "shared latent factors make modalities correlate, as in real cohorts.")
-    corr = feature_correlations(cohort)
+    corr = cohort_panels.cached_correlations(cohort, cohort.digest)
     figures.show_figure(figures.correlation_figure(corr), key="correlations", data=corr, filename="feature-correlations")
 with patient:
     if cohort.raw is None:
