@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from core.cohort import Cohort, GroundTruth
@@ -54,6 +55,10 @@ class Workspace:
                     responder_threshold_pct DOUBLE, digest TEXT, provenance TEXT, saved_at TIMESTAMP)"""
             )
             db.execute("CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT)")
+            db.execute(
+                """CREATE TABLE IF NOT EXISTS cv_runs (
+                    run TEXT PRIMARY KEY, cohort TEXT, cohort_digest TEXT, outcome TEXT, scheme TEXT, saved_at TIMESTAMP)"""
+            )
 
     def _connect(self):
         return duckdb.connect(str(self.path / "catalogue.duckdb"))
@@ -154,6 +159,60 @@ class Workspace:
     def set_setting(self, key: str, value: str) -> None:
         with self._connect() as db:
             db.execute("INSERT OR REPLACE INTO settings VALUES (?, ?)", [key, value])
+
+    # --- cross-validation runs: trained fold models and out-of-fold results ---------------------
+    def save_cv(self, cohort: Cohort, run: str, result) -> None:
+        """Store a :class:`~core.validation.CVResult` under its run digest (see ``run_digest``)."""
+        folder = self.path / "models" / run
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        for i, model in enumerate(result.fold_models):
+            model.save(folder / f"fold_{i:03d}")
+        result.prediction_by_repeat.to_parquet(folder / "prediction_by_repeat.parquet")
+        result.shap.to_parquet(folder / "shap.parquet")
+        result.shap_base.to_frame().to_parquet(folder / "shap_base.parquet")
+        if result.interaction is not None:
+            np.save(folder / "interaction.npy", result.interaction.astype(np.float32), allow_pickle=False)
+        folds = pd.DataFrame([{"repeat": f.repeat, "fold": f.fold, "test": f.test.tolist(), "train": f.train.tolist()} for f in result.folds])
+        folds.to_parquet(folder / "folds.parquet")
+        meta = {"outcome": result.outcome, "features": result.features, "scheme": result.scheme, "params": result.params}
+        (folder / "meta.json").write_text(json.dumps(meta))
+        with self._connect() as db:
+            db.execute("DELETE FROM cv_runs WHERE run = ?", [run])
+            db.execute(
+                "INSERT INTO cv_runs VALUES (?, ?, ?, ?, ?, ?)",
+                [run, cohort.name, cohort.digest, result.outcome, result.scheme, datetime.now(timezone.utc).replace(tzinfo=None)],
+            )
+
+    def load_cv(self, run: str):
+        """The stored run, or None when this run was never saved."""
+        from core.model import ResponseModel
+        from core.validation import CVResult, Fold
+
+        folder = self.path / "models" / run
+        if not (folder / "meta.json").exists():
+            return None
+        try:
+            meta = json.loads((folder / "meta.json").read_text())
+            folds_table = pd.read_parquet(folder / "folds.parquet")
+            folds = [Fold(int(r.repeat), int(r.fold), np.asarray(r.train), np.asarray(r.test)) for r in folds_table.itertuples()]
+            by_repeat = pd.read_parquet(folder / "prediction_by_repeat.parquet")
+            interaction_file = folder / "interaction.npy"
+            return CVResult(
+                outcome=meta["outcome"],
+                features=meta["features"],
+                prediction=by_repeat.mean(axis=1).rename("prediction"),
+                prediction_by_repeat=by_repeat,
+                shap=pd.read_parquet(folder / "shap.parquet"),
+                shap_base=pd.read_parquet(folder / "shap_base.parquet")["base"],
+                interaction=np.load(interaction_file, allow_pickle=False) if interaction_file.exists() else None,
+                folds=folds,
+                fold_models=[ResponseModel.load(folder / f"fold_{i:03d}") for i in range(len(folds))],
+                scheme=meta["scheme"],
+                params=meta["params"],
+            )
+        except (OSError, ValueError, KeyError) as exc:
+            raise InputError(f"the saved model run {run} cannot be read ({exc}); train it again.", source=str(folder)) from exc
 
     def delete(self, name: str) -> None:
         shutil.rmtree(self._folder(name), ignore_errors=True)

@@ -80,3 +80,45 @@ def test_out_of_fold_auc_approaches_the_oracle_and_shuffled_labels_give_chance(s
 
     null = cross_validate(replace(small_cohort, outcomes=shuffled), "responder", splitter=splitter, interactions=False, n_jobs=1)
     assert abs(roc_auc(shuffled["responder"], null.prediction) - 0.5) <= 0.08
+
+
+def test_a_cv_run_reloads_from_the_workspace_without_retraining(tmp_path, small_cohort):
+    from core.validation import run_digest
+    from core.whatif import WhatIf
+    from core.workspace import Workspace
+
+    splitter = CohortSplitter(n_splits=5, n_repeats=1, seed=2)
+    result = cross_validate(small_cohort, "responder", splitter=splitter, params={"n_estimators": 60}, n_jobs=1)
+    run = run_digest(small_cohort, "responder", splitter, result.params, result.features)
+    ws = Workspace(tmp_path)
+    assert ws.load_cv(run) is None
+    ws.save_cv(small_cohort, run, result)
+    loaded = Workspace(tmp_path).load_cv(run)
+    pd.testing.assert_frame_equal(loaded.shap, result.shap)
+    pd.testing.assert_series_equal(loaded.prediction, result.prediction)
+    np.testing.assert_allclose(loaded.interaction, result.interaction, rtol=1e-5, atol=1e-6)
+    assert loaded.scheme == result.scheme
+    # The reloaded fold models give the same what-if answers as the ones just trained.
+    pid = small_cohort.patients.index[10]
+    change = {"clin.levodopa_response_pct": 80.0}
+    a = WhatIf(result, small_cohort.features).scenario(pid, change)
+    b = WhatIf(loaded, small_cohort.features).scenario(pid, change)
+    assert a.prediction == pytest.approx(b.prediction, abs=1e-6)
+
+
+def test_what_if_starts_from_the_out_of_fold_prediction_and_flags_unseen_values(small_cohort):
+    from core.whatif import WhatIf
+
+    result = cross_validate(small_cohort, "responder", splitter=CohortSplitter(n_repeats=2), params={"n_estimators": 80}, interactions=False, n_jobs=1)
+    whatif = WhatIf(result, small_cohort.features)
+    pid = small_cohort.patients.index[0]
+    unchanged = whatif.scenario(pid)
+    assert unchanged.prediction == pytest.approx(result.prediction[pid], abs=1e-5)
+    assert unchanged.spread[0] <= unchanged.prediction <= unchanged.spread[1]
+    assert unchanged.out_of_range == []
+    margin = unchanged.shap.sum() + unchanged.base
+    assert 1 / (1 + np.exp(-margin)) == pytest.approx(unchanged.prediction, abs=0.05)  # mean of margins vs mean of probabilities
+    far = whatif.scenario(pid, {"clin.age": 130.0})
+    assert far.out_of_range == ["clin.age"]
+    with pytest.raises(InputError, match="unknown feature 'clin.shoe_size'"):
+        whatif.scenario(pid, {"clin.shoe_size": 44})
