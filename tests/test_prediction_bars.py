@@ -1,0 +1,37 @@
+"""The bars of the prediction issue, on the 2000-patient default synthetic cohort."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from core.metrics import expected_calibration_error, roc_auc
+from core.synth import generate_cohort, presets
+from core.validation import cross_validate
+
+
+@pytest.fixture(scope="module")
+def default_cohort():
+    return generate_cohort(presets()["default"])
+
+
+@pytest.fixture(scope="module")
+def default_result(default_cohort):
+    return cross_validate(default_cohort, "responder", interactions=False)
+
+
+def test_out_of_fold_auc_reaches_93_percent_of_the_oracle(default_cohort, default_result):
+    y = default_cohort.outcomes["responder"]
+    oracle = roc_auc(y, default_cohort.outcomes["true_response_probability"])
+    assert roc_auc(y, default_result.prediction) >= 0.93 * oracle
+
+
+def test_out_of_fold_probabilities_are_calibrated(default_cohort, default_result):
+    assert expected_calibration_error(default_cohort.outcomes["responder"], default_result.prediction) <= 0.05
+
+
+def test_shuffled_labels_give_chance_auc(default_cohort):
+    shuffled = default_cohort.outcomes.copy()
+    shuffled["responder"] = np.random.default_rng(1).permutation(shuffled["responder"].to_numpy())
+    result = cross_validate(replace(default_cohort, outcomes=shuffled), "responder", interactions=False)
+    assert abs(roc_auc(shuffled["responder"], result.prediction) - 0.5) <= 0.05
