@@ -15,7 +15,6 @@ import plotly.graph_objects as go
 import streamlit as st
 from nibabel.affines import apply_affine
 from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation
-from plotly.subplots import make_subplots
 
 from components import state
 
@@ -29,6 +28,7 @@ _EDGE_LABELS = {0: ("L", "R"), 1: ("P", "A")}
 _MASK_OPACITY = 0.5
 _CROSSHAIR_COLOR = "#56B4E9"  # Okabe-Ito sky blue: apart from the vermillion mask and from viridis
 _BACKGROUND_PERCENTILE = 99.5  # clip bright outliers (vessels, fat) so tissue contrast survives
+_PANEL_SPACING = 0.09  # paper fraction between panels
 
 
 class _Grid(NamedTuple):
@@ -112,15 +112,45 @@ def _to_ras_grid(background, affine, overlay=None, mask=None) -> _Grid:
 
 
 def _finite_range(values: np.ndarray, upper_percentile: float = 100.0) -> tuple[float, float]:
-    finite = values[np.isfinite(values)]
-    if finite.size == 0:
+    """(min, ``upper_percentile``-th percentile) of the finite values; (0, 1) when there are none."""
+    finite = np.isfinite(values)
+    flat = values.ravel(order="K") if finite.all() else values[finite]
+    if flat.size == 0:
         return 0.0, 1.0
-    return float(finite.min()), float(np.percentile(finite, upper_percentile))
+    upper = flat.max() if upper_percentile >= 100 else _upper_percentile(flat, upper_percentile)
+    return float(flat.min()), float(upper)
+
+
+def _upper_percentile(flat: np.ndarray, q: float):
+    """``np.percentile(flat, q)`` for a 1-D array and a high ``q``, ranking only the values that can matter.
+
+    The two values numpy interpolates between lie among the top ``n - k`` values; a threshold taken from a
+    strided sample selects a few times that many with one comparison, which is far cheaper than numpy's
+    selection over the whole volume. Falls back to numpy when the sample misjudges the threshold.
+    """
+    n = flat.size
+    position = (n - 1) * (q / 100)  # as numpy's default ("linear") method
+    k = int(np.floor(position))
+    needed = n - k  # values ranked k .. n - 1
+    sample = flat[:: max(1, n // 50_000)]
+    if needed * 20 > n or sample.size < 1000:
+        return np.percentile(flat, q)
+    # A sample quantile with room for sampling error: some 3x the needed count lies above it.
+    keep = min(sample.size - 1, int(sample.size * (1 - 3 * needed / n)))
+    threshold = np.partition(sample, keep)[keep]
+    top = flat[flat >= threshold]
+    if top.size < needed:
+        return np.percentile(flat, q)
+    j = k - (n - top.size)  # rank of the k-th value among the selected ones
+    ranks = [j, j + 1] if j + 1 < top.size else [j]
+    part = np.partition(top, ranks)
+    pair = np.array([part[j], part[ranks[-1]]], dtype=flat.dtype)
+    return np.quantile(pair, position - k)
 
 
 def _plane(volume: np.ndarray, fixed_axis: int, index: int) -> np.ndarray:
-    """2-D slice ready for go.Heatmap: rows run along the vertical axis, columns along the horizontal."""
-    return np.take(volume, index, axis=fixed_axis).T
+    """2-D slice ready for go.Heatmap: rows run along the vertical axis, columns along the horizontal (a view)."""
+    return volume[(slice(None),) * fixed_axis + (index,)].T
 
 
 def orthogonal_slices_figure(
@@ -186,16 +216,15 @@ def orthogonal_slices_figure(
         f"Coronal y = {centre_mm[1]:g} mm{convention}",
         f"Axial z = {centre_mm[2]:g} mm{convention}",
     ]
-    fig = make_subplots(
-        rows=1,
-        cols=3,
-        column_widths=[w / h for w, h in extents],  # same height, so widths follow each panel's aspect
-        horizontal_spacing=0.09,
-        subplot_titles=titles,
-    )
-    fig.update_annotations(font_size=12)  # the subplot titles; the L/R letters below set their own
-
-    for col, (plane, fixed, (h, v)) in enumerate(_PANELS, start=1):
+    # Same height, so widths follow each panel's aspect. The layout is built as plain dicts and validated
+    # once by go.Figure: per-panel add_trace/add_shape/update_xaxes calls cost more than the slices.
+    domains = _column_domains([w / h for w, h in extents], _PANEL_SPACING)
+    traces, shapes, annotations, letters = [], [], [], []
+    layout = {}
+    line = dict(color=_CROSSHAIR_COLOR, width=1)
+    for col, ((plane, fixed, (h, v)), panel_title, domain) in enumerate(zip(_PANELS, titles, domains), 1):
+        suffix = "" if col == 1 else str(col)
+        xref, yref = f"x{suffix}", f"y{suffix}"
         x_mm, y_mm = grid.axis_mm(h), grid.axis_mm(v)
         hname, vname = _AXIS_NAMES[h], _AXIS_NAMES[v]
         bg = _plane(grid.background, fixed, ijk[fixed]).astype(np.float32)
@@ -203,76 +232,90 @@ def orthogonal_slices_figure(
         # Hover lives on the background trace only, with the overlay value as customdata: stacked
         # heatmaps would otherwise compete for the hover label.
         hover = f"{hname} %{{x:.4~g}} mm, {vname} %{{y:.4~g}} mm<br>background %{{z:.3~g}}"
+        ov = None
         if grid.overlay is not None:
             ov = _plane(grid.overlay, fixed, ijk[fixed]).astype(np.float32)
             hover += f"<br>{overlay_name} %{{customdata:.3~g}}"
-        fig.add_trace(
-            go.Heatmap(
-                z=bg, x=x_mm, y=y_mm, colorscale="Greys", reversescale=True, zmin=bg_min, zmax=bg_max,
-                showscale=False, customdata=ov if grid.overlay is not None else None,
-                hovertemplate=hover + "<extra></extra>", uid=f"background-{plane}", name="background",
-            ),
-            row=1, col=col,
-        )
+        traces.append(dict(
+            type="heatmap", z=bg, x=x_mm, y=y_mm, colorscale="Greys", reversescale=True, zmin=bg_min, zmax=bg_max,
+            showscale=False, customdata=ov, hovertemplate=hover + "<extra></extra>", uid=f"background-{plane}",
+            name="background", xaxis=xref, yaxis=yref,
+        ))
         if grid.overlay is not None:
             shown = ov if overlay_threshold is None else np.where(ov >= overlay_threshold, ov, np.nan)
-            fig.add_trace(
-                go.Heatmap(
-                    z=shown, x=x_mm, y=y_mm, coloraxis="coloraxis", opacity=overlay_opacity,
-                    hoverinfo="skip", uid=f"overlay-{plane}", name=overlay_name,
-                ),
-                row=1, col=col,
-            )
+            traces.append(dict(
+                type="heatmap", z=shown, x=x_mm, y=y_mm, coloraxis="coloraxis", opacity=overlay_opacity,
+                hoverinfo="skip", uid=f"overlay-{plane}", name=overlay_name, xaxis=xref, yaxis=yref,
+            ))
         if grid.mask is not None:
             # uint8 with a transparent 0 is a quarter the size of a float mask with NaN holes.
-            fig.add_trace(
-                go.Heatmap(
-                    z=_plane(grid.mask, fixed, ijk[fixed]).astype(np.uint8), x=x_mm, y=y_mm,
-                    colorscale=[[0, "rgba(0,0,0,0)"], [1, mask_color]], zmin=0, zmax=1, showscale=False,
-                    opacity=_MASK_OPACITY, hoverinfo="skip", uid=f"mask-{plane}", name=mask_name,
-                ),
-                row=1, col=col,
-            )
+            traces.append(dict(
+                type="heatmap", z=_plane(grid.mask, fixed, ijk[fixed]).astype(np.uint8), x=x_mm, y=y_mm,
+                colorscale=[[0, "rgba(0,0,0,0)"], [1, mask_color]], zmin=0, zmax=1, showscale=False,
+                opacity=_MASK_OPACITY, hoverinfo="skip", uid=f"mask-{plane}", name=mask_name,
+                xaxis=xref, yaxis=yref,
+            ))
 
         x_range = [x_mm[0] - voxel_mm[h] / 2, x_mm[-1] + voxel_mm[h] / 2]
         y_range = [y_mm[0] - voxel_mm[v] / 2, y_mm[-1] + voxel_mm[v] / 2]
-        line = dict(color=_CROSSHAIR_COLOR, width=1)
-        fig.add_shape(type="line", x0=centre_mm[h], x1=centre_mm[h], y0=y_range[0], y1=y_range[1],
-                      line=line, name=f"crosshair-{plane}-{hname}", row=1, col=col)
-        fig.add_shape(type="line", x0=x_range[0], x1=x_range[1], y0=centre_mm[v], y1=centre_mm[v],
-                      line=line, name=f"crosshair-{plane}-{vname}", row=1, col=col)
+        shapes += [
+            dict(type="line", x0=centre_mm[h], x1=centre_mm[h], y0=y_range[0], y1=y_range[1], xref=xref,
+                 yref=yref, line=line, name=f"crosshair-{plane}-{hname}"),
+            dict(type="line", x0=x_range[0], x1=x_range[1], y0=centre_mm[v], y1=centre_mm[v], xref=xref,
+                 yref=yref, line=line, name=f"crosshair-{plane}-{vname}"),
+        ]
+        # The panel title where make_subplots puts it (titles first, as before), then the direction letters.
+        annotations.append(dict(text=panel_title, x=(domain[0] + domain[1]) / 2, y=1.0, xref="paper",
+                                yref="paper", xanchor="center", yanchor="bottom", showarrow=False,
+                                font=dict(size=12)))
         low, high = _EDGE_LABELS[h]
         for text, x, anchor in ((low, x_range[0], "left"), (high, x_range[1], "right")):
-            fig.add_annotation(text=f"<b>{text}</b>", x=x, y=y_range[1], xanchor=anchor, yanchor="top",
-                               showarrow=False, font=dict(color="white", size=13), row=1, col=col)
+            letters.append(dict(text=f"<b>{text}</b>", x=x, y=y_range[1], xref=xref, yref=yref, xanchor=anchor,
+                                yanchor="top", showarrow=False, font=dict(color="white", size=13)))
 
-        suffix = "" if col == 1 else str(col)
         axis_style = dict(constrain="domain", showgrid=False, zeroline=False, ticks="outside",
-                          title_font_size=11, tickfont_size=10, title_standoff=4)
-        fig.update_xaxes(title_text=f"{hname} (mm)", range=x_range, row=1, col=col, **axis_style)
-        fig.update_yaxes(title_text=f"{vname} (mm)", range=y_range, scaleanchor=f"x{suffix}", scaleratio=1,
-                         row=1, col=col, **axis_style)
+                          tickfont=dict(size=10))
+        layout[f"xaxis{suffix}"] = dict(
+            anchor=yref, domain=domain, range=x_range,
+            title=dict(text=f"{hname} (mm)", font=dict(size=11), standoff=4), **axis_style,
+        )
+        layout[f"yaxis{suffix}"] = dict(
+            anchor=xref, domain=[0.0, 1.0], range=y_range, scaleanchor=xref, scaleratio=1,
+            title=dict(text=f"{vname} (mm)", font=dict(size=11), standoff=4), **axis_style,
+        )
 
     if grid.mask is not None:
         # A heatmap's own legend swatch is a colour ramp; a square marker reads as "this colour = mask".
-        fig.add_trace(go.Scatter(
-            x=[None], y=[None], mode="markers", name=mask_name, showlegend=True, hoverinfo="skip",
+        traces.append(dict(
+            type="scatter", x=[None], y=[None], mode="markers", name=mask_name, showlegend=True,
+            hoverinfo="skip", xaxis="x", yaxis="y",
             marker=dict(symbol="square", size=12, color=mask_color, opacity=_MASK_OPACITY),
-        ), row=1, col=1)
+        ))
     if grid.overlay is not None:
-        fig.update_layout(coloraxis=dict(
+        layout["coloraxis"] = dict(
             colorscale=overlay_colorscale, cmin=cmin, cmax=cmax,
             colorbar=dict(title=dict(text=overlay_name), thickness=12, len=0.7, y=1, yanchor="top"),
-        ))
-    fig.update_layout(
-        title=dict(text=title) if title else None,
+        )
+    if title:
+        layout["title"] = dict(text=title)
+    layout.update(
+        annotations=annotations + letters,
+        shapes=shapes,
         height=height,
         # Explicit margins: automargin does not make room for tick labels on scale-anchored axes.
         margin=dict(l=55, r=10, t=100 if title else 70, b=45),
         plot_bgcolor="black",
         legend=dict(x=1.01, y=0, yanchor="bottom"),  # under the colourbar
     )
-    return fig
+    return go.Figure(data=traces, layout=layout)
+
+
+def _column_domains(widths, spacing: float) -> list[list[float]]:
+    """Paper x-domains of side-by-side panels, as ``make_subplots(column_widths=..., horizontal_spacing=...)``."""
+    total = float(sum(widths))
+    widths = [(1.0 - spacing * (len(widths) - 1)) * (w / total) for w in widths]
+    starts = [sum(widths[:c]) + c * spacing for c in range(len(widths))]
+    return [[max(0.0, x), min(1.0, x + w)] for x, w in zip(starts, widths)]
 
 
 def _snap(grid: _Grid, xyz_mm) -> tuple[float, float, float]:
