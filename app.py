@@ -8,7 +8,10 @@ from core.errors import InputError
 st.set_page_config(page_title="NeuroPredict", page_icon=":material/neurology:", layout="wide")
 state.mark_entry_point()
 
-pages = [st.Page("pages/cohort.py", title="Cohort", icon=":material/groups:", default=True)]
+pages = [
+    st.Page("pages/cohort.py", title="Cohort", icon=":material/groups:", default=True),
+    st.Page("pages/prediction.py", title="Prediction", icon=":material/query_stats:"),
+]
 page = st.navigation(pages)
 
 with st.sidebar:

@@ -160,7 +160,8 @@ class Cohort:
 def feature_correlations(cohort: Cohort, method: str = "spearman") -> pd.DataFrame:
     """Pairwise correlations of all features, columns ordered by modality (pairwise-complete)."""
     order = [c for m in cohort.modalities for c in cohort.features_of(m)]
-    usable = [c for c in order if cohort.features[c].nunique(dropna=True) > 1]
+    numeric = [c for c in order if pd.api.types.is_numeric_dtype(cohort.features[c])]  # text columns have no correlation
+    usable = [c for c in numeric if cohort.features[c].nunique(dropna=True) > 1]
     return cohort.features[usable].corr(method=method, min_periods=20)
 
 

@@ -1,0 +1,73 @@
+"""Prediction page: train the response model with repeated cross-validation, judge it, explain it, ask what-if."""
+
+import streamlit as st
+
+from components import prediction_panels as panels
+from components import state
+from core.errors import InputError
+from core.validation import CohortSplitter, cross_validate, run_digest
+
+OUTCOME_LABELS = {"responder": "Responder (binary)", "improvement_pct": "Improvement % (continuous)"}
+
+state.require_entry_point()
+st.title("Treatment-response prediction")
+state.show_flash()
+
+cohort = state.current_cohort()
+if cohort is None:
+    st.info("The workspace holds no cohort yet: generate one on the Cohort page.")
+    st.stop()
+
+st.caption(f"**{cohort.name}** · {cohort.n_patients} patients · modalities: {', '.join(cohort.modalities)} · "
+           f"responder = improvement >= {cohort.responder_threshold_pct:g}%")
+
+c = st.columns([3, 1, 1, 2], vertical_alignment="bottom")
+outcome = c[0].radio("Outcome", list(OUTCOME_LABELS), format_func=OUTCOME_LABELS.get, horizontal=True, key="pred-outcome")
+n_repeats = int(c[1].number_input("Repeats", 1, 20, 5, key="pred-repeats", help="Each repeat reshuffles the folds; predictions are averaged over repeats."))
+n_splits = int(c[2].number_input("Folds", 2, 10, 5, key="pred-folds"))
+with st.expander("Model settings (xgboost)", icon=":material/tune:"):
+    params = panels.model_settings()
+splitter = CohortSplitter(n_splits=n_splits, n_repeats=n_repeats)
+features = list(cohort.features.columns)
+run = run_digest(cohort, outcome, splitter, params, features)
+train = c[3].button(f"Train ({n_repeats} x {n_splits} CV)", type="primary", key="pred-train", icon=":material/model_training:")
+
+try:
+    result = panels.saved_run(run)
+except InputError as exc:  # a stored run that cannot be read: say so, and offer to retrain
+    st.error(str(exc))
+    result = None
+just_trained = False
+if train and result is not None:
+    st.success(f"Loaded saved run `{run}`: same cohort and settings, so no retraining.", icon=":material/inventory_2:")
+elif train:
+    error = None
+    with st.status(f"Training {n_repeats} x {n_splits}-fold cross-validation ...", expanded=True) as status:
+        bar = st.progress(0.0, text="splitting the cohort into folds")
+        try:
+            trained = cross_validate(cohort, outcome, splitter=splitter, params=params,
+                                     progress=lambda done, total: bar.progress(done / total, text=f"fold {done} of {total} trained and explained"))
+            bar.progress(1.0, text="saving the fold models in the workspace")
+            state.workspace().save_cv(cohort, run, trained)
+        except InputError as exc:
+            error = str(exc)
+            status.update(label="Not trained", state="error", expanded=False)
+        else:
+            status.update(label=f"Trained and saved run `{run}`", state="complete", expanded=False)
+    if error:
+        st.error(error)
+    else:
+        result, just_trained = panels.saved_run(run), True
+
+if result is None:
+    st.info(f"No saved run for {OUTCOME_LABELS[outcome].lower()} with these settings yet: press **Train**.", icon=":material/info:")
+    st.stop()
+
+source = "trained and saved" if just_trained else "loaded saved run"
+st.caption(f"Run `{run}` ({source}) · validation: {result.scheme} · {len(result.fold_models)} fold models")
+
+tabs = st.tabs(["Performance", "Explanations", "What-if", "Ground truth", "Export"])
+views = (panels.performance_panel, panels.explanations_panel, panels.whatif_panel, panels.ground_truth_panel, panels.export_panel)
+for tab, view in zip(tabs, views):
+    with tab:
+        panels.guarded(view, cohort, result, run)

@@ -1,0 +1,286 @@
+"""The Prediction page driven through AppTest: training, saved runs, the numbers shown, what-if, errors.
+
+Every test runs app.py (navigation + sidebar) and switches to pages/prediction.py, on a private copy
+of a small workspace holding the 60-patient cohort "tiny" (``app_workspace_template`` in
+conftest.py). Runs use 2 repeats instead of 5 to stay fast; the page exposes the setting.
+"""
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import streamlit as st
+from streamlit.runtime.pages_manager import PagesManager
+from streamlit.testing.v1 import AppTest
+
+import core.validation
+from core.cohort import Cohort
+from core.errors import InputError
+from core.metrics import regression_metrics, roc_auc
+from core.validation import CohortSplitter, cross_validate, run_digest
+from core.whatif import IMMUTABLE_FEATURES, WhatIf
+from core.workspace import DEFAULT_WORKSPACE_ENV, Workspace
+
+APP = Path(__file__).resolve().parent.parent / "app.py"
+PAGE = "pages/prediction.py"
+REPEATS = 2
+
+
+@pytest.fixture(autouse=True)
+def _fresh_streamlit(monkeypatch):
+    """Empty Streamlit caches; run app.py on every rerun as a real server does (see tests/test_app.py)."""
+    original = PagesManager.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", init)
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    yield
+    st.cache_resource.clear()
+    st.cache_data.clear()
+
+
+def default_run(cohort, outcome="responder", n_repeats=REPEATS) -> str:
+    """The digest the page gives a run with default model settings."""
+    return run_digest(cohort, outcome, CohortSplitter(n_repeats=n_repeats), {}, list(cohort.features.columns))
+
+
+@pytest.fixture(scope="module")
+def trained_template(app_workspace_template, tmp_path_factory):
+    """The "tiny" workspace plus a saved 2 x 5 responder run, as the page would have stored it."""
+    path = shutil.copytree(app_workspace_template, tmp_path_factory.mktemp("prediction") / "workspace")
+    ws = Workspace(path)
+    tiny = ws.load("tiny")
+    ws.save_cv(tiny, default_run(tiny), cross_validate(tiny, "responder", splitter=CohortSplitter(n_repeats=REPEATS)))
+    return path
+
+
+@pytest.fixture
+def trained_workspace(trained_template, tmp_path, monkeypatch):
+    path = shutil.copytree(trained_template, tmp_path / "workspace")
+    monkeypatch.setenv(DEFAULT_WORKSPACE_ENV, str(path))
+    return path
+
+
+@pytest.fixture
+def empty_workspace(app_workspace, monkeypatch):
+    monkeypatch.setenv(DEFAULT_WORKSPACE_ENV, str(app_workspace))
+    return app_workspace
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def no_exception(at):
+    assert not at.exception, [e.message for e in at.exception]
+
+
+def open_page(repeats=REPEATS, outcome=None) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=180).switch_page(PAGE).run()
+    no_exception(at)
+    assert at.title[0].value == "Treatment-response prediction"
+    at.number_input(key="pred-repeats").set_value(repeats)
+    if outcome:
+        at.radio(key="pred-outcome").set_value(outcome)
+    at.run()
+    no_exception(at)
+    return at
+
+
+def train(at) -> AppTest:
+    at.button(key="pred-train").click().run()
+    no_exception(at)
+    return at
+
+
+def metric(at, label) -> str:
+    (match,) = [m for m in at.metric if m.label == label]
+    return match.value
+
+
+def captions(at) -> list[str]:
+    return [c.value for c in at.caption]
+
+
+# --- training, storage, reloading ----------------------------------------------------------------
+
+
+def test_train_stores_the_run_shows_its_auc_and_a_new_session_reloads_it(empty_workspace, monkeypatch):
+    at = open_page()
+    assert any("press **Train**" in i.value for i in at.info)
+    assert at.button(key="pred-train").label == f"Train ({REPEATS} x 5 CV)"
+
+    train(at)
+    ws = Workspace(empty_workspace)
+    tiny = ws.load("tiny")
+    run = default_run(tiny)
+    stored = ws.load_cv(run)
+    assert stored is not None and len(stored.fold_models) == REPEATS * 5
+    y = tiny.outcomes["responder"]
+    auc = roc_auc(y, stored.prediction)
+    assert metric(at, "OOF AUC") == f"{auc:.3f}"
+    assert metric(at, "Model AUC (out-of-fold)") == f"{auc:.3f}"  # ground-truth tab, same run
+    per_repeat = [roc_auc(y, stored.prediction_by_repeat[c]) for c in stored.prediction_by_repeat]
+    assert metric(at, "AUC across repeats") == f"{np.mean(per_repeat):.3f}"
+    assert f"SD {np.std(per_repeat, ddof=1):.3f} · min {min(per_repeat):.3f} · max {max(per_repeat):.3f} · {REPEATS} repeats" in captions(at)
+    assert any(f"Run `{run}` (trained and saved)" in c and stored.scheme in c for c in captions(at))
+
+    # A fresh session (caches emptied, as after a restart) loads the stored run and never retrains.
+    def refuse(*args, **kwargs):
+        raise AssertionError("retrained a run that is saved")
+
+    monkeypatch.setattr(core.validation, "cross_validate", refuse)
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    again = open_page()
+    assert any(f"Run `{run}` (loaded saved run)" in c for c in captions(again))
+    assert metric(again, "OOF AUC") == f"{auc:.3f}"
+    train(again)  # the button, too, loads instead of training
+    assert any("Loaded saved run" in s.value for s in again.success)
+    assert metric(again, "OOF AUC") == f"{auc:.3f}"
+
+
+def test_continuous_outcome_shows_regression_metrics_of_the_stored_run(empty_workspace):
+    at = train(open_page(outcome="improvement_pct"))
+    ws = Workspace(empty_workspace)
+    tiny = ws.load("tiny")
+    stored = ws.load_cv(default_run(tiny, "improvement_pct"))
+    assert stored is not None and stored.outcome == "improvement_pct"
+    expected = regression_metrics(tiny.outcomes["improvement_pct"], stored.prediction)
+    assert metric(at, "MAE (% points)") == f"{expected['mae']:.1f}"
+    assert metric(at, "R²") == f"{expected['r2']:.3f}"
+    assert metric(at, "Pearson r") == f"{expected['pearson_r']:.3f}"
+
+
+# --- the saved run's views --------------------------------------------------------------------------
+
+
+def test_threshold_slider_moves_sensitivity_and_specificity(trained_workspace):
+    at = open_page()
+    tiny = Workspace(trained_workspace).load("tiny")
+    stored = Workspace(trained_workspace).load_cv(default_run(tiny))
+    y, p = tiny.outcomes["responder"].to_numpy(), stored.prediction.to_numpy()
+    for threshold in (0.5, 0.3):
+        at.slider(key="pred-threshold").set_value(threshold).run()
+        no_exception(at)
+        called = p >= threshold
+        assert metric(at, "Sensitivity") == f"{(called & y).sum() / y.sum():.3f}"
+        assert metric(at, "Specificity") == f"{(~called & ~y).sum() / (~y).sum():.3f}"
+    table = at.dataframe[0].value
+    assert table.index.name == "metric (95% CI)" and table.columns[0] == f"Model (xgboost) (n={len(y)})"
+    assert table.loc["ROC AUC"].iloc[0].startswith(f"{roc_auc(y, p):.3f} (")
+
+
+def test_whatif_edit_gives_the_scenario_of_core(trained_workspace):
+    at = open_page()
+    tiny = Workspace(trained_workspace).load("tiny")
+    stored = Workspace(trained_workspace).load_cv(default_run(tiny))
+    whatif = WhatIf(stored, tiny.features)
+    patient = at.selectbox(key="wi-patient-responder").value
+    base = whatif.scenario(patient)
+    assert metric(at, "Baseline prediction") == f"{base.prediction:.3f}" == f"{stored.prediction[patient]:.3f}"
+    assert metric(at, "Edited prediction") == f"{base.prediction:.3f}"
+
+    # The most important editable feature this patient has, moved to the other end of its range.
+    feature = next(f for f in stored.importance().index if f not in IMMUTABLE_FEATURES and pd.notna(tiny.features.at[patient, f]))
+    low, high = tiny.features[feature].min(), tiny.features[feature].max()
+    value = float(low if tiny.features.at[patient, feature] > (low + high) / 2 else high)
+    edited = whatif.scenario(patient, {feature: value})
+    assert edited.prediction != pytest.approx(base.prediction, abs=5e-4), "pick a change that moves the prediction"
+    at.number_input(key=f"wi-{patient}-{feature}").set_value(value).run()
+    no_exception(at)
+    assert metric(at, "Edited prediction") == f"{edited.prediction:.3f}"
+    assert metric(at, "Baseline prediction") == f"{base.prediction:.3f}"
+    assert not at.warning
+
+    # A value beyond anything seen in training is named in a warning.
+    beyond = float(high + (high - low) / 4)
+    at.number_input(key=f"wi-{patient}-{feature}").set_value(beyond).run()
+    no_exception(at)
+    assert whatif.scenario(patient, {feature: beyond}).out_of_range == [feature]
+    assert len(at.warning) == 1 and feature in at.warning[0].value
+
+
+def test_age_sex_and_indication_are_locked_until_unlocked(trained_workspace):
+    at = open_page()
+    patient = at.selectbox(key="wi-patient-responder").value
+    inputs = {f: at.number_input(key=f"wi-{patient}-{f}") for f in IMMUTABLE_FEATURES}
+    assert all(w.disabled for w in inputs.values())
+    assert not at.number_input(key=f"wi-{patient}-clin.safe_score").disabled
+
+    at.toggle(key="wi-unlock").set_value(True).run()
+    no_exception(at)
+    assert not any(at.number_input(key=f"wi-{patient}-{f}").disabled for f in IMMUTABLE_FEATURES)
+    tiny = Workspace(trained_workspace).load("tiny")
+    stored = Workspace(trained_workspace).load_cv(default_run(tiny))
+    age = float(tiny.features["clin.age"].min())
+    at.number_input(key=f"wi-{patient}-clin.age").set_value(age).run()
+    no_exception(at)
+    assert metric(at, "Edited prediction") == f"{WhatIf(stored, tiny.features).scenario(patient, {'clin.age': age}).prediction:.3f}"
+
+
+# --- bad cohorts ------------------------------------------------------------------------------------
+
+
+def _broken(tiny: Cohort, kind: str) -> tuple[Cohort, str]:
+    outcomes, features = tiny.outcomes.copy(), tiny.features.copy()
+    outcome = "responder"
+    if kind == "one class":
+        outcomes["responder"] = False
+    elif kind == "constant outcome":
+        outcomes["improvement_pct"], outcome = 40.0, "improvement_pct"
+    elif kind == "all-missing feature":
+        features["kin.sparc"] = np.nan
+    elif kind == "non-numeric column":
+        features["clin.nihss"] = features["clin.nihss"].map(lambda v: "n/a" if pd.isna(v) else f"{v:g} points").astype(object)
+    patients = tiny.patients
+    if kind == "fewer patients than folds":  # 4 responders and 4 non-responders for 5 folds
+        keep = list(outcomes.index[outcomes["responder"]][:4]) + list(outcomes.index[~outcomes["responder"]][:4])
+        patients, features, outcomes = patients.loc[keep], features.loc[keep], outcomes.loc[keep]
+    name = kind.replace(" ", "-")
+    return Cohort(name, patients, features, outcomes, tiny.responder_threshold_pct, provenance={"kind": "test"}), outcome
+
+
+@pytest.mark.parametrize("kind", ["one class", "constant outcome", "all-missing feature", "non-numeric column", "fewer patients than folds"])
+def test_a_bad_cohort_shows_the_error_from_core_and_stays_loaded(empty_workspace, kind):
+    ws = Workspace(empty_workspace)
+    cohort, outcome = _broken(ws.load("tiny"), kind)
+    ws.save(cohort)
+    ws.set_setting("last_cohort", cohort.name)
+    with pytest.raises(InputError) as expected:
+        cross_validate(cohort, outcome, splitter=CohortSplitter(n_repeats=REPEATS))
+
+    at = train(open_page(outcome=outcome))
+    assert [e.value for e in at.error] == [str(expected.value)]
+    assert any(c.startswith(f"**{cohort.name}** · {cohort.n_patients} patients") for c in captions(at))
+    assert at.sidebar.selectbox[0].value == cohort.name
+    assert ws.load_cv(run_digest(cohort, outcome, CohortSplitter(n_repeats=REPEATS), {}, list(cohort.features.columns))) is None
+
+
+# --- the model report --------------------------------------------------------------------------------
+
+
+def test_model_report_covers_the_tripod_items_with_the_runs_numbers(trained_workspace):
+    from components.prediction_panels import report_html
+    from core.metrics import binary_metrics, expected_calibration_error, metrics_with_ci
+
+    ws = Workspace(trained_workspace)
+    tiny = ws.load("tiny")
+    run = default_run(tiny)
+    stored = ws.load_cv(run)
+    report = report_html(tiny, stored, run)
+    y, p = tiny.outcomes["responder"].to_numpy(), stored.prediction.to_numpy()
+    auc = metrics_with_ci(lambda a, b: binary_metrics(a, b, 0.5), y, p, n_boot=1000).loc["auc"]
+    for section in ("Data source", "Participants and outcome", "Predictors", "Missing data", "Model", "Validation", "Performance", "Calibration"):
+        assert f"<h2>{section}</h2>" in report
+    assert stored.scheme in report
+    assert f"improvement of at least <b>{tiny.responder_threshold_pct:g}%</b>" in report
+    assert all(f"<code>{f}</code>" in report for f in tiny.features.columns)
+    assert f"{auc['estimate']:.3f} ({auc['ci_low']:.3f}–{auc['ci_high']:.3f})" in report
+    assert f"<b>{expected_calibration_error(y, p):.4f}</b>" in report
+    assert "early_stopping_rounds" in report and report.startswith("<!DOCTYPE html>") and report.endswith("</html>")
