@@ -1,12 +1,15 @@
 """Benchmarks (``make bench``): one JSON line per figure. Not tests: nothing here asserts a time.
 
-Figures for issue 2:
+Figures (see README's Benchmarks table):
 - ``cohort_features_10k``: a 10,000-patient synthetic cohort, raw data generated and features
   extracted (only the voxels the features read), on all local cores. Baseline, same run: the
   naive path that builds each patient's full FA volume and reads the features from it, timed on
   a sample of patients and scaled to 10,000.
 - ``patient_drilldown``: one patient's full raw data (FA volume, lesion mask, EMG, reaching)
   plus the drill-down figures built from them. Median of repeated runs.
+- ``whatif_update_ms``: one what-if scenario (prediction and SHAP), server side.
+- ``cv_5x5_oof_shap_10k``: 5 x 5 cross-validation with out-of-fold SHAP on 10,000 patients.
+The browser figure (slider to redrawn waterfall) is in ``tests/bench_browser.py``.
 """
 
 from __future__ import annotations
@@ -67,9 +70,48 @@ def bench_patient_drilldown() -> None:
     emit("patient_drilldown", statistics.median(times[1:]), "s", bar=0.3, runs=len(times) - 1)
 
 
+def bench_cross_validation_10k() -> None:
+    """5 x 5 CV with out-of-fold SHAP (interaction values off) on 10,000 patients, 2 cores.
+
+    Baseline, same run: the same folds fitted one after another on one thread.
+    """
+    from core.synth import CohortConfig, generate_cohort
+    from core.validation import CohortSplitter, cross_validate
+
+    cohort = generate_cohort(CohortConfig(name="cv", n_patients=10_000, seed=4))
+    start = time.perf_counter()
+    cross_validate(cohort, "responder", interactions=False)
+    elapsed = time.perf_counter() - start
+    start = time.perf_counter()
+    cross_validate(cohort, "responder", splitter=CohortSplitter(n_repeats=1), interactions=False, n_jobs=1)
+    sequential_25 = (time.perf_counter() - start) * 5  # one repeat of 5 folds, scaled to 25 folds
+    emit("cv_5x5_oof_shap_10k", elapsed, "s", bar=60.0, cores=os.cpu_count(), baseline_sequential_s=round(sequential_25, 1), speedup_vs_baseline=round(sequential_25 / elapsed, 2))
+
+
+def bench_whatif() -> None:
+    """One what-if update (prediction + SHAP from the 5 models blind to the patient), server side."""
+    from core.synth import CohortConfig, generate_cohort
+    from core.validation import cross_validate
+    from core.whatif import WhatIf
+
+    cohort = generate_cohort(CohortConfig(name="whatif", n_patients=2000, seed=5))
+    result = cross_validate(cohort, "responder", interactions=False)
+    whatif = WhatIf(result, cohort.features)
+    pid = cohort.patients.index[7]
+    whatif.scenario(pid)
+    times = []
+    for k in range(200):
+        start = time.perf_counter()
+        whatif.scenario(pid, {"clin.levodopa_response_pct": 20 + k * 0.3})
+        times.append(time.perf_counter() - start)
+    emit("whatif_update_ms", 1000 * statistics.median(times), "ms", bar=5.0, runs=len(times), p90_ms=round(1000 * sorted(times)[int(0.9 * len(times))], 3))
+
+
 def main() -> None:
     bench_patient_drilldown()
     bench_cohort_features()
+    bench_whatif()
+    bench_cross_validation_10k()
 
 
 if __name__ == "__main__":
