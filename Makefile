@@ -29,8 +29,9 @@ run: demo
 test: $(VENV)/.testing
 	$(BIN)/python -m pytest
 
-bench: $(VENV)/.runtime
+bench: $(VENV)/.testing
 	$(BIN)/python -m tests.bench
+	$(BIN)/python -m tests.bench_browser
 
 clean-venv:
 	rm -rf $(VENV)

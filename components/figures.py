@@ -21,7 +21,7 @@ from core.prep2 import CATEGORIES
 
 def show_figure(fig: go.Figure, *, key: str, data: pd.DataFrame | None = None, filename: str = "figure") -> None:
     """Render a figure with image export (camera button) and, when given, its numbers as CSV."""
-    fig.update_layout(template="plotly_white", font=dict(size=13))
+    fig.layout.font.size = 13
     config = {"displaylogo": False, "toImageButtonOptions": {"format": state.image_format(), "filename": filename, "scale": 2}}
     st.plotly_chart(fig, width="stretch", config=config, key=f"fig-{key}")
     if data is not None:

@@ -1,0 +1,193 @@
+"""The Prediction page's what-if panel in a real browser: edit a value, see the edited prediction move.
+
+The server, the Chromium launch settings and the helpers come from tests/test_browser.py. The
+workspace holds a 200-patient cohort "tiny" and a responder run trained exactly as the page trains
+it with its defaults (5 x 5 CV, default xgboost settings), so the page loads the saved run instead
+of training. The plain functions here (``prediction_workspace``, ``pick_edit``, ``open_whatif``,
+``edit_value``) are shared with the browser benchmark, tests/bench_browser.py.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.synth import CohortConfig, generate_cohort
+from core.validation import CohortSplitter, cross_validate, run_digest
+from core.workspace import Workspace
+from tests.test_browser import (  # noqa: F401  (fixtures are used by name)
+    CHROMIUM,
+    IDLE,
+    TIMEOUT_MS,
+    artifacts,
+    assert_no_exception,
+    browser_context_args,
+    browser_type_launch_args,
+    settle,
+    streamlit_server,
+)
+
+COHORT = CohortConfig(name="tiny", n_patients=200, seed=3)
+OUTCOME = "responder"
+FEATURE = "clin.levodopa_response_pct"  # Parkinson's patients only; a strong planted effect
+WHATIF_TAB = "What-if"
+MAX_WATERFALL_FEATURES = 10  # views.waterfall_figure's default: features shown before "N other features"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not CHROMIUM.exists() and not os.environ.get("CI"),
+        reason=f"browser tests need Debian's chromium at {CHROMIUM} (apt-get install chromium)",
+    ),
+]
+
+
+# --- workspace: a cohort and the run the page would train on it ---------------------------------
+
+
+def page_run(cohort) -> str:
+    """The run digest pages/prediction.py gives the default responder run (5 x 5 CV, default xgboost)."""
+    return run_digest(cohort, OUTCOME, CohortSplitter(n_splits=5, n_repeats=5), {}, list(cohort.features.columns))
+
+
+def prediction_workspace(path: Path) -> Path:
+    """Save the cohort "tiny" in a workspace at ``path`` and train and save the page's default run."""
+    ws = Workspace(path)
+    ws.save(generate_cohort(COHORT, n_jobs=1))
+    cohort = ws.load(COHORT.name)  # as the page sees it
+    ws.save_cv(cohort, page_run(cohort), cross_validate(cohort, OUTCOME, splitter=CohortSplitter(n_splits=5, n_repeats=5)))
+    return Path(path)
+
+
+def pick_edit(workspace: Path, n_values: int, feature: str = FEATURE) -> tuple[str, list[float]]:
+    """A patient and ``n_values`` values of ``feature`` that each move the edited prediction visibly.
+
+    Every value lies inside the training range (no out-of-range warning), is round to one decimal,
+    keeps ``feature`` among the waterfall's labelled bars, and gives a shown prediction (3 decimals)
+    other than the baseline's and the previous value's. Chosen with the saved run, so the test
+    knows beforehand that an edit must change the page.
+    """
+    from core.whatif import WhatIf
+
+    ws = Workspace(workspace)
+    cohort = ws.load(COHORT.name)
+    wi = WhatIf(ws.load_cv(page_run(cohort)), cohort.features)
+    low, high = float(wi.low[feature]), float(wi.high[feature])
+    grid = [round(float(v), 1) for v in np.linspace(low, high, 4 * n_values + 2)[1:-1]]
+    candidates = [v for pair in zip(grid, reversed(grid)) for v in pair][: len(grid)]  # alternate ends of the range
+    for patient in wi.features.index[wi.features[feature].notna()]:
+        own = float(wi.features.at[patient, feature])
+        shown = f"{wi.scenario(patient).prediction:.3f}"
+        values, previous = [], shown
+        for value in candidates:
+            if abs(value - own) < 1e-9:
+                continue
+            scenario = wi.scenario(patient, {feature: value})
+            text = f"{scenario.prediction:.3f}"
+            top = scenario.shap.abs().sort_values(ascending=False, kind="stable").index[:MAX_WATERFALL_FEATURES]
+            if text not in (shown, previous) and feature in top:
+                values.append(value)
+                previous = text
+            if len(values) == n_values:
+                return patient, values
+    raise AssertionError(f"no patient of {COHORT.name!r} whose prediction moves with {feature} {n_values} times")
+
+
+# --- page helpers -----------------------------------------------------------------------------
+
+
+def visible_panel(page):
+    """The outer tab panel on show (the what-if panel, once its tab is chosen)."""
+    return page.locator("[data-testid=stMain] [data-testid=stTabs] [role=tabpanel]").filter(visible=True).first
+
+
+def metric_value(page, label):
+    metric = page.locator("[data-testid=stMetric]").filter(visible=True).filter(has=page.get_by_text(label, exact=True))
+    return metric.locator("[data-testid=stMetricValue]")
+
+
+def open_whatif(page, url: str, patient: str, feature: str = FEATURE) -> None:
+    """Open the Prediction page on the saved run, its what-if tab, ``patient``, and ``feature``'s modality tab."""
+    from core.features import MODALITY_LABELS, modality_of
+
+    page.set_default_timeout(TIMEOUT_MS)
+    # Through the app and its navigation: a deep link to /prediction on a fresh server runs
+    # pages/prediction.py without app.py, and the page sends the browser to the app (Cohort) instead.
+    page.goto(url)
+    page.wait_for_selector(IDLE)
+    page.locator("[data-testid=stSidebarNav] a").filter(has_text="Prediction").click()
+    page.get_by_role("heading", name="Treatment-response prediction").wait_for()
+    page.wait_for_selector(IDLE)
+    page.get_by_text("(loaded saved run)").wait_for()  # the fixture's run, not "press Train"
+    page.get_by_role("tab", name=WHATIF_TAB, exact=True).click()
+    panel = visible_panel(page)
+    chooser = panel.locator('input[aria-label^="Patient ("]')
+    chooser.click()
+    chooser.fill(patient)  # the combobox filters its (virtualised) list as one types
+    page.get_by_role("option", name=re.compile(rf"^{re.escape(patient)} ")).click()
+    settle(page)
+    panel.get_by_role("tab", name=MODALITY_LABELS[modality_of(feature)], exact=True).click()
+    feature_input(page, feature).wait_for()
+
+
+def feature_input(page, feature: str = FEATURE):
+    return visible_panel(page).locator(f'input[aria-label="{feature.split(".", 1)[1]}"]').filter(visible=True)
+
+
+def waterfall_label(feature: str, value: float) -> str:
+    """The bar label views.waterfall_figure gives ``feature`` at ``value``."""
+    return f"{feature} = {value:.4g}"
+
+
+# --- the test -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def prediction_template(tmp_path_factory):
+    return prediction_workspace(tmp_path_factory.mktemp("browser-prediction-template") / "workspace")
+
+
+@pytest.fixture(scope="module")
+def edit(prediction_template):
+    patient, values = pick_edit(prediction_template, 1)
+    return patient, values[0]
+
+
+@pytest.fixture(scope="module")
+def prediction_url(prediction_template, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("browser-prediction")
+    workspace = shutil.copytree(prediction_template, folder / "workspace")
+    with streamlit_server(workspace, folder / "streamlit.log") as url:
+        yield url
+
+
+def test_whatif_edit_moves_the_edited_prediction(page, prediction_url, edit, artifacts):
+    patient, value = edit
+    open_whatif(page, prediction_url, patient)
+    assert_no_exception(page)
+    baseline, edited = metric_value(page, "Baseline prediction"), metric_value(page, "Edited prediction")
+    before = baseline.inner_text()
+    assert re.fullmatch(r"0\.\d{3}|1\.000", before), before
+    assert edited.inner_text() == before  # nothing edited yet
+
+    box = feature_input(page)
+    box.fill(f"{value:g}")
+    box.press("Enter")  # commit: the what-if fragment reruns alone
+    settle(page)
+    panel = visible_panel(page)
+    panel.get_by_text(f"Changed: {FEATURE}:").wait_for()
+    after = edited.inner_text()
+    assert after != before, f"edited prediction still {after} after {FEATURE} = {value:g}"
+    assert baseline.inner_text() == before
+    waterfall = panel.locator(".st-key-fig-wi-waterfall-edited .js-plotly-plot")
+    waterfall.get_by_text(waterfall_label(FEATURE, value)).first.wait_for()  # the edited figure shows the new value
+    assert_no_exception(page)
+
+    panel.locator('input[aria-label^="Patient ("]').evaluate("e => e.scrollIntoView({block: 'start'})")
+    page.wait_for_timeout(1_000)  # plotly relayout after the scroll
+    page.screenshot(path=str(artifacts / "whatif.png"))
