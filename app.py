@@ -13,6 +13,7 @@ pages = [
     st.Page("pages/prediction.py", title="Prediction", icon=":material/query_stats:"),
 ]
 page = st.navigation(pages)
+state.follow_deep_link(page)
 
 with st.sidebar:
     st.markdown("### NeuroPredict")

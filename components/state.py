@@ -5,7 +5,7 @@ Pages never touch ``st.session_state`` keys directly; they call these functions.
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import streamlit as st
 
@@ -16,7 +16,9 @@ _COHORT_KEY = "neuropredict.cohort_name"
 _FORMAT_KEY = "neuropredict.image_format"
 _ENTRY_KEY = "neuropredict.entry_point_ran"
 _FLASH_KEY = "neuropredict.flash"
+_DEEP_LINK_KEY = "neuropredict.deep_link"
 LAST_COHORT_SETTING = "last_cohort"
+_DEFAULT_PAGE_STEM = "cohort"  # the default page's url_path is ""
 
 
 @st.cache_resource
@@ -75,14 +77,23 @@ def mark_entry_point() -> None:
     st.session_state[_ENTRY_KEY] = True
 
 
-def require_entry_point() -> None:
-    """Send a page that runs without app.py to the app.
+def require_entry_point(page_path: str) -> None:
+    """Send a page that runs without app.py to the app, which then opens this page.
 
     A first visit straight to a page URL on a fresh server makes Streamlit run the file in
     ``pages/`` on its own (its legacy multipage mode), without the sidebar or page config.
+    ``page_path`` is the page's path relative to app.py, e.g. ``"pages/prediction.py"``.
     """
     if not st.session_state.get(_ENTRY_KEY):
+        st.session_state[_DEEP_LINK_KEY] = page_path
         st.switch_page("app.py")
+
+
+def follow_deep_link(current_page) -> None:
+    """Called by app.py after st.navigation: open the page a first deep link asked for."""
+    target = st.session_state.pop(_DEEP_LINK_KEY, None)
+    if target and PurePosixPath(target).stem != (current_page.url_path or _DEFAULT_PAGE_STEM):
+        st.switch_page(target)
 
 
 def flash(message: str) -> None:

@@ -6,7 +6,7 @@ from components import cohort_panels, figures, state
 from core.errors import InputError
 from core.synth import generate_cohort
 
-state.require_entry_point()
+state.require_entry_point("pages/cohort.py")
 st.title("Cohort explorer")
 state.show_flash()
 

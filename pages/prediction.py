@@ -9,7 +9,7 @@ from core.validation import CohortSplitter, cross_validate, run_digest
 
 OUTCOME_LABELS = {"responder": "Responder (binary)", "improvement_pct": "Improvement % (continuous)"}
 
-state.require_entry_point()
+state.require_entry_point("pages/prediction.py")
 st.title("Treatment-response prediction")
 state.show_flash()
 

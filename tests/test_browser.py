@@ -211,12 +211,13 @@ def test_generate_a_cohort_and_open_a_stroke_patient(page, app_url, artifacts):
     page.screenshot(path=str(artifacts / "patient.png"))
 
 
-def test_a_deep_link_on_a_fresh_server_shows_the_sidebar(page, app_workspace_template, tmp_path):
+@pytest.mark.parametrize("path, heading", [("cohort", "Cohort explorer"), ("prediction", "Treatment-response prediction")])
+def test_a_deep_link_on_a_fresh_server_opens_that_page_with_the_sidebar(page, app_workspace_template, tmp_path, path, heading):
     workspace = shutil.copytree(app_workspace_template, tmp_path / "workspace")
     with streamlit_server(workspace, tmp_path / "streamlit.log") as url:
         page.set_default_timeout(TIMEOUT_MS)
-        page.goto(f"{url}/cohort")
+        page.goto(f"{url}/{path}")
         page.wait_for_selector(IDLE)
-        page.get_by_text("Cohort explorer").wait_for()
+        page.get_by_role("heading", name=heading).wait_for()
         assert_no_exception(page)
         assert page.locator('[data-testid=stSidebar] input[aria-label="Cohort"]').count() == 1
