@@ -6,7 +6,6 @@ modality of a column is always read from its name (:func:`modality_of`), never f
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from core import signals

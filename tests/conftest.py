@@ -50,3 +50,29 @@ def app_workspace(app_workspace_template, tmp_path):
     import shutil
 
     return shutil.copytree(app_workspace_template, tmp_path / "workspace")
+
+
+@pytest.fixture
+def fresh_streamlit(monkeypatch):
+    """Empty Streamlit caches; run app.py on every AppTest rerun, as a real server does.
+
+    The pages live in a folder named ``pages/``. AppTest re-evaluates Streamlit's legacy
+    "pages/ directory" flag before every run, so from the second run on it would execute a page
+    alone, without app.py and its sidebar. A real server evaluates that flag once per process and
+    app.py's st.navigation() clears it, so here it is cleared the same way.
+    """
+    import streamlit as st
+    from streamlit.runtime.pages_manager import PagesManager
+
+    original = PagesManager.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", init)
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    yield
+    st.cache_resource.clear()
+    st.cache_data.clear()

@@ -8,8 +8,6 @@ import json
 from pathlib import Path
 
 import pytest
-import streamlit as st
-from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 
 from core.cohort import bayes_optimal_auc
@@ -22,28 +20,7 @@ APP = Path(__file__).resolve().parent.parent / "app.py"
 TABS = ["Distributions", "Correlations", "Patient", "Ground truth", "Export"]
 
 
-@pytest.fixture(autouse=True)
-def _fresh_streamlit(monkeypatch):
-    """Empty Streamlit caches; run app.py on every rerun as a real server does.
-
-    The page lives in a folder named ``pages/``. AppTest re-evaluates Streamlit's legacy
-    "pages/ directory" flag before every run, so from the second run on it executes
-    pages/cohort.py alone, without app.py and its sidebar. A real server evaluates that flag once
-    per process and app.py's st.navigation() clears it, so here it is cleared the same way
-    (see the report on the deep-link bug in tests/test_browser.py).
-    """
-    original = PagesManager.__init__
-
-    def init(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(PagesManager, "__init__", init)
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    yield
-    st.cache_resource.clear()
-    st.cache_data.clear()
+pytestmark = pytest.mark.usefixtures("fresh_streamlit")
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import streamlit as st
-from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 
 import core.validation
@@ -28,21 +27,7 @@ PAGE = "pages/prediction.py"
 REPEATS = 2
 
 
-@pytest.fixture(autouse=True)
-def _fresh_streamlit(monkeypatch):
-    """Empty Streamlit caches; run app.py on every rerun as a real server does (see tests/test_app.py)."""
-    original = PagesManager.__init__
-
-    def init(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(PagesManager, "__init__", init)
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    yield
-    st.cache_resource.clear()
-    st.cache_data.clear()
+pytestmark = pytest.mark.usefixtures("fresh_streamlit")
 
 
 def default_run(cohort, outcome="responder", n_repeats=REPEATS) -> str:
