@@ -219,5 +219,9 @@ def test_a_deep_link_on_a_fresh_server_opens_that_page_with_the_sidebar(page, ap
         page.goto(f"{url}/{path}")
         page.wait_for_selector(IDLE)
         page.get_by_role("heading", name=heading).wait_for()
+        # The redirect through app.py takes more than one script run: wait for the sidebar to settle.
+        expect(page.locator('[data-testid=stSidebar] input[aria-label="Cohort"]')).to_have_count(1)
+        expect(page.locator('[data-testid=stSidebar] input[aria-label="Cohort"]')).to_have_value("tiny")
+        page.wait_for_selector(IDLE)
         assert_no_exception(page)
-        assert page.locator('[data-testid=stSidebar] input[aria-label="Cohort"]').count() == 1
+        expect(page.get_by_role("heading", name=heading)).to_be_visible()
