@@ -342,6 +342,15 @@ def _feature_editor(cohort: Cohort, wi: WhatIf, patient_id: str, unlock: bool) -
     return changes
 
 
+@st.cache_data(max_entries=4, show_spinner=False)
+def patient_labels(_s: pd.DataFrame, _result: CVResult, run: str) -> dict:
+    """Picker label of every patient, built once per run: the what-if rerun on every edit must not."""
+    return {
+        pid: f"{pid} · {row.indication} · {'responder' if row.responder else 'non-responder'} · OOF {_prediction_text(_result, row.model)} · error {row.error:.2f}"
+        for pid, row in zip(_s.index, _s[["indication", "responder", "model", "error"]].itertuples(index=False))
+    }
+
+
 @st.fragment
 def whatif_panel(cohort: Cohort, result: CVResult, run: str) -> None:
     """Pick a patient, edit their values, compare baseline and edited predictions and explanations.
@@ -366,8 +375,8 @@ def whatif_panel(cohort: Cohort, result: CVResult, run: str) -> None:
     if not ids:
         st.info("No patient matches these filters.")
         return
-    patient = st.selectbox(f"Patient ({len(ids)} match)", ids, key=f"wi-patient-{result.outcome}",
-                           format_func=lambda pid: f"{pid} · {s.at[pid, 'indication']} · {'responder' if s.at[pid, 'responder'] else 'non-responder'} · OOF {_prediction_text(result, s.at[pid, 'model'])} · error {s.at[pid, 'error']:.2f}")
+    labels = patient_labels(s, result, run)
+    patient = st.selectbox(f"Patient ({len(ids)} match)", ids, key=f"wi-patient-{result.outcome}", format_func=labels.get)
     unlock = st.toggle("Unlock age, sex and indication", key="wi-unlock", help="Facts about a patient, not levers: locked unless you want to ask 'what if this patient were older'.")
     changes = _feature_editor(cohort, wi, patient, unlock)
     base, edited = wi.scenario(patient), wi.scenario(patient, changes)
