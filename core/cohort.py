@@ -140,6 +140,11 @@ class Cohort:
             h.update("|".join(map(str, table.columns)).encode())
         return h.hexdigest()
 
+    def describe(self) -> str:
+        """One line for a page header: size, modalities, responder definition, source."""
+        return (f"{self.n_patients} patients · modalities: {', '.join(self.modalities)} · "
+                f"responder = improvement >= {self.responder_threshold_pct:g}% · source: {self.provenance.get('kind', 'unknown')}")
+
     def summary(self) -> pd.DataFrame:
         """One row per indication: patients, responders, mean improvement, modality coverage."""
         table = self.patients[["indication"]].join(self.outcomes[["improvement_pct", "responder"]]).join(self.modality_availability())

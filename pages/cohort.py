@@ -35,8 +35,7 @@ if cohort is None:
     st.info("The workspace holds no cohort yet: generate one above.")
     st.stop()
 
-st.caption(f"**{cohort.name}** · {cohort.n_patients} patients · modalities: {', '.join(cohort.modalities)} · "
-           f"responder = improvement >= {cohort.responder_threshold_pct:g}% · source: {cohort.provenance.get('kind', 'unknown')}")
+st.caption(f"**{cohort.name}** · {cohort.describe()}")
 st.dataframe(cohort.summary(), width="stretch")
 
 overview, correlations, patient, truth, export = st.tabs(["Distributions", "Correlations", "Patient", "Ground truth", "Export"])

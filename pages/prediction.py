@@ -18,8 +18,7 @@ if cohort is None:
     st.info("The workspace holds no cohort yet: generate one on the Cohort page.")
     st.stop()
 
-st.caption(f"**{cohort.name}** · {cohort.n_patients} patients · modalities: {', '.join(cohort.modalities)} · "
-           f"responder = improvement >= {cohort.responder_threshold_pct:g}%")
+st.caption(f"**{cohort.name}** · {cohort.describe()}")
 
 c = st.columns([3, 1, 1, 2], vertical_alignment="bottom")
 outcome = c[0].radio("Outcome", list(OUTCOME_LABELS), format_func=OUTCOME_LABELS.get, horizontal=True, key="pred-outcome")

@@ -41,3 +41,7 @@ def test_bad_names_and_unknown_cohorts_get_clear_errors(tmp_path, small_cohort):
     ws.save(small_cohort)
     with pytest.raises(InputError, match="a cohort named 'small' is already saved"):
         ws.save(small_cohort, overwrite=False)
+
+
+def test_cohort_describes_itself_in_one_line(small_cohort):
+    assert small_cohort.describe() == "300 patients · modalities: dti, emg, kin, clin · responder = improvement >= 50% · source: synthetic"
