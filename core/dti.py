@@ -38,6 +38,9 @@ class FAParameters:
     transection : fraction (0..1) of the CST cross-section the lesion cuts; drives Wallerian
         degeneration of the tract below the lesion.
     noise_scale : multiplier on FA_NOISE_SD.
+    cst_scale : multiplicative integrity of both CSTs; None = ``wm_scale``. Separate because
+        age-related white-matter decline spares the corticospinal tract relative to association
+        fibres (Salat et al. 2005, Neurobiol Aging 26:1215).
     """
 
     noise_key: int
@@ -48,6 +51,7 @@ class FAParameters:
     lesion_radii_mm: tuple | None = None
     transection: float = 0.0
     noise_scale: float = 1.0
+    cst_scale: float | None = None
 
 
 NOISE_TABLE_BITS = 21  # 2**21 > voxels in the grid, so one patient never reuses a value
@@ -113,7 +117,9 @@ def voxel_set(flat_index: np.ndarray, anatomy: Anatomy | None = None) -> VoxelSe
 def fa_batch(params: list[FAParameters], voxels: VoxelSet) -> np.ndarray:
     """FA of several patients at one voxel set, shape (n_patients, n_voxels), float32."""
     col = lambda values: np.asarray(values, dtype=float)[:, None]  # noqa: E731
-    fa = voxels.normal_fa[None, :] * col([p.wm_scale for p in params])
+    wm_scale = col([p.wm_scale for p in params])
+    cst_scale = col([p.wm_scale if p.cst_scale is None else p.cst_scale for p in params])
+    fa = voxels.normal_fa[None, :] * np.where(voxels.cst_side[None, :] > 0, cst_scale, wm_scale)
     lesioned = [i for i, p in enumerate(params) if p.lesion_center_mm is not None]
     if lesioned:
         center = np.array([params[i].lesion_center_mm for i in lesioned], float)

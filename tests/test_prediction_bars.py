@@ -30,6 +30,11 @@ def test_out_of_fold_probabilities_are_calibrated(default_cohort, default_result
     assert expected_calibration_error(default_cohort.outcomes["responder"], default_result.prediction) <= 0.05
 
 
+def test_shap_importance_recovers_the_planted_ranking(default_cohort, default_result):
+    _, rho = default_cohort.ground_truth.importance_recovery(default_result.importance())
+    assert rho >= 0.8
+
+
 def test_shuffled_labels_give_chance_auc(default_cohort):
     shuffled = default_cohort.outcomes.copy()
     shuffled["responder"] = np.random.default_rng(1).permutation(shuffled["responder"].to_numpy())

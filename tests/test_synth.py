@@ -5,7 +5,7 @@ import pytest
 from core.errors import InputError
 from core.features import modality_of
 from core.prep2 import prep2_evaluation
-from core.synth import CohortConfig, generate_cohort, presets
+from core.synth import CohortConfig, generate_cohort, presets, term_shapley
 
 
 def test_same_config_and_seed_give_identical_cohorts(small_config, small_cohort):
@@ -115,3 +115,19 @@ def test_shipped_presets_load():
     assert {"default", "stroke_rtms", "parkinsons_dbs", "null_dti"} <= set(available)
     assert available["default"].n_patients == 2000
     assert available["null_dti"].strength("dti") == 0.0
+
+
+def test_planted_effects_are_exact_shapley_values_of_the_terms():
+    """Efficiency: within the indication, the Shapley values of a product term add up to the term
+    minus its baseline; the other indication gets none; swapping the factors swaps the values."""
+    rng = np.random.default_rng(0)
+    applies = rng.random(500) < 0.5
+    u, w = np.where(applies, rng.normal(1, 2, 500), 0), np.where(applies, rng.uniform(0, 1, 500), 0)
+    phi_u, phi_w = term_shapley((u, w), applies)
+    baseline = u[applies].mean() * w[applies].mean()
+    np.testing.assert_allclose((phi_u + phi_w)[applies], (u * w)[applies] - baseline, atol=1e-12)
+    assert not np.any(phi_u[~applies]) and not np.any(phi_w[~applies])
+    swapped = term_shapley((w, u), applies)
+    np.testing.assert_allclose(swapped[0], phi_w, atol=1e-12)
+    # A factor that does not vary gets nothing.
+    assert np.allclose(term_shapley((u, np.where(applies, 3.0, 0)), applies)[1], 0)
