@@ -317,25 +317,34 @@ def whatif_key(patient_id: str, feature: str) -> str:
     return f"wi-{patient_id}-{feature}"
 
 
-def _feature_editor(cohort: Cohort, wi: WhatIf, patient_id: str, unlock: bool) -> dict:
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _editor_inputs(_wi: WhatIf, run: str) -> dict:
+    """Per modality, per feature: number-input arguments and help, built once per run, not per edit."""
+    inputs = {}
+    for feature in _wi.features.columns:
+        low, high = float(_wi.low[feature]), float(_wi.high[feature])
+        binary = set(_wi.features[feature].dropna().unique()) <= {0.0, 1.0}
+        help_text = f"{FEATURE_DESCRIPTIONS.get(feature, feature)}. Seen in training: {low:.4g} – {high:.4g}." + (" Empty = missing." if not binary else "")
+        inputs.setdefault(modality_of(feature), {})[feature] = (_input_spec(low, high, binary), help_text)
+    return {m: inputs[m] for m in MODALITY_LABELS if m in inputs}
+
+
+def _feature_editor(wi: WhatIf, run: str, patient_id: str, unlock: bool) -> dict:
     """Inputs per feature, grouped by modality; returns the changed features."""
     if not unlock:  # locking again restores the patient's own age, sex and indication
         for feature in IMMUTABLE_FEATURES:
             st.session_state.pop(whatif_key(patient_id, feature), None)
     original = wi.features.loc[patient_id]
-    modalities = [m for m in MODALITY_LABELS if any(modality_of(f) == m for f in wi.features.columns)]
+    inputs = _editor_inputs(wi, run)
     changes = {}
-    for tab, modality in zip(st.tabs([MODALITY_LABELS[m] for m in modalities]), modalities):
+    for tab, (modality, features) in zip(st.tabs([MODALITY_LABELS[m] for m in inputs]), inputs.items()):
         cols = tab.columns(3)
-        for i, feature in enumerate(f for f in wi.features.columns if modality_of(f) == modality):
-            low, high = float(wi.low[feature]), float(wi.high[feature])
-            binary = set(wi.features[feature].dropna().unique()) <= {0.0, 1.0}
+        for i, (feature, (spec, help_text)) in enumerate(features.items()):
             value = original[feature]
             locked = feature in IMMUTABLE_FEATURES and not unlock
             new = cols[i % 3].number_input(
                 feature.split(".", 1)[1], value=None if pd.isna(value) else float(value), key=whatif_key(patient_id, feature), disabled=locked, placeholder="missing",
-                help=f"{FEATURE_DESCRIPTIONS.get(feature, feature)}. Seen in training: {low:.4g} – {high:.4g}." + (" Locked: a fact about the patient." if locked else "") + (" Empty = missing." if not binary else ""),
-                **_input_spec(low, high, binary),
+                help=help_text + (" Locked: a fact about the patient." if locked else ""), **spec,
             )
             if (new is None) != pd.isna(value) or (new is not None and not pd.isna(value) and new != value):
                 changes[feature] = new
@@ -358,7 +367,6 @@ def whatif_panel(cohort: Cohort, result: CVResult, run: str) -> None:
     Widgets whose labels or ranges depend on the outcome are keyed by it, so switching the outcome
     never shows a stale label or an error range of the other outcome.
     """
-    wi = _whatif(result, cohort.features, run)
     s = scores(cohort, result, run)
     c = st.columns([1, 1, 2])
     indication = c[0].selectbox("Indication", ["all", *sorted(s["indication"].astype(str).unique())], key="wi-indication")
@@ -377,8 +385,16 @@ def whatif_panel(cohort: Cohort, result: CVResult, run: str) -> None:
         return
     labels = patient_labels(s, result, run)
     patient = st.selectbox(f"Patient ({len(ids)} match)", ids, key=f"wi-patient-{result.outcome}", format_func=labels.get)
+    _whatif_scenarios(cohort, result, run, patient)
+
+
+@st.fragment
+def _whatif_scenarios(cohort: Cohort, result: CVResult, run: str, patient: str) -> None:
+    """One patient's editor, predictions and waterfalls: an edit reruns only this, not the filters and picker."""
+    wi = _whatif(result, cohort.features, run)
+    s = scores(cohort, result, run)
     unlock = st.toggle("Unlock age, sex and indication", key="wi-unlock", help="Facts about a patient, not levers: locked unless you want to ask 'what if this patient were older'.")
-    changes = _feature_editor(cohort, wi, patient, unlock)
+    changes = _feature_editor(wi, run, patient, unlock)
     base, edited = wi.scenario(patient), wi.scenario(patient, changes)
     n_models = len(wi.models_for(patient))
     observed = s.at[patient, "observed"]
@@ -435,9 +451,11 @@ def ground_truth_panel(cohort: Cohort, result: CVResult, run: str) -> None:
         c[1].metric("Bayes-optimal AUC", f"{bayes[0]:.3f}", help="AUC of the true response probabilities: the ceiling for any model on this cohort.")
         c[1].caption(f"95% CI {bayes[1]:.3f} – {bayes[2]:.3f}")
         c[2].metric("Share of the ceiling reached", f"{oof_auc / bayes[0]:.3f}", help="Model AUC / Bayes-optimal AUC.")
-    fig, data, rho = views.planted_vs_recovered(truth.feature_effects, result.importance(), result.is_binary)
+    fig, data, rho = views.planted_vs_recovered(truth, result.importance(), result.is_binary)
     show_figure(fig, key="pred-planted", data=data, filename=f"{cohort.name}-planted-vs-recovered")
     st.caption(f"Spearman ρ = {rho:.2f} between the planted effect and mean |SHAP| over {len(data)} features. "
+               "The planted effect is the mean |exact Shapley value| of the outcome terms that read a feature (0 for features no term reads, "
+               "such as lesion load or MEP latency, which measure the same causes less directly). "
                "Correlated features share credit, and a modality missing for many patients loses some, so ρ < 1 even for a good model.")
 
 

@@ -14,7 +14,6 @@ import math
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from scipy.stats import spearmanr
 
 from components.palette import BLACK, BLUE, GREEN, MODALITY_COLORS, OKABE_ITO, ORANGE, PURPLE, SKY_BLUE, VERMILLION
 from core.features import FEATURE_DESCRIPTIONS, MODALITY_LABELS, modality_of
@@ -325,13 +324,19 @@ def waterfall_figure(shap: pd.Series, base: float, values: pd.Series, binary: bo
     measures = ["absolute", *["relative"] * (len(amounts) - 1), "total"]
     amounts.append(margin)
     texts = [f"{base:.2f}", *[f"{a:+.2f}" for a in amounts[1:-1]], f"{margin:.2f}"]
-    fig = go.Figure(go.Waterfall(orientation="h", y=labels, x=amounts, measure=measures, text=texts, textposition="outside",
-                                 increasing=dict(marker=dict(color=VERMILLION)), decreasing=dict(marker=dict(color=BLUE)), totals=dict(marker=dict(color=PURPLE)),
-                                 connector=dict(line=dict(color=GREY, width=1)), hovertemplate="%{y}<br>%{x:+.3f}<extra></extra>"))
     unit = _margin_unit(binary)
     headline = f"log-odds {margin:.2f} → probability {1 / (1 + math.exp(-margin)):.3f}" if binary else f"predicted improvement {margin:.1f}%"
-    fig.update_layout(title=f"{title}{': ' if title else ''}{headline}", xaxis=dict(title=f"{unit} (red raises, blue lowers)", range=list(x_range or waterfall_range([(shap, base)], max_features, include_zero=binary))),
-                      yaxis=dict(autorange="reversed"), height=140 + 30 * len(labels), margin=dict(t=50, l=10, r=10), showlegend=False)
+    x_range = list(x_range or waterfall_range([(shap, base)], max_features, include_zero=binary))
+    spec = {
+        "data": [{"type": "waterfall", "orientation": "h", "y": labels, "x": amounts, "measure": measures, "text": texts, "textposition": "outside",
+                  "increasing": {"marker": {"color": VERMILLION}}, "decreasing": {"marker": {"color": BLUE}}, "totals": {"marker": {"color": PURPLE}},
+                  "connector": {"line": {"color": GREY, "width": 1}}, "hovertemplate": "%{y}<br>%{x:+.3f}<extra></extra>"}],
+        "layout": {"title": {"text": f"{title}{': ' if title else ''}{headline}"}, "xaxis": {"title": {"text": f"{unit} (red raises, blue lowers)"}, "range": x_range},
+                   "yaxis": {"autorange": "reversed"}, "height": 140 + 30 * len(labels), "margin": {"t": 50, "l": 10, "r": 10}, "showlegend": False},
+    }
+    # Unvalidated: the what-if redraws two of these per edit, and validation costs ~25 ms each.
+    # The spec is fixed and checked by tests/test_components_views.py against a validated copy.
+    fig = go.Figure(spec, _validate=False)
     data = pd.DataFrame({"step": labels, "measure": measures, "amount": amounts})
     return fig, data
 
@@ -368,15 +373,13 @@ def waterfall_range(explanations: list, max_features: int = 10, pad: float = 0.2
 # --- ground truth -------------------------------------------------------------------------------
 
 
-def planted_vs_recovered(effects: pd.DataFrame, importance: pd.Series, binary: bool) -> tuple[go.Figure, pd.DataFrame, float]:
+def planted_vs_recovered(truth, importance: pd.Series, binary: bool) -> tuple[go.Figure, pd.DataFrame, float]:
     """Planted effect (ground truth) against recovered importance (mean |SHAP|), with Spearman rho.
 
-    Features the generator planted no effect in count as 0. Returns ``(figure, data, rho)``.
+    ``truth`` is the cohort's :class:`~core.cohort.GroundTruth`; features the generator planted no
+    effect in count as 0. Returns ``(figure, data, rho)``.
     """
-    planted = effects.set_index("feature")["effect"].reindex(importance.index).fillna(0.0)
-    data = pd.DataFrame({"planted_effect": planted, "mean_abs_shap": importance, "modality": [modality_of(f) for f in importance.index]})
-    data.index.name = "feature"
-    rho = float(spearmanr(data["planted_effect"], data["mean_abs_shap"]).statistic) if len(data) > 2 else float("nan")
+    data, rho = truth.importance_recovery(importance)
     fig = go.Figure()
     top = set(data["planted_effect"].nlargest(6).index) | set(data["mean_abs_shap"].nlargest(6).index)
     for modality in MODALITY_LABELS:

@@ -220,3 +220,23 @@ def test_voluntary_emg_and_trajectory_use_time_in_seconds():
     spans = [np.diff(getattr(scene, f"{a}axis").range)[0] for a in "xyz"]
     ratios = [getattr(scene.aspectratio, a) for a in "xyz"]
     np.testing.assert_allclose(np.array(ratios) / ratios[0], np.array(spans) / spans[0])
+
+
+def test_unvalidated_waterfall_is_a_valid_figure_whose_steps_add_up():
+    """The waterfall skips plotly's validation for speed; a validated copy must accept it as is."""
+    import pandas as pd
+    import plotly.graph_objects as go
+
+    from components.prediction_views import waterfall_figure
+
+    features = [f"clin.f{i}" for i in range(14)]
+    shap = pd.Series(np.linspace(-0.7, 0.6, 14), index=features)
+    fig, data = waterfall_figure(shap, 0.25, pd.Series(1.0, index=features), binary=True, title="Edited")
+    validated = go.Figure(fig.to_plotly_json())  # raises on any invalid property
+    trace = validated.data[0]
+    assert trace.type == "waterfall" and len(trace.x) == 10 + 3  # base, 10 largest, the rest, prediction
+    # base + every step = the prediction's margin, which the title turns into a probability.
+    assert np.isclose(sum(trace.x[:-1]), 0.25 + shap.sum()) and np.isclose(trace.x[-1], 0.25 + shap.sum())
+    assert f"{1 / (1 + np.exp(-(0.25 + shap.sum()))):.3f}" in validated.layout.title.text
+    assert validated.layout.template.layout.plot_bgcolor == "white"  # the house template still applies
+    assert list(data["amount"]) == list(trace.x)
