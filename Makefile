@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 WORKSPACE ?= workspace
 PORT ?= 8501
 
-.PHONY: run test bench demo clean-venv
+.PHONY: run test bench demo nrnmech clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,17 +20,22 @@ $(VENV)/.testing: requirements-test.txt $(VENV)/.runtime
 	$(BIN)/pip install -r requirements-test.txt
 	touch $@
 
+# NEURON mechanisms of core/tms/mod, compiled by nrnivmodl into .build/ (a no-op when current).
+nrnmech: $(VENV)/.runtime
+	$(BIN)/python -m core.tms.mechanisms
+
 demo: $(VENV)/.runtime
 	$(BIN)/python -m core demo --workspace $(WORKSPACE)
 
 run: demo
 	NEUROPREDICT_WORKSPACE=$(WORKSPACE) $(BIN)/streamlit run app.py --server.port $(PORT) --server.headless true --server.fileWatcherType none --client.toolbarMode minimal --browser.gatherUsageStats false
 
-test: $(VENV)/.testing
+test: $(VENV)/.testing nrnmech
 	$(BIN)/python -m pytest
 
-bench: $(VENV)/.testing
+bench: $(VENV)/.testing nrnmech
 	$(BIN)/python -m tests.bench
+	$(BIN)/python -m tests.bench_tms
 	$(BIN)/python -m tests.bench_browser
 
 clean-venv:

@@ -1,0 +1,2 @@
+"""TMS biophysics: coil E-field over a spherical head, cortical layers, compartmental neurons,
+activation thresholds, and the CNN surrogate trained on them."""
