@@ -32,11 +32,11 @@ def main(argv=None) -> int:
         if args.command == "list":
             print(workspace.catalogue().to_string(index=False))
             return 0
-        from core.synth import CohortConfig, generate_cohort, presets
+        from core.synth import GENERATOR_VERSION, CohortConfig, generate_cohort, presets
 
         if args.command == "demo":
             config = presets()["default"]
-            if config.name in workspace:
+            if config.name in workspace and workspace.load(config.name).provenance.get("generator_version") == GENERATOR_VERSION:
                 print(f"workspace {workspace.path} already holds the demo cohort {config.name!r}")
                 return 0
         elif args.config:

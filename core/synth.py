@@ -45,6 +45,7 @@ INDICATIONS = {
     "stroke": "Stroke: rTMS-assisted upper-limb rehabilitation",
     "parkinsons": "Parkinson's disease: subthalamic DBS",
 }
+GENERATOR_VERSION = 2  # bump when the same config would give different patients or outcomes
 SITE_FA_OFFSET_SD = 0.008  # scanner FA offset per site (after harmonisation)
 PRESET_DIR = Path(__file__).resolve().parent.parent / "assets" / "cohorts"
 
@@ -642,7 +643,7 @@ def generate_cohort(config: CohortConfig, *, progress=None, n_jobs: int = -1):
         features=features,
         outcomes=outcomes[[c for c in outcomes.columns if c not in ("eta", "expected_improvement_pct")]],
         responder_threshold_pct=config.responder_threshold_pct,
-        provenance={"kind": "synthetic", "config": config.to_dict(), "config_digest": config.digest()},
+        provenance={"kind": "synthetic", "config": config.to_dict(), "config_digest": config.digest(), "generator_version": GENERATOR_VERSION},
         ground_truth=GroundTruth(latents=latents, terms=terms, feature_effects=planted_effects(factors, latents["indication"].to_numpy())),
         raw=SyntheticRawSource(config, latents, missing),
     )
