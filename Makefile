@@ -36,6 +36,7 @@ test: $(VENV)/.testing nrnmech
 bench: $(VENV)/.testing nrnmech
 	$(BIN)/python -m tests.bench
 	$(BIN)/python -m tests.bench_tms
+	$(BIN)/python -m tests.bench_tms_dataset
 	$(BIN)/python -m tests.bench_browser
 
 clean-venv:

@@ -1,4 +1,4 @@
-"""Command line: ``python -m core demo|generate|list``."""
+"""Command line: ``python -m core demo|generate|list|tms-dataset``."""
 
 from __future__ import annotations
 
@@ -23,7 +23,18 @@ def main(argv=None) -> int:
     gen.add_argument("--seed", type=int)
     lst = sub.add_parser("list", help="list saved cohorts")
     lst.add_argument("--workspace", default=None)
+    from core.tms.dataset import add_cli as add_tms_dataset
+
+    add_tms_dataset(sub)
     args = parser.parse_args(argv)
+    if args.command == "tms-dataset":
+        from core.tms.dataset import run_cli
+
+        try:
+            return run_cli(args)
+        except InputError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
 
     from core.workspace import Workspace
 
