@@ -1,0 +1,380 @@
+"""Size limits and safe unpacking for everything a user uploads.
+
+What is enforced here, before any parser sees a byte:
+
+- an upload (one file, a zip, or all files of a folder) is at most ``max_upload_bytes``
+  (default 1 GiB; ``NEUROPREDICT_MAX_UPLOAD_MB`` overrides it);
+- gzip streams and zip entries are decompressed in bounded chunks and abandoned as soon as
+  their output passes ``max_decompressed_bytes``: a decompression bomb costs no more memory than
+  the cap, whatever the archive's headers claim;
+- a gzip stream that ends early is a truncated file, not a short one;
+- zip entries whose path is absolute, climbs out of the archive (``..``), names a drive, or is
+  a symbolic link are rejected, as are encrypted entries; nothing is ever extracted to disk.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import stat
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from core.errors import InputError
+
+MiB = 1 << 20
+GiB = 1 << 30
+_CHUNK = 1 << 20  # decompress in 1 MiB steps: the cap is checked after each
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    """Caps on what an upload may cost.
+
+    Parameters
+    ----------
+    max_upload_bytes : largest upload accepted, in bytes (a file, a zip, or a folder's files
+        together). Default 1 GiB.
+    max_decompressed_bytes : most bytes one upload may decompress to (gzip and zip together).
+        Default 4 GiB; NIfTI and EDF rarely compress better than 5:1, bombs 1000:1.
+    max_zip_entries : most files a zip (or folder) may hold.
+    """
+
+    max_upload_bytes: int = GiB
+    max_decompressed_bytes: int = 4 * GiB
+    max_zip_entries: int = 20_000
+
+    @classmethod
+    def from_env(cls) -> UploadLimits:
+        """Defaults, with ``NEUROPREDICT_MAX_UPLOAD_MB`` (if set) as the upload cap in MiB."""
+        value = os.environ.get("NEUROPREDICT_MAX_UPLOAD_MB")
+        if not value:
+            return cls()
+        try:
+            mb = float(value)
+        except ValueError:
+            raise InputError(f"expected a number of MiB, found {value!r}", field="NEUROPREDICT_MAX_UPLOAD_MB") from None
+        if not mb > 0:
+            raise InputError(f"expected a positive number of MiB, found {value!r}", field="NEUROPREDICT_MAX_UPLOAD_MB")
+        upload = int(mb * MiB)
+        return cls(max_upload_bytes=upload, max_decompressed_bytes=max(4 * upload, cls.max_decompressed_bytes))
+
+
+DEFAULT_LIMITS = UploadLimits()
+
+
+def _mb(n: int) -> str:
+    return f"{n / MiB:.1f} MB" if n >= MiB else f"{n} bytes"
+
+
+class Budget:
+    """Decompressed bytes still allowed for one upload (shared by all its files)."""
+
+    def __init__(self, limits: UploadLimits):
+        self.limits = limits
+        self.left = limits.max_decompressed_bytes
+
+    def spend(self, n: int, source: str) -> None:
+        self.left -= n
+        if self.left < 0:
+            raise InputError(
+                f"decompresses to more than the {_mb(self.limits.max_decompressed_bytes)} allowed for one upload; "
+                "this looks like a decompression bomb. Upload the files uncompressed or in smaller parts.",
+                source=source,
+            )
+
+
+def source_name(source, name: str | None = None) -> str:
+    """The file name to show for a source: ``name`` if given, else the path's or file object's name."""
+    if name:
+        return str(name)
+    if isinstance(source, (str, os.PathLike)):
+        return Path(source).name
+    return Path(str(getattr(source, "name", "") or "upload")).name
+
+
+def read_source(source, name: str | None = None, limits: UploadLimits = DEFAULT_LIMITS) -> tuple[str, bytes]:
+    """The bytes of an upload and its display name, refusing anything over the upload cap.
+
+    Parameters
+    ----------
+    source : a path (str or PathLike), the bytes themselves, or a binary file object (e.g.
+        Streamlit's ``UploadedFile``).
+    name : name to show in messages; defaults to the path's or the file object's name.
+    limits : :class:`UploadLimits`.
+
+    Returns
+    -------
+    (name, bytes)
+    """
+    label = source_name(source, name)
+    cap = limits.max_upload_bytes
+    too_big = lambda n: InputError(  # noqa: E731
+        f"file is {_mb(n)}; the upload limit is {_mb(cap)}. Split the upload or raise the limit.", source=label
+    )
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        if len(data) > cap:
+            raise too_big(len(data))
+        return label, data
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        try:
+            size = path.stat().st_size
+            if not path.is_file():
+                raise InputError("expected a file, found a folder or a special file.", source=label)
+            if size > cap:
+                raise too_big(size)
+            return label, path.read_bytes()
+        except OSError as exc:
+            raise InputError(f"cannot read the file: {exc.strerror or exc}.", source=label) from exc
+    reader = getattr(source, "read", None)
+    if reader is None:
+        raise InputError(f"expected a file path, bytes or a binary file object, found {type(source).__name__}.", source=label)
+    if hasattr(source, "seek"):
+        try:
+            source.seek(0)
+        except (OSError, ValueError):
+            pass
+    try:
+        data = reader(cap + 1)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read the upload: {exc}.", source=label) from exc
+    if not isinstance(data, (bytes, bytearray)):
+        raise InputError("expected a binary file object (opened in 'rb' mode), found a text stream.", source=label)
+    if len(data) > cap:
+        raise too_big(len(data))
+    return label, bytes(data)
+
+
+def is_gzip(data: bytes) -> bool:
+    return data[:2] == b"\x1f\x8b"
+
+
+def gunzip_capped(data: bytes, source: str, budget: Budget | int | None = None) -> bytes:
+    """Decompress gzip data, at most ``budget`` bytes of output (a :class:`Budget` or a byte count).
+
+    Raises
+    ------
+    InputError
+        Not gzip, corrupt, truncated (the stream ends before its end marker), or decompressing
+        past the cap (a decompression bomb).
+    """
+    if budget is None:
+        budget = Budget(DEFAULT_LIMITS)
+    elif isinstance(budget, int):
+        budget = Budget(UploadLimits(max_decompressed_bytes=budget))
+    if not is_gzip(data):
+        raise InputError(f"expected gzip data (magic bytes 1f 8b), found {data[:2].hex(' ') or 'an empty file'}.", source=source)
+    out = []
+    rest = data
+    while rest:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        pending = rest
+        try:
+            while True:
+                chunk = inflater.decompress(pending, _CHUNK)
+                budget.spend(len(chunk), source)
+                out.append(chunk)
+                pending = inflater.unconsumed_tail
+                if inflater.eof or not pending and not chunk:
+                    break
+        except zlib.error as exc:
+            raise InputError(f"the gzip stream is corrupt ({exc}); upload the file again or uncompressed.", source=source) from exc
+        if not inflater.eof:
+            raise InputError(
+                f"the gzip stream is truncated: it ends after {len(data)} compressed bytes, before its end marker. "
+                "The file was cut short during copying or upload; upload the complete file.",
+                source=source,
+            )
+        rest = inflater.unused_data
+        # Trailing zero padding after the last member is legal (tape blocks); anything else must be another member.
+        if rest and not is_gzip(rest):
+            if rest.strip(b"\x00"):
+                raise InputError("unexpected bytes after the end of the gzip stream.", source=source)
+            break
+    return b"".join(out)
+
+
+# ---------------------------------------------------------------- multi-file uploads
+
+
+def _safe_member_path(raw_name: str, archive: str) -> str | None:
+    """The normalised relative POSIX path of a zip entry; InputError if it could escape the folder.
+
+    Returns None for directory entries.
+    """
+    name = raw_name.replace("\\", "/")
+    parts = name.split("/")
+    if name.startswith("/") or (parts and len(parts[0]) == 2 and parts[0][1] == ":") or any(p == ".." for p in parts):
+        raise InputError(
+            f"zip entry {raw_name!r} has a path that escapes the archive's folder (absolute, drive letter or '..'); "
+            "such archives are refused. Re-create the zip from inside the cohort folder.",
+            source=archive,
+            field=raw_name,
+        )
+    if "\x00" in name:
+        raise InputError(f"zip entry {raw_name!r} has a NUL character in its name.", source=archive, field=raw_name)
+    clean = posixpath.normpath(name)
+    if name.endswith("/") or clean in (".", ""):
+        return None
+    return clean
+
+
+def _hidden(path: str) -> bool:
+    """OS clutter that is never patient data: dot files, __MACOSX, Thumbs.db."""
+    parts = PurePosixPath(path).parts
+    return any(p.startswith(".") or p == "__MACOSX" for p in parts) or parts[-1].lower() in ("thumbs.db", "desktop.ini")
+
+
+class UploadTree:
+    """The files of a multi-patient upload (a folder or a zip), by relative POSIX path.
+
+    Files are read on demand, each through the upload's decompression budget, so memory holds
+    one file at a time (plus the zip itself, when the zip was uploaded as bytes).
+
+    Use :meth:`open` to make one.
+
+    Attributes
+    ----------
+    name : display name of the folder or zip.
+    paths : sorted relative paths of the regular files (OS clutter such as ``.DS_Store`` left out).
+    """
+
+    def __init__(self, name: str, files: dict, reader, limits: UploadLimits, budget: Budget):
+        self.name = name
+        self._files = files  # path -> size in bytes (uncompressed, as declared)
+        self._reader = reader
+        self.limits = limits
+        self.budget = budget
+        self.paths = sorted(files)
+
+    @classmethod
+    def open(cls, source, name: str | None = None, limits: UploadLimits = DEFAULT_LIMITS) -> UploadTree:
+        """A folder path, a zip path, or zip bytes / file object, checked and listed.
+
+        Raises
+        ------
+        InputError
+            Over the upload cap, too many files, not a zip, an entry escaping the folder, a symbolic
+            link, an encrypted entry, or declared sizes past the decompression cap.
+        """
+        label = source_name(source, name)
+        if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
+            return cls._open_folder(Path(source), label, limits)
+        label, data = read_source(source, label, limits)
+        return cls._open_zip(data, label, limits)
+
+    @classmethod
+    def _open_folder(cls, root: Path, label: str, limits: UploadLimits) -> UploadTree:
+        root = root.resolve()
+        files = {}
+        total = 0
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+            dirnames.sort()
+            for fname in sorted(filenames):
+                full = Path(dirpath) / fname
+                rel = full.relative_to(root).as_posix()
+                if _hidden(rel):
+                    continue
+                if full.is_symlink():
+                    # A link may point anywhere on the server: only links staying inside the folder count.
+                    target = full.resolve()
+                    if root not in target.parents:
+                        raise InputError(
+                            f"{rel!r} is a link to a file outside the upload folder; copy the file in instead.",
+                            source=label,
+                            field=rel,
+                        )
+                if not full.is_file():
+                    continue
+                size = full.stat().st_size
+                total += size
+                if total > limits.max_upload_bytes:
+                    raise InputError(
+                        f"the folder's files add up to more than the upload limit of {_mb(limits.max_upload_bytes)}.",
+                        source=label,
+                    )
+                files[rel] = size
+                if len(files) > limits.max_zip_entries:
+                    raise InputError(f"the folder holds more than {limits.max_zip_entries} files.", source=label)
+
+        def reader(rel: str, cap: int) -> bytes:
+            path = root / rel
+            try:
+                with open(path, "rb") as handle:
+                    return handle.read(cap + 1)
+            except OSError as exc:
+                raise InputError(f"cannot read the file: {exc.strerror or exc}.", source=rel) from exc
+
+        return cls(label, files, reader, limits, Budget(limits))
+
+    @classmethod
+    def _open_zip(cls, data: bytes, label: str, limits: UploadLimits) -> UploadTree:
+        import io
+
+        if data[:4] not in (b"PK\x03\x04", b"PK\x05\x06"):
+            raise InputError(
+                f"expected a zip archive (magic bytes 50 4b 03 04) or a folder, found {data[:4].hex(' ') or 'an empty file'}.",
+                source=label,
+            )
+        try:
+            archive = zipfile.ZipFile(io.BytesIO(data))
+            infos = archive.infolist()
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
+            raise InputError(f"the zip archive is damaged or truncated ({exc}).", source=label) from exc
+        if len(infos) > limits.max_zip_entries:
+            raise InputError(f"the zip holds {len(infos)} entries; at most {limits.max_zip_entries} are accepted.", source=label)
+        files, members = {}, {}
+        declared = 0
+        for info in infos:
+            rel = _safe_member_path(info.filename, label)
+            mode = info.external_attr >> 16
+            if stat.S_ISLNK(mode):
+                raise InputError(f"zip entry {info.filename!r} is a symbolic link; links are refused.", source=label, field=info.filename)
+            if rel is None or info.is_dir() or _hidden(rel):
+                continue
+            if info.flag_bits & 0x1:
+                raise InputError(f"zip entry {info.filename!r} is encrypted; upload an unencrypted zip.", source=label, field=info.filename)
+            if rel in files:
+                raise InputError(f"zip entry {rel!r} appears twice.", source=label, field=rel)
+            declared += info.file_size
+            files[rel] = info.file_size
+            members[rel] = info
+        if declared > limits.max_decompressed_bytes:
+            raise InputError(
+                f"the zip's entries declare {_mb(declared)} uncompressed, more than the "
+                f"{_mb(limits.max_decompressed_bytes)} allowed; this looks like a decompression bomb.",
+                source=label,
+            )
+
+        def reader(rel: str, cap: int) -> bytes:
+            # Headers can lie about sizes: read at most cap + 1 bytes and let the caller judge.
+            try:
+                with archive.open(members[rel]) as handle:
+                    return handle.read(cap + 1)
+            except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError, NotImplementedError, RuntimeError) as exc:
+                raise InputError(f"this zip entry is damaged ({exc}).", source=rel) from exc
+
+        return cls(label, files, reader, limits, Budget(limits))
+
+    def size(self, path: str) -> int:
+        """Declared size of a file in bytes."""
+        return self._files[path]
+
+    def read(self, path: str) -> bytes:
+        """The bytes of one file, counted against the upload's decompression budget."""
+        if path not in self._files:
+            raise InputError(f"no file {path!r} in this upload.", source=self.name)
+        cap = min(self.limits.max_upload_bytes, max(self.budget.left, 0))
+        data = self._reader(path, cap)
+        if len(data) > cap:
+            raise InputError(
+                f"decompresses to more than the {_mb(cap)} this upload may still use; "
+                "this looks like a decompression bomb.",
+                source=path,
+            )
+        self.budget.spend(len(data), path)
+        return data

@@ -1,0 +1,186 @@
+"""Shared helpers of the core.io tests: fuzzing strategies, file writers, a small synthetic cohort.
+
+No tests here; the test_io_* modules import what they need.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import warnings
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+
+from core.errors import InputError
+
+# At least 500 malformed inputs per reader, derandomized so CI sees the same ones every run.
+# NEUROPREDICT_FUZZ_EXAMPLES=5000 runs a longer, randomized hunt (not part of `make test`).
+_DEEP = int(os.environ.get("NEUROPREDICT_FUZZ_EXAMPLES", "0") or 0)
+FUZZ = settings(
+    max_examples=max(_DEEP, 500),
+    derandomize=not _DEEP,
+    deadline=None,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
+
+
+def _flip(seed: bytes, edits) -> bytes:
+    out = bytearray(seed)
+    for at, value in edits:
+        out[at % len(out)] = value
+    return bytes(out)
+
+
+def mutated(seed: bytes, hot: int | None = None):
+    """Malformed variants of a valid file: byte flips (mostly in the first ``hot`` bytes, where
+    headers live), truncation, insertion, deletion, overwritten headers, and random bytes."""
+    n = len(seed)
+    hot = max(1, min(hot or n, n))
+    hot_pos = st.integers(0, hot - 1)
+    any_pos = st.integers(0, n - 1)
+    position = st.one_of(hot_pos, hot_pos, any_pos)
+    return st.one_of(
+        st.lists(st.tuples(position, st.integers(0, 255)), min_size=1, max_size=6).map(lambda e: _flip(seed, e)),
+        st.lists(st.tuples(position, st.sampled_from([0, 1, 2, 0x7F, 0x80, 0xFF, 0x20, 0x30, 0x39, 0x2D])), min_size=1, max_size=3).map(lambda e: _flip(seed, e)),
+        any_pos.map(lambda k: seed[:k]),
+        st.tuples(position, st.binary(min_size=1, max_size=40)).map(lambda a: seed[: a[0]] + a[1] + seed[a[0] :]),
+        st.tuples(position, st.integers(1, 40)).map(lambda a: seed[: a[0]] + seed[a[0] + a[1] :]),
+        st.binary(min_size=1, max_size=64).map(lambda b: b + seed[len(b) :]),
+        st.binary(max_size=400),
+    )
+
+
+_TEXT_NOISE = st.text(alphabet=list(",;\t\n\r\"' .-+eE0123456789naifxyzNA/\\\x00é"), min_size=1, max_size=12)
+
+
+def text_mutated(seed: str):
+    """Malformed variants of a text table: noise inserted or replacing a span, lines dropped or
+    duplicated, truncation, and the byte-level mutations of :func:`mutated`."""
+    n = len(seed)
+    pos = st.integers(0, n - 1)
+    lines = seed.splitlines(keepends=True)
+    line = st.integers(0, len(lines) - 1)
+    as_bytes = lambda s: s.encode("utf-8")  # noqa: E731
+    return st.one_of(
+        st.tuples(pos, _TEXT_NOISE).map(lambda a: as_bytes(seed[: a[0]] + a[1] + seed[a[0] :])),
+        st.tuples(pos, st.integers(1, 20), _TEXT_NOISE).map(lambda a: as_bytes(seed[: a[0]] + a[2] + seed[a[0] + a[1] :])),
+        line.map(lambda k: as_bytes("".join(lines[:k] + lines[k + 1 :]))),
+        line.map(lambda k: as_bytes("".join(lines[: k + 1] + lines[k:]))),
+        mutated(as_bytes(seed)),
+    )
+
+
+def assert_only_input_error(read, data) -> None:
+    """Reading malformed data either works or raises InputError; nothing else may escape."""
+    try:
+        read(data)
+    except InputError as exc:
+        assert str(exc)  # a message for the user, never empty
+
+
+# ---------------------------------------------------------------- a small synthetic cohort
+
+
+@lru_cache(maxsize=1)
+def synthetic_cohort():
+    """10 patients, every modality present, both indications (one per test session)."""
+    from core.synth import CohortConfig, generate_cohort
+
+    config = CohortConfig(name="io-tests", n_patients=10, seed=5, missing_rate={"dti": 0.0, "emg": 0.0, "kin": 0.0})
+    return generate_cohort(config, n_jobs=1)
+
+
+# ---------------------------------------------------------------- writers
+
+
+def nifti_bytes(data, affine, *, code: int = 4, version: int = 1, compress: bool = False, dtype=np.float32) -> bytes:
+    import nibabel as nib
+
+    klass = nib.Nifti1Image if version == 1 else nib.Nifti2Image
+    image = klass(np.asarray(data, dtype=dtype), affine)
+    image.header.set_sform(affine, code)
+    image.header.set_qform(affine, code)
+    raw = image.to_bytes()
+    return gzip.compress(raw, compresslevel=1, mtime=0) if compress else raw
+
+
+def continuous_emg(recording, *, pulse_period_s: float = 1.0, voluntary_at_s: float = 11.5):
+    """A continuous 2-channel recording holding a synthetic patient's sweeps and voluntary burst.
+
+    Returns (samples (2, n) µV, pulse times s, voluntary onset s, voluntary duration s).
+    """
+    fs = recording.fs_hz
+    n_pre = int(round(-recording.sweep_start_ms / 1000 * fs))
+    n_sweep = recording.mep_sweeps_uv.shape[-1]
+    n_voluntary = recording.voluntary_uv.shape[-1]
+    total = int(round((voluntary_at_s + n_voluntary / fs + 0.5) * fs))
+    total += (-total) % int(fs)  # whole 1 s EDF data records
+    x = np.zeros((2, total))
+    pulses = []
+    for k in range(recording.mep_sweeps_uv.shape[1]):
+        at = int(round((1 + k) * pulse_period_s * fs))
+        x[:, at - n_pre : at - n_pre + n_sweep] = recording.mep_sweeps_uv[:, k]
+        pulses.append(at / fs)
+    start = int(round(voluntary_at_s * fs))
+    x[:, start : start + n_voluntary] = recording.voluntary_uv
+    return x, pulses, start / fs, n_voluntary / fs
+
+
+def write_edf(path, channels: dict, fs: float, *, units="uV", bdf=False, annotations=(), physical_max=None):
+    """Write an EDF+/BDF+ file with pyedflib; channels: label -> samples; annotations: (onset, duration, text)."""
+    import pyedflib
+
+    kind = pyedflib.FILETYPE_BDFPLUS if bdf else pyedflib.FILETYPE_EDFPLUS
+    digital = 8388607 if bdf else 32767
+    writer = pyedflib.EdfWriter(str(path), len(channels), file_type=kind)
+    try:
+        headers = []
+        for label, values in channels.items():
+            top = physical_max or float(np.ceil(np.abs(values).max() * 1.05 + 1))
+            unit = units[label] if isinstance(units, dict) else units
+            headers.append({"label": label, "dimension": unit, "sample_frequency": fs, "physical_max": top, "physical_min": -top,
+                            "digital_max": digital, "digital_min": -digital - 1, "transducer": "", "prefilter": ""})
+        writer.setSignalHeaders(headers)
+        writer.writeSamples([np.asarray(v, dtype=float) for v in channels.values()])
+        for onset, duration, text in annotations:
+            writer.writeAnnotation(onset, duration, text)
+    finally:
+        writer.close()
+    return Path(path)
+
+
+def write_c3d(path, markers: dict, fs: float, *, unit: str = "mm", analogs=None, analog_rate=None):
+    """Write a C3D with ezc3d: markers label -> (n, 3) positions in ``unit``."""
+    import ezc3d
+
+    c3d = ezc3d.c3d()
+    labels = list(markers)
+    n = len(next(iter(markers.values())))
+    c3d["parameters"]["POINT"]["RATE"]["value"] = [fs]
+    c3d["parameters"]["POINT"]["LABELS"]["value"] = tuple(labels)
+    c3d["parameters"]["POINT"]["UNITS"]["value"] = [unit]
+    points = np.ones((4, len(labels), n))
+    for i, label in enumerate(labels):
+        points[:3, i, :] = np.asarray(markers[label], dtype=float).T
+    c3d["data"]["points"] = points
+    if analogs is not None:
+        c3d["parameters"]["ANALOG"]["RATE"]["value"] = [analog_rate]
+        c3d["parameters"]["ANALOG"]["LABELS"]["value"] = tuple(f"a{i}" for i in range(analogs.shape[0]))
+        c3d["data"]["analogs"] = analogs[None]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        c3d.write(str(path))
+    return Path(path)
+
+
+def csv_bytes(frame: pd.DataFrame, sep: str = ",") -> bytes:
+    buffer = io.StringIO()
+    frame.to_csv(buffer, index=False, sep=sep)
+    return buffer.getvalue().encode()
