@@ -61,13 +61,16 @@ class CohortConfig:
     seed : random seed; every random draw derives from it.
     indications : fraction of patients per indication, keys from :data:`INDICATIONS`.
     n_sites : number of recording sites (1 .. 20).
-    site_effect : scale of site differences (0 = none; 1 = FA offset SD 0.015, EMG gain SD
+    site_effect : scale of site differences (0 = none; 1 = FA offset SD 0.008, EMG gain SD
         15%, outcome shift SD 0.25 logit).
     missing_rate : per modality, the fraction of patients without that modality (0 .. 0.9).
     effect_strength : per modality, the multiplier of its planted outcome terms (0 = no effect).
     measurement_noise : multiplier of the raw-data noise (FA voxel noise, EMG background).
     outcome_noise_pct : SD of the improvement around its expected value, in percentage points.
     responder_threshold_pct : improvement (%) from which a patient counts as a responder.
+    uninformative_modalities : imaging/recording modalities (of dti, emg, kin) whose raw data come
+        from another patient of the same indication, so they carry no information about this
+        patient's outcome: a negative control for ablation (with their effect strength at 0).
     """
 
     name: str = "synthetic"
@@ -81,9 +84,13 @@ class CohortConfig:
     measurement_noise: float = 1.0
     outcome_noise_pct: float = 15.0
     responder_threshold_pct: float = 50.0
+    uninformative_modalities: tuple = ()
 
     def __post_init__(self):
+        object.__setattr__(self, "uninformative_modalities", tuple(sorted(self.uninformative_modalities or ())))
         problems = []
+        if set(self.uninformative_modalities) - {"dti", "emg", "kin"}:
+            problems.append(f"uninformative_modalities must be some of dti, emg, kin, found {list(self.uninformative_modalities)}")
         if not 10 <= int(self.n_patients) <= 100_000:
             problems.append(f"n_patients must be 10..100000, found {self.n_patients}")
         unknown = set(self.indications) - set(INDICATIONS)
@@ -322,7 +329,8 @@ def clinical_features(latents: pd.DataFrame, seed: int) -> pd.DataFrame:
     clin["clin.rtms_intensity_pct_rmt"] = only(stroke, 5 * np.round(rng.uniform(80, 120, n) / 5))
     clin["clin.dbs_amplitude_ma"] = only(pd_, np.round(rng.uniform(1.5, 4.0, n), 1))
     clin["clin.dbs_frequency_hz"] = only(pd_, rng.choice([130, 160, 185], n))
-    return clin
+    # A single-indication cohort has no use for the other indication's scales (all missing).
+    return clin.loc[:, clin.notna().any()]
 
 
 # --- outcome model -------------------------------------------------------------------------
@@ -367,8 +375,12 @@ def term_factors(latents: pd.DataFrame, clinical: pd.DataFrame, config: CohortCo
 
     Strength scaling and the indication mask are applied to the first factor.
     """
-    lat, clin = latents, clinical
+    lat = latents
     stroke = (lat["indication"] == "stroke").to_numpy()
+
+    def clin(name: str) -> np.ndarray:  # a single-indication cohort lacks the other's scales
+        return clinical[name].to_numpy() if name in clinical else np.full(len(lat), np.nan)
+
     amplitude_uv = lat["mep_amplitude_fdi_uv"].to_numpy()
     # Graded over the range of real MEPs, so the amplitude says more than presence alone.
     mep_grade = np.tanh(np.log(np.maximum(amplitude_uv, 100.0) / 500) / 0.6)  # -0.99 without a MEP
@@ -381,14 +393,14 @@ def term_factors(latents: pd.DataFrame, clinical: pd.DataFrame, config: CohortCo
         "mep_stroke": (0.7 * mep_grade,),
         "reach_speed": (0.8 * np.tanh((peak_velocity_m_s - 0.58) / 0.19),),
         "age_stroke": (-0.035 * (lat["age"].to_numpy() - 68),),
-        "nihss": (-1.0 * np.tanh((clin["clin.nihss"].to_numpy() - 6) / 6),),
-        "rtms_dose_x_mep": (0.2 * (clin["clin.rtms_sessions"].to_numpy() - 15), (1 + mep_grade) / 2),
+        "nihss": (-1.0 * np.tanh((clin("clin.nihss") - 6) / 6),),
+        "rtms_dose_x_mep": (0.2 * (clin("clin.rtms_sessions") - 15), (1 + mep_grade) / 2),
         "levodopa_response": (0.05 * (lat["levodopa_response_pct"].to_numpy() - 50),),
         "age_pd": (-0.03 * (lat["age"].to_numpy() - 61),),
         "tremor": (1.0 * (np.tanh(tremor_power / 1.0) - 0.3),),
         "white_matter": (20 * (lat["true_wm_fa_mean"].to_numpy() - 0.477),),
         "mep_pd": (0.4 * np.tanh(log_amp),),
-        "dbs_amplitude_x_tremor": (1.0 * (clin["clin.dbs_amplitude_ma"].to_numpy() - 2.75), np.tanh(tremor_power)),
+        "dbs_amplitude_x_tremor": (1.0 * (clin("clin.dbs_amplitude_ma") - 2.75), np.tanh(tremor_power)),
     }
     factors = {}
     for term in OUTCOME_TERMS:
@@ -459,6 +471,8 @@ def planted_effects(factors: dict[str, tuple[np.ndarray, ...]], indication: np.n
     rows = []
     for term in OUTCOME_TERMS:
         applies = np.asarray(indication) == term.indication
+        if not applies.any():
+            continue
         for feature, phi in zip(term.features, term_shapley(factors[term.name], applies)):
             rows.append({"feature": feature, "modality": feature.split(".", 1)[0], "term": term.name, "phi": phi, "formula": term.formula})
     by_feature = {}
@@ -581,28 +595,48 @@ class SyntheticRawSource:
         self.config = config
         self.latents = latents
         self.missing = missing
+        self.donors = donor_patients(config, latents)
+
+    def _source(self, patient_id: str, modality: str) -> str:
+        """Whose raw data this patient's modality shows: a donor's for an uninformative modality."""
+        return self.donors[modality][patient_id] if modality in self.donors else patient_id
 
     def load(self, patient_id: str):
         from core import recordings
         from core.cohort import PatientRaw
         from core.dti import fa_volume, lesion_mask
 
-        row = self.latents.loc[patient_id]
         gone = self.missing.loc[patient_id]
         raw = PatientRaw(patient_id=patient_id, affine=load_anatomy().affine)
         if not gone["dti"]:
-            params = fa_parameters(row, self.config)
+            params = fa_parameters(self.latents.loc[self._source(patient_id, "dti")], self.config)
             raw.fa = fa_volume(params)
             raw.lesion_mask = lesion_mask(params)
-        one = self.latents.loc[[patient_id]]
-        number = int(row["patient_number"])
         if not gone["emg"]:
+            one = self.latents.loc[[self._source(patient_id, "emg")]]
+            number = int(one["patient_number"].iloc[0])
             sweeps, voluntary = recordings.make_emg([recordings.patient_rng(self.config.seed, number, 1)], **emg_parameters(one))
             raw.emg = recordings.EMGRecording(recordings.EMG_FS_HZ, recordings.EMG_MUSCLES, sweeps[0], recordings.SWEEP_START_MS, voluntary[0])
         if not gone["kin"]:
+            one = self.latents.loc[[self._source(patient_id, "kin")]]
+            number = int(one["patient_number"].iloc[0])
             position = recordings.make_reaching([recordings.patient_rng(self.config.seed, number, 2)], **reaching_parameters(one))
             raw.trajectory = recordings.Trajectory(recordings.KIN_FS_HZ, position[0])
         return raw
+
+
+def donor_patients(config: CohortConfig, latents: pd.DataFrame) -> dict[str, pd.Series]:
+    """Per uninformative modality, the patient (same indication) whose raw data each patient gets."""
+    donors = {}
+    indication = latents["indication"].to_numpy()
+    for modality in config.uninformative_modalities:
+        rng = np.random.default_rng([config.seed, 9, MODALITIES.index(modality)])
+        donor = latents.index.to_numpy().copy()
+        for value in np.unique(indication):
+            members = np.flatnonzero(indication == value)
+            donor[members] = latents.index.to_numpy()[rng.permutation(members)]
+        donors[modality] = pd.Series(donor, index=latents.index)
+    return donors
 
 
 CHUNK_SIZE = 500
@@ -623,6 +657,9 @@ def generate_cohort(config: CohortConfig, *, progress=None, n_jobs: int = -1):
     chunks = [(config.to_dict(), latents.iloc[i : i + CHUNK_SIZE], voxel_sets) for i in range(0, len(latents), CHUNK_SIZE)]
     jobs = n_jobs if len(chunks) > 2 else 1  # worker start-up outweighs small cohorts
     measured = pd.concat(parallel_map(_raw_feature_chunk, chunks, n_jobs=jobs, progress=progress))
+    for modality, donor in donor_patients(config, latents).items():
+        columns = [c for c in measured.columns if c.startswith(modality + ".")]
+        measured[columns] = measured.loc[donor.to_numpy(), columns].to_numpy()
     features = pd.concat([measured, clinical], axis=1)
 
     missing = missing_modalities(config, latents.index)
