@@ -120,7 +120,8 @@ class CohortConfig:
         return float(self.effect_strength.get(modality, 1.0))
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Plain JSON types (lists, not tuples), so a stored config compares equal to a fresh one."""
+        return {**asdict(self), "uninformative_modalities": list(self.uninformative_modalities)}
 
     def digest(self) -> str:
         """Short content hash: the cache key of everything derived from this config."""
