@@ -91,8 +91,8 @@ def patient_panel(cohort: Cohort) -> None:
     info = cohort.patients.loc[patient_id]
     outcome = cohort.outcomes.loc[patient_id]
     m = st.columns(4)
-    m[0].metric("Indication", "Stroke" if info["indication"] == "stroke" else "Parkinson's", help=INDICATIONS.get(info["indication"]))
-    m[1].metric("Site / affected side", f"{info['site']} / {info['affected_hemisphere']}")
+    m[0].metric("Indication", {"stroke": "Stroke", "parkinsons": "Parkinson's"}.get(info["indication"], str(info["indication"])), help=INDICATIONS.get(info["indication"]))
+    m[1].metric("Site / affected side", f"{info.get('site', '—')} / {info.get('affected_hemisphere', '—')}")  # uploads may map neither
     m[2].metric("Improvement", f"{outcome['improvement_pct']:.0f}%", help=f"Responder when >= {cohort.responder_threshold_pct:g}%.")
     m[2].markdown(":green-badge[responder]" if outcome["responder"] else ":orange-badge[non-responder]")
     if "true_response_probability" in outcome:
@@ -105,7 +105,7 @@ def patient_panel(cohort: Cohort) -> None:
         anatomy = load_anatomy()
         lesion = raw.lesion_mask if raw.lesion_mask is not None and raw.lesion_mask.any() else None
         # Open on the lesion, or else on the affected internal capsule, where the CST is densest.
-        side = -1.0 if info["affected_hemisphere"] == "left" else 1.0
+        side = -1.0 if info.get("affected_hemisphere") == "left" else 1.0
         default = tuple(CST_WAYPOINTS_MM[2] * [side, 1, 1]) if lesion is None else tuple(np.round(anatomy.voxel_mm(np.flatnonzero(lesion.ravel())).mean(0)))
         brain_slice_viewer(anatomy.template, raw.affine, overlay=raw.fa, mask=lesion, key=f"fa-{patient_id}", default_crosshair_mm=default, overlay_threshold=0.15, overlay_range=(0.0, 0.8), overlay_name="FA", mask_name="lesion", background_name="T1 template intensity", title="FA over MNI152 (lesion in vermillion)")
 

@@ -42,7 +42,7 @@ overview, correlations, patient, truth, export = st.tabs(["Distributions", "Corr
 with overview:
     c1, c2 = st.columns([2, 1])
     column = c1.selectbox("Variable", ["improvement_pct", *cohort.features.columns], key="dist-column", format_func=figures.column_label)
-    by = c2.radio("Split by", ["responder", "indication", "site"], horizontal=True, key="dist-by")
+    by = c2.radio("Split by", ["responder", "indication", *(["site"] if "site" in cohort.patients else [])], horizontal=True, key="dist-by")
     fig, data = figures.distribution_figure(cohort, column, by)
     figures.show_figure(fig, key="distribution", data=data, filename=f"distribution-{column}-by-{by}")
 with correlations:
