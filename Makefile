@@ -37,6 +37,7 @@ bench: $(VENV)/.testing nrnmech
 	$(BIN)/python -m tests.bench
 	$(BIN)/python -m tests.bench_tms
 	$(BIN)/python -m tests.bench_tms_dataset
+	$(BIN)/python -m tests.bench_tms_maps
 	$(BIN)/python -m tests.bench_io
 	$(BIN)/python -m tests.bench_ablation
 	$(BIN)/python -m tests.bench_browser

@@ -1,4 +1,4 @@
-"""Command line: ``python -m core demo|generate|list|tms-dataset``."""
+"""Command line: ``python -m core demo|generate|list|tms-dataset|tms-train``."""
 
 from __future__ import annotations
 
@@ -26,9 +26,15 @@ def main(argv=None) -> int:
     from core.tms.dataset import add_cli as add_tms_dataset
 
     add_tms_dataset(sub)
+    from core.tms.surrogate import add_cli as add_tms_train
+
+    add_tms_train(sub)
     args = parser.parse_args(argv)
-    if args.command == "tms-dataset":
-        from core.tms.dataset import run_cli
+    if args.command in ("tms-dataset", "tms-train"):
+        if args.command == "tms-dataset":
+            from core.tms.dataset import run_cli
+        else:
+            from core.tms.surrogate import run_cli
 
         try:
             return run_cli(args)
