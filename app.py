@@ -11,6 +11,8 @@ state.mark_entry_point()
 pages = [
     st.Page("pages/cohort.py", title="Cohort", icon=":material/groups:", default=True),
     st.Page("pages/prediction.py", title="Prediction", icon=":material/query_stats:"),
+    st.Page("pages/ablation.py", title="Ablation", icon=":material/layers:"),
+    st.Page("pages/upload.py", title="Upload", icon=":material/upload_file:"),
 ]
 page = st.navigation(pages)
 state.follow_deep_link(page)

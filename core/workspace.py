@@ -4,6 +4,8 @@ Layout::
 
     <workspace>/catalogue.duckdb            table ``cohorts``: one row per saved cohort
     <workspace>/cohorts/<name>/*.parquet    patients, features, outcomes (+ ground truth tables)
+    <workspace>/models/<run>/               cross-validation runs (fold models, out-of-fold results)
+    <workspace>/ablation/<digest>/          modality ablation runs (per-fold scores), table ``ablation_runs``
 
 Nothing is pickled: tables are Parquet, provenance is JSON in the catalogue.
 """
@@ -28,6 +30,7 @@ DEFAULT_WORKSPACE_ENV = "NEUROPREDICT_WORKSPACE"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,63}$")
 _TABLES = ("patients", "features", "outcomes")
 _TRUTH_TABLES = ("latents", "terms", "feature_effects")
+_DIGEST = re.compile(r"^[0-9a-f]{16}$")
 
 
 def default_workspace() -> Path:
@@ -58,6 +61,11 @@ class Workspace:
             db.execute(
                 """CREATE TABLE IF NOT EXISTS cv_runs (
                     run TEXT PRIMARY KEY, cohort TEXT, cohort_digest TEXT, outcome TEXT, scheme TEXT, saved_at TIMESTAMP)"""
+            )
+            db.execute(
+                """CREATE TABLE IF NOT EXISTS ablation_runs (
+                    digest TEXT PRIMARY KEY, cohort TEXT, cohort_digest TEXT, outcome TEXT,
+                    fits_done INTEGER, fits_total INTEGER, saved_at TIMESTAMP)"""
             )
 
     def _connect(self):
@@ -213,6 +221,50 @@ class Workspace:
             )
         except (OSError, ValueError, KeyError) as exc:
             raise InputError(f"the saved model run {run} cannot be read ({exc}); train it again.", source=str(folder)) from exc
+
+    # --- ablation runs: per-fold scores of every modality subset (complete or partial) ----------
+    def _ablation_folder(self, digest: str) -> Path:
+        if not _DIGEST.match(digest or ""):
+            raise InputError(f"ablation run {digest!r} is not a run digest (16 hex digits).", field="digest")
+        return self.path / "ablation" / digest
+
+    def save_ablation(self, cohort: Cohort, result) -> None:
+        """Store an :class:`~core.ablation.AblationResult` under its digest (see ``ablation_digest``).
+
+        A partial result (``AblationCancelled.partial``) is stored the same way; saving the
+        completed run later replaces it.
+        """
+        folder = self._ablation_folder(result.digest)
+        staging = folder.with_name(folder.name + ".saving")
+        shutil.rmtree(staging, ignore_errors=True)
+        result.save(staging)
+        shutil.rmtree(folder, ignore_errors=True)  # swap only once every file is written
+        staging.rename(folder)
+        done, total = result.progress()
+        with self._connect() as db:
+            db.execute("DELETE FROM ablation_runs WHERE digest = ?", [result.digest])
+            db.execute(
+                "INSERT INTO ablation_runs VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [result.digest, cohort.name, cohort.digest, result.config.outcome, done, total, datetime.now(timezone.utc).replace(tzinfo=None)],
+            )
+
+    def load_ablation(self, digest: str):
+        """The stored ablation run (complete or partial), or None when it was never saved.
+
+        Raises InputError when the stored files cannot be read.
+        """
+        from core.ablation import AblationResult
+
+        folder = self._ablation_folder(digest)
+        if not (folder / "ablation.json").exists():
+            return None
+        return AblationResult.load(folder)
+
+    def ablation_saved_at(self, digest: str):
+        """When the ablation run was last saved (None if never): a cache key that changes on resume."""
+        with self._connect() as db:
+            row = db.execute("SELECT saved_at FROM ablation_runs WHERE digest = ?", [digest]).fetchone()
+        return None if row is None or not (self._ablation_folder(digest) / "ablation.json").exists() else row[0]
 
     def delete(self, name: str) -> None:
         shutil.rmtree(self._folder(name), ignore_errors=True)

@@ -1,0 +1,85 @@
+"""Ablation page: what each data source adds. Every modality subset on the same folds, paired
+comparisons, modality Shapley values, a permutation test and cost against performance."""
+
+import streamlit as st
+
+from components import ablation_panels as panels
+from components import state
+from core.ablation import METRICS, AblationConfig, ablation_digest, metrics_for
+from core.errors import InputError
+
+state.require_entry_point("pages/ablation.py")
+st.title("Modality ablation")
+state.show_flash()
+
+cohort = state.current_cohort()
+if cohort is None:
+    st.info("The workspace holds no cohort yet: generate one on the Cohort page.")
+    st.stop()
+
+st.caption(f"**{cohort.name}** · {cohort.describe()}")
+
+keep = panels.remembered
+c = st.columns([3, 1, 1, 1, 2], vertical_alignment="bottom")
+outcome = keep(c[0].radio, "Outcome", list(panels.OUTCOME_LABELS), key="abl-outcome", default="responder", format_func=panels.OUTCOME_LABELS.get, horizontal=True)
+n_repeats = int(keep(c[1].number_input, "Repeats", 1, 50, key="abl-repeats", default=2, help="Each repeat reshuffles the K folds. More repeats give tighter intervals and take longer (5 matches the Prediction page)."))
+n_splits = int(keep(c[2].number_input, "Folds", 2, 10, key="abl-folds", default=5))
+n_permutations = int(keep(c[3].number_input, "Permutations", 0, 1000, key="abl-permutations", default=20, step=10,
+                          help="Label permutations for the test of the full model against chance; each refits it on one repeat of K folds. 0 skips the test; 100 resolves p down to 0.01."))
+with st.expander("More settings", icon=":material/tune:"):
+    e = st.columns(2)
+    seed = int(keep(e[0].number_input, "Seed (folds and permutations)", 0, 2**31 - 1, key="abl-seed", default=0))
+    group_by_site = keep(e[1].radio, "Keep each site within one fold", ["auto", "never"], key="abl-group", default="auto", horizontal=True,
+                         format_func={"auto": "when there are at least K sites", "never": "never"}.get)
+
+try:
+    config = AblationConfig(outcome=outcome, n_splits=n_splits, n_repeats=n_repeats, seed=seed, group_by_site=group_by_site, n_permutations=n_permutations)
+except InputError as exc:
+    st.error(str(exc))
+    st.stop()
+digest = ablation_digest(cohort, config)
+if not panels.wait_for_running(digest):  # a stopped run still saving its fits, or a run in another tab
+    st.stop()
+try:
+    result = panels.saved_run(digest)
+except InputError as exc:  # a stored run that cannot be read: say so, and offer to run it again
+    st.error(str(exc))
+    result = None
+partial = result is not None and not result.is_complete
+n_subsets = 2 ** len(cohort.modalities) - 1
+n_fits = n_subsets * n_splits * n_repeats + n_permutations * n_splits
+if partial:
+    label = "Resume ({} of {} fits done)".format(*result.progress())
+else:
+    label = f"Run ablation ({n_fits} fits)"
+clicked = c[4].button(label, type="primary", key="abl-run", icon=":material/play_arrow:" if not partial else ":material/play_circle:",
+                      help=f"{n_subsets} subsets x {n_repeats} x {n_splits} folds, plus {n_permutations} permutations x {n_splits} folds of the full model.")
+
+just_ran = False
+if clicked and result is not None and not partial:
+    st.success(f"Loaded saved run `{digest}`: same cohort and settings, so nothing was refitted.", icon=":material/inventory_2:")
+elif clicked:
+    finished = panels.run(cohort, config, resume=result if partial else None)
+    if finished is not None:
+        result, partial, just_ran = finished, False, True
+
+if result is None:
+    st.info(f"No saved run for {panels.OUTCOME_LABELS[outcome].lower()} with these settings yet: press **Run ablation**. "
+            "A run is saved in the workspace and comes back at once, also after a restart. While it runs, **Cancel** (or Streamlit's Stop) "
+            "keeps the fits already finished, and **Resume** completes the run later without refitting them.", icon=":material/info:")
+    st.stop()
+if partial:
+    panels.partial_notice(result)
+    st.stop()
+
+source = "run and saved" if just_ran else "loaded saved run"
+done, total = result.progress()
+c = st.columns([1, 2], vertical_alignment="bottom")
+options = metrics_for(outcome)
+metric = keep(c[0].selectbox, "Metric", options, key=f"abl-metric-{outcome}", default=options[0], format_func=lambda m: METRICS[m].label,
+              help="Every metric was scored in the same run: switching refits nothing.")
+c[1].caption(f"Run `{digest}` ({source}) · {result.meta.get('n_patients', cohort.n_patients)} patients · validation: {result.meta.get('scheme', '')} · "
+             f"{total} model fits · every subset on the same folds")
+
+for panel in (panels.headline, panels.shapley_panel, panels.comparisons_panel, panels.subsets_panel, panels.permutation_panel, panels.cost_panel, panels.export_panel):
+    panels.guarded(panel, cohort, result, metric)
