@@ -13,6 +13,7 @@ pages = [
     st.Page("pages/prediction.py", title="Prediction", icon=":material/query_stats:"),
     st.Page("pages/ablation.py", title="Ablation", icon=":material/layers:"),
     st.Page("pages/upload.py", title="Upload", icon=":material/upload_file:"),
+    st.Page("pages/tms.py", title="TMS maps", icon=":material/bolt:"),
 ]
 page = st.navigation(pages)
 state.follow_deep_link(page)
