@@ -37,13 +37,15 @@ RUNNING = "[data-testid=stApp][data-test-script-state=running]"
 TIMEOUT_MS = 120_000
 expect.set_options(timeout=30_000)
 
-pytestmark = [
+# Every browser test module sets ``pytestmark = BROWSER_ONLY``: skipped without Chromium, except in CI.
+BROWSER_ONLY = [
     pytest.mark.browser,
     pytest.mark.skipif(
         not CHROMIUM.exists() and not os.environ.get("CI"),
         reason=f"browser tests need Debian's chromium at {CHROMIUM} (apt-get install chromium)",
     ),
 ]
+pytestmark = BROWSER_ONLY
 
 
 # --- browser: pytest-playwright, pointed at Debian's chromium -------------------------------------

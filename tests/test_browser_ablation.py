@@ -14,7 +14,6 @@ AppTest runs scripts one at a time, so only a real server shows that.
 
 from __future__ import annotations
 
-import os
 import re
 
 import pytest
@@ -23,7 +22,7 @@ from playwright.sync_api import expect
 from core.synth import CohortConfig, generate_cohort
 from core.workspace import Workspace
 from tests.test_browser import (  # noqa: F401  (fixtures are used by name)
-    CHROMIUM,
+    BROWSER_ONLY,
     IDLE,
     TIMEOUT_MS,
     artifacts,
@@ -37,13 +36,7 @@ from tests.test_browser import (  # noqa: F401  (fixtures are used by name)
 COHORT = CohortConfig(name="tiny", n_patients=200, seed=3)
 RUN_TIMEOUT_MS = 300_000  # the run itself: about 15-30 s on two idle cores
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists() and not os.environ.get("CI"),
-        reason=f"browser tests need Debian's chromium at {CHROMIUM} (apt-get install chromium)",
-    ),
-]
+pytestmark = BROWSER_ONLY
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ of training. The plain functions here (``prediction_workspace``, ``pick_edit``, 
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 from pathlib import Path
@@ -21,7 +20,7 @@ from core.synth import CohortConfig, generate_cohort
 from core.validation import CohortSplitter, cross_validate, run_digest
 from core.workspace import Workspace
 from tests.test_browser import (  # noqa: F401  (fixtures are used by name)
-    CHROMIUM,
+    BROWSER_ONLY,
     IDLE,
     TIMEOUT_MS,
     artifacts,
@@ -38,13 +37,7 @@ FEATURE = "clin.levodopa_response_pct"  # Parkinson's patients only; a strong pl
 WHATIF_TAB = "What-if"
 MAX_WATERFALL_FEATURES = 10  # views.waterfall_figure's default: features shown before "N other features"
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists() and not os.environ.get("CI"),
-        reason=f"browser tests need Debian's chromium at {CHROMIUM} (apt-get install chromium)",
-    ),
-]
+pytestmark = BROWSER_ONLY
 
 
 # --- workspace: a cohort and the run the page would train on it ---------------------------------

@@ -8,15 +8,13 @@ assets/screenshots/tms.png shows the threshold map after the move.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
-import pytest
 from playwright.sync_api import expect
 
 from tests.test_browser import (  # noqa: F401  (fixtures are used by name)
-    CHROMIUM,
+    BROWSER_ONLY,
     IDLE,
     TIMEOUT_MS,
     artifacts,
@@ -27,13 +25,7 @@ from tests.test_browser import (  # noqa: F401  (fixtures are used by name)
     streamlit_server,
 )
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists() and not os.environ.get("CI"),
-        reason=f"browser tests need Debian's chromium at {CHROMIUM} (apt-get install chromium)",
-    ),
-]
+pytestmark = BROWSER_ONLY
 
 README_SHOT = Path(__file__).resolve().parent.parent / "assets" / "screenshots" / "tms.png"
 CENTRE = re.compile(r"coil centre \(([-\d, ]+)\) mm")

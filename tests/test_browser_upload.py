@@ -8,17 +8,15 @@ tests/artifacts/upload-prediction.png, and the README's tall assets/screenshots/
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 from pathlib import Path
 
-import pytest
 from playwright.sync_api import expect
 
 from core.workspace import Workspace
 from tests.test_browser import (  # noqa: F401  (fixtures are used by name)
-    CHROMIUM,
+    BROWSER_ONLY,
     IDLE,
     TIMEOUT_MS,
     artifacts,
@@ -36,13 +34,7 @@ MISSING = (("P00003", "emg"), ("P00007", "kin"))
 NAME = "uploaded-browser"
 README_SHOT = Path(__file__).resolve().parent.parent / "assets" / "screenshots" / "upload.png"
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists() and not os.environ.get("CI"),
-        reason=f"browser tests need Debian's chromium at {CHROMIUM} (apt-get install chromium)",
-    ),
-]
+pytestmark = BROWSER_ONLY
 
 
 def test_upload_a_folder_map_it_save_it_and_train_on_it(page, app_workspace_template, tmp_path, artifacts):
