@@ -59,6 +59,22 @@ def current_cohort() -> Cohort | None:
     return _load_cohort(str(ws.path), name, ws.saved_at(name))
 
 
+def cohort_page(page_path: str, title: str) -> Cohort:
+    """Header of a page that works on the current cohort: title, flash, the cohort and its caption.
+
+    Stops the page with a pointer to the Cohort page when the workspace holds no cohort.
+    """
+    require_entry_point(page_path)
+    st.title(title)
+    show_flash()
+    cohort = current_cohort()
+    if cohort is None:
+        st.info("The workspace holds no cohort yet: generate one on the Cohort page.")
+        st.stop()
+    st.caption(f"**{cohort.name}** · {cohort.describe()}")
+    return cohort
+
+
 def workspace_path() -> Path:
     return workspace().path
 

@@ -8,16 +8,7 @@ from components import state
 from core.ablation import METRICS, AblationConfig, ablation_digest, metrics_for
 from core.errors import InputError
 
-state.require_entry_point("pages/ablation.py")
-st.title("Modality ablation")
-state.show_flash()
-
-cohort = state.current_cohort()
-if cohort is None:
-    st.info("The workspace holds no cohort yet: generate one on the Cohort page.")
-    st.stop()
-
-st.caption(f"**{cohort.name}** · {cohort.describe()}")
+cohort = state.cohort_page("pages/ablation.py", "Modality ablation")
 
 keep = panels.remembered
 c = st.columns([3, 1, 1, 1, 2], vertical_alignment="bottom")

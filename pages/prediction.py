@@ -9,16 +9,7 @@ from core.validation import CohortSplitter, cross_validate, run_digest
 
 OUTCOME_LABELS = {"responder": "Responder (binary)", "improvement_pct": "Improvement % (continuous)"}
 
-state.require_entry_point("pages/prediction.py")
-st.title("Treatment-response prediction")
-state.show_flash()
-
-cohort = state.current_cohort()
-if cohort is None:
-    st.info("The workspace holds no cohort yet: generate one on the Cohort page.")
-    st.stop()
-
-st.caption(f"**{cohort.name}** · {cohort.describe()}")
+cohort = state.cohort_page("pages/prediction.py", "Treatment-response prediction")
 
 c = st.columns([3, 1, 1, 2], vertical_alignment="bottom")
 outcome = c[0].radio("Outcome", list(OUTCOME_LABELS), format_func=OUTCOME_LABELS.get, horizontal=True, key="pred-outcome")
