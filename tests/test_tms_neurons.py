@@ -115,6 +115,7 @@ def test_each_cell_type_and_variant_has_soma_dendrites_and_a_myelinated_axon_wit
 def test_cells_are_deleted_cleanly_and_get_cell_keeps_one_per_process():
     from neuron import h
 
+    release_cell()  # a cell kept alive by get_cell in an earlier test of this process
     before = sum(1 for _ in h.allsec())
     cell = build_cell("L4_LBC", 1)
     assert sum(1 for _ in h.allsec()) == before + len(cell.sections)
