@@ -3,7 +3,7 @@
 The server, the Chromium launch settings and the helpers come from tests/test_browser.py; the zip
 (40 synthetic patients as a BIDS-like folder: participants.tsv, an FA map, an EDF and a C3D per
 patient, two files left out) from tests/test_upload_page.py. Screenshots: tests/artifacts/upload.png,
-tests/artifacts/upload-prediction.png, and the README's tall assets/screenshots/upload.png.
+tests/artifacts/upload-prediction.png, and a tall tests/artifacts/upload-tall.png for README's assets/screenshots/upload.png.
 """
 
 from __future__ import annotations
@@ -32,7 +32,9 @@ from tests.test_upload_page import cohort_zip
 N_PATIENTS = 40
 MISSING = (("P00003", "emg"), ("P00007", "kin"))
 NAME = "uploaded-browser"
-README_SHOT = Path(__file__).resolve().parent.parent / "assets" / "screenshots" / "upload.png"
+# A tall shot for README; written beside the other artifacts so a test run never edits tracked files
+# (copy it to assets/screenshots/upload.png by hand when the page changes).
+README_SHOT = Path(__file__).resolve().parent / "artifacts" / "upload-tall.png"
 
 pytestmark = BROWSER_ONLY
 
