@@ -38,6 +38,8 @@ from core.whatif import IMMUTABLE_FEATURES, WhatIf
 MODEL, CLINICAL, PREP2 = "Model (xgboost)", "Clinical baseline", "PREP2 rule (stroke)"
 MODEL_STROKE = "Model on PREP2's patients"
 THRESHOLD_KEY = "pred-threshold"
+EDITS_KEY = "wi-edits"
+VIEW_KEY = "view"  # the open tab of the Prediction page, also its query parameter (?view=What-if)
 N_BOOT = 1000
 
 
@@ -329,26 +331,55 @@ def _editor_inputs(_wi: WhatIf, run: str) -> dict:
     return {m: inputs[m] for m in MODALITY_LABELS if m in inputs}
 
 
+def _same(a, b) -> bool:
+    return (a is None or pd.isna(a)) if (b is None or pd.isna(b)) else (a is not None and not pd.isna(a) and float(a) == float(b))
+
+
+def patient_edits(patient_id: str) -> dict:
+    """This session's edits of one patient, ``{feature: value or None}``.
+
+    Kept apart from the inputs' own state: only one modality's inputs are drawn at a time, and
+    Streamlit forgets the state of inputs it did not draw.
+    """
+    return st.session_state.setdefault(EDITS_KEY, {}).setdefault(patient_id, {})
+
+
+def _store_edit(patient_id: str, feature: str, original: float) -> None:
+    value, edits = st.session_state[whatif_key(patient_id, feature)], patient_edits(patient_id)
+    if _same(value, original):
+        edits.pop(feature, None)
+    else:
+        edits[feature] = value
+
+
+def _forget_edits(patient_id: str, features) -> None:
+    edits = patient_edits(patient_id)
+    for feature in list(features):
+        edits.pop(feature, None)
+        st.session_state.pop(whatif_key(patient_id, feature), None)
+
+
 def _feature_editor(wi: WhatIf, run: str, patient_id: str, unlock: bool) -> dict:
-    """Inputs per feature, grouped by modality; returns the changed features."""
+    """One modality's inputs at a time; returns every edit of the patient, across modalities."""
     if not unlock:  # locking again restores the patient's own age, sex and indication
-        for feature in IMMUTABLE_FEATURES:
-            st.session_state.pop(whatif_key(patient_id, feature), None)
-    original = wi.features.loc[patient_id]
+        _forget_edits(patient_id, IMMUTABLE_FEATURES)
+    original, edits = wi.features.loc[patient_id], patient_edits(patient_id)
     inputs = _editor_inputs(wi, run)
-    changes = {}
-    for tab, (modality, features) in zip(st.tabs([MODALITY_LABELS[m] for m in inputs]), inputs.items()):
-        cols = tab.columns(3)
-        for i, (feature, (spec, help_text)) in enumerate(features.items()):
-            value = original[feature]
-            locked = feature in IMMUTABLE_FEATURES and not unlock
-            new = cols[i % 3].number_input(
-                feature.split(".", 1)[1], value=None if pd.isna(value) else float(value), key=whatif_key(patient_id, feature), disabled=locked, placeholder="missing",
-                help=help_text + (" Locked: a fact about the patient." if locked else ""), **spec,
-            )
-            if (new is None) != pd.isna(value) or (new is not None and not pd.isna(value) and new != value):
-                changes[feature] = new
-    return changes
+    c = st.columns([4, 1], vertical_alignment="bottom")
+    # One modality drawn, not all in tabs: a third of the inputs to rerun and redraw on every edit.
+    modality = c[0].segmented_control("Inputs", list(inputs), format_func=MODALITY_LABELS.get, key="wi-modality", required=True, default=next(iter(inputs)),
+                                      help="Edits in every modality count; the caption below the inputs lists them all.")
+    c[1].button("Reset edits", key="wi-reset", on_click=_forget_edits, args=(patient_id, list(edits)), disabled=not edits, icon=":material/undo:", width="stretch")
+    cols = st.columns(3)
+    for i, (feature, (spec, help_text)) in enumerate(inputs[modality].items()):
+        value = edits[feature] if feature in edits else original[feature]
+        locked = feature in IMMUTABLE_FEATURES and not unlock
+        cols[i % 3].number_input(
+            feature.split(".", 1)[1], value=None if value is None or pd.isna(value) else float(value), key=whatif_key(patient_id, feature), disabled=locked,
+            placeholder="missing", on_change=_store_edit, args=(patient_id, feature, original[feature]),
+            help=help_text + (" Locked: a fact about the patient." if locked else ""), **spec,
+        )
+    return dict(edits)
 
 
 @st.cache_data(max_entries=4, show_spinner=False)

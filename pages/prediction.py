@@ -56,8 +56,11 @@ if result is None:
 source = "trained and saved" if just_trained else "loaded saved run"
 st.caption(f"Run `{run}` ({source}) · validation: {result.scheme} · {len(result.fold_models)} fold models")
 
-tabs = st.tabs(["Performance", "Explanations", "What-if", "Ground truth", "Export"])
-views = (panels.performance_panel, panels.explanations_panel, panels.whatif_panel, panels.ground_truth_panel, panels.export_panel)
-for tab, view in zip(tabs, views):
-    with tab:
-        panels.guarded(view, cohort, result, run)
+# Only the open tab runs and is sent: hidden tabs full of plots slowed every what-if edit in the
+# browser (the tab panels re-scan their whole subtree for focusable elements on each render).
+VIEWS = {"Performance": panels.performance_panel, "Explanations": panels.explanations_panel, "What-if": panels.whatif_panel,
+         "Ground truth": panels.ground_truth_panel, "Export": panels.export_panel}
+for tab, view in zip(st.tabs(list(VIEWS), key=panels.VIEW_KEY, on_change="rerun", bind="query-params"), VIEWS.values()):
+    if tab.open:
+        with tab:
+            panels.guarded(view, cohort, result, run)

@@ -105,7 +105,7 @@ def metric_value(page, label):
 
 
 def open_whatif(page, url: str, patient: str, feature: str = FEATURE) -> None:
-    """Open the Prediction page on the saved run, its what-if tab, ``patient``, and ``feature``'s modality tab."""
+    """Open the Prediction page on the saved run, its what-if tab, ``patient``, and ``feature``'s modality."""
     from core.features import MODALITY_LABELS, modality_of
 
     page.set_default_timeout(TIMEOUT_MS)
@@ -124,7 +124,7 @@ def open_whatif(page, url: str, patient: str, feature: str = FEATURE) -> None:
     chooser.fill(patient)  # the combobox filters its (virtualised) list as one types
     page.get_by_role("option", name=re.compile(rf"^{re.escape(patient)} ")).click()
     settle(page)
-    panel.get_by_role("tab", name=MODALITY_LABELS[modality_of(feature)], exact=True).click()
+    panel.locator("[data-testid=stButtonGroup]").get_by_role("radio", name=MODALITY_LABELS[modality_of(feature)], exact=True).click()  # the editor's modality
     feature_input(page, feature).wait_for()
 
 

@@ -16,7 +16,9 @@ from streamlit.testing.v1 import AppTest
 
 import core.validation
 from core.cohort import Cohort
+from components.prediction_panels import VIEW_KEY
 from core.errors import InputError
+from core.features import modality_of
 from core.metrics import regression_metrics, roc_auc
 from core.validation import CohortSplitter, cross_validate, run_digest
 from core.whatif import IMMUTABLE_FEATURES, WhatIf
@@ -77,6 +79,20 @@ def open_page(repeats=REPEATS, outcome=None) -> AppTest:
     return at
 
 
+def open_view(at, view: str) -> AppTest:
+    """Open one of the page's tabs (only the open tab runs)."""
+    at.session_state[VIEW_KEY] = view
+    at.run()
+    no_exception(at)
+    return at
+
+
+def show_inputs(at, feature: str) -> None:
+    """Switch the what-if editor to ``feature``'s modality (one modality's inputs are drawn at a time)."""
+    at.segmented_control(key="wi-modality").set_value(modality_of(feature)).run()
+    no_exception(at)
+
+
 def train(at) -> AppTest:
     at.button(key="pred-train").click().run()
     no_exception(at)
@@ -109,11 +125,12 @@ def test_train_stores_the_run_shows_its_auc_and_a_new_session_reloads_it(empty_w
     y = tiny.outcomes["responder"]
     auc = roc_auc(y, stored.prediction)
     assert metric(at, "OOF AUC") == f"{auc:.3f}"
-    assert metric(at, "Model AUC (out-of-fold)") == f"{auc:.3f}"  # ground-truth tab, same run
     per_repeat = [roc_auc(y, stored.prediction_by_repeat[c]) for c in stored.prediction_by_repeat]
     assert metric(at, "AUC across repeats") == f"{np.mean(per_repeat):.3f}"
     assert f"SD {np.std(per_repeat, ddof=1):.3f} · min {min(per_repeat):.3f} · max {max(per_repeat):.3f} · {REPEATS} repeats" in captions(at)
     assert any(f"Run `{run}` (trained and saved)" in c and stored.scheme in c for c in captions(at))
+    open_view(at, "Ground truth")
+    assert metric(at, "Model AUC (out-of-fold)") == f"{auc:.3f}"  # same run, another tab
 
     # A fresh session (caches emptied, as after a restart) loads the stored run and never retrains.
     def refuse(*args, **kwargs):
@@ -162,7 +179,7 @@ def test_threshold_slider_moves_sensitivity_and_specificity(trained_workspace):
 
 
 def test_whatif_edit_gives_the_scenario_of_core(trained_workspace):
-    at = open_page()
+    at = open_view(open_page(), "What-if")
     tiny = Workspace(trained_workspace).load("tiny")
     stored = Workspace(trained_workspace).load_cv(default_run(tiny))
     whatif = WhatIf(stored, tiny.features)
@@ -177,6 +194,7 @@ def test_whatif_edit_gives_the_scenario_of_core(trained_workspace):
     value = float(low if tiny.features.at[patient, feature] > (low + high) / 2 else high)
     edited = whatif.scenario(patient, {feature: value})
     assert edited.prediction != pytest.approx(base.prediction, abs=5e-4), "pick a change that moves the prediction"
+    show_inputs(at, feature)
     at.number_input(key=f"wi-{patient}-{feature}").set_value(value).run()
     no_exception(at)
     assert metric(at, "Edited prediction") == f"{edited.prediction:.3f}"
@@ -191,9 +209,37 @@ def test_whatif_edit_gives_the_scenario_of_core(trained_workspace):
     assert len(at.warning) == 1 and feature in at.warning[0].value
 
 
-def test_age_sex_and_indication_are_locked_until_unlocked(trained_workspace):
-    at = open_page()
+def test_edits_in_two_modalities_add_up_survive_switching_and_reset(trained_workspace):
+    at = open_view(open_page(), "What-if")
+    tiny = Workspace(trained_workspace).load("tiny")
+    whatif = WhatIf(Workspace(trained_workspace).load_cv(default_run(tiny)), tiny.features)
     patient = at.selectbox(key="wi-patient-responder").value
+    own = tiny.features.loc[patient]
+    dti = next(f for f in tiny.features if f.startswith("dti.") and pd.notna(own[f]))
+    clin = "clin.safe_score"
+    edits = {dti: float(tiny.features[dti].min()), clin: float(tiny.features[clin].max())}
+    for feature, value in edits.items():
+        show_inputs(at, feature)
+        at.number_input(key=f"wi-{patient}-{feature}").set_value(value).run()
+        no_exception(at)
+    # The DTI inputs are no longer drawn, yet their edit still counts.
+    assert at.number_input(key=f"wi-{patient}-{clin}").value == edits[clin]
+    assert metric(at, "Edited prediction") == f"{whatif.scenario(patient, edits).prediction:.3f}"
+    show_inputs(at, dti)
+    assert at.number_input(key=f"wi-{patient}-{dti}").value == edits[dti]
+    assert any(c.startswith("Changed: ") and dti in c and clin in c for c in captions(at))
+
+    at.button(key="wi-reset").click().run()
+    no_exception(at)
+    assert at.number_input(key=f"wi-{patient}-{dti}").value == pytest.approx(own[dti])
+    assert metric(at, "Edited prediction") == metric(at, "Baseline prediction") == f"{whatif.scenario(patient).prediction:.3f}"
+    assert not any(c.startswith("Changed: ") for c in captions(at))
+
+
+def test_age_sex_and_indication_are_locked_until_unlocked(trained_workspace):
+    at = open_view(open_page(), "What-if")
+    patient = at.selectbox(key="wi-patient-responder").value
+    show_inputs(at, "clin.age")
     inputs = {f: at.number_input(key=f"wi-{patient}-{f}") for f in IMMUTABLE_FEATURES}
     assert all(w.disabled for w in inputs.values())
     assert not at.number_input(key=f"wi-{patient}-clin.safe_score").disabled
