@@ -13,7 +13,7 @@ cohort = state.cohort_page("pages/ablation.py", "Modality ablation")
 keep = panels.remembered
 c = st.columns([3, 1, 1, 1, 2], vertical_alignment="bottom")
 outcome = keep(c[0].radio, "Outcome", list(panels.OUTCOME_LABELS), key="abl-outcome", default="responder", format_func=panels.OUTCOME_LABELS.get, horizontal=True)
-n_repeats = int(keep(c[1].number_input, "Repeats", 1, 50, key="abl-repeats", default=2, help="Each repeat reshuffles the K folds. More repeats give tighter intervals and take longer (5 matches the Prediction page)."))
+n_repeats = int(keep(c[1].number_input, "Repeats", 1, 50, key="abl-repeats", default=2, help="Each repeat reshuffles the K folds. More repeats give tighter intervals and take longer (5 matches the Prediction page). With 2, a change of a few thousandths of AUC can come out significant by the luck of the folds: confirm small effects with 5."))
 n_splits = int(keep(c[2].number_input, "Folds", 2, 10, key="abl-folds", default=5))
 n_permutations = int(keep(c[3].number_input, "Permutations", 0, 1000, key="abl-permutations", default=20, step=10,
                           help="Label permutations for the test of the full model against chance; each refits it on one repeat of K folds. 0 skips the test; 100 resolves p down to 0.01."))

@@ -42,9 +42,14 @@ def small_run(small_cohort):
 
 @pytest.fixture(scope="module")
 def null_dti():
-    """The negative-control preset (DTI neither planted nor informative): 1,000 stroke patients, 2 x 5 folds."""
+    """The negative-control preset (DTI neither planted nor informative): 1,000 stroke patients, 5 x 5 folds.
+
+    The engine's default 5 x 5, not a cheaper 2 x 5: DTI's five noise features cost the full model
+    a little AUC (about 0.003), and with only 2 repeats that small harm can come out "significant"
+    (it did: p = 0.013 on the first 2 repeats, p = 0.18 on all 5).
+    """
     cohort = generate_cohort(presets()["null_dti"])
-    return cohort, run_ablation(cohort, AblationConfig(n_repeats=2, n_permutations=9))
+    return cohort, run_ablation(cohort, AblationConfig(n_permutations=9))
 
 
 @pytest.fixture(scope="module")
@@ -65,10 +70,9 @@ def test_null_modality_costs_nothing_and_the_strongest_modality_is_significant_a
     assert strongest == "clin" and planted["clin"] > 1.5 * planted.drop("clin").max()
 
     loo = result.design("leave_one_out", "auc").set_index("modality")
-    # Dropping DTI costs nothing: no evidence of a loss, and the change is tiny. (Here it even helps:
-    # its 5 noise features cost the full model ~0.005 AUC, which the two-sided test can flag.)
+    # Dropping DTI is not significant in either direction, and the change is tiny.
     dti = loo.loc["dti"]
-    assert dti["ci_high"] > 0 and (dti["change"] >= 0 or dti["p"] > 0.05)
+    assert dti["ci_low"] < 0 < dti["ci_high"] and dti["p"] > 0.05 and not dti["significant"]
     assert abs(dti["change"]) < 0.01  # AUC units
     # Dropping the strongest modality: a large, significant loss even after Holm.
     assert loo.loc[strongest, "change"] < -0.03
