@@ -9,6 +9,7 @@ the grid normalisation, the physical-threshold invariant, determinism and resump
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -252,3 +253,20 @@ def test_export_refuses_an_incomplete_dataset_and_cli_reports_input_errors(tiny,
     (tmp_path / "bad.yaml").write_text("n_placements: 0\n")
     assert main(["tms-dataset", "--workspace", str(tmp_path), "--config", str(tmp_path / "bad.yaml")]) == 2
     assert "n_placements" in capsys.readouterr().err
+
+
+def test_shipped_l5_median_thresholds_lie_in_the_published_band_and_are_the_lowest():
+    """Side by side with the literature (see README, "TMS thresholds against the literature").
+
+    Median over 128 uniform-field directions, monophasic pulse, per cell variant: L5 PCs inside
+    the 175-350 V/m band of simulated cortical thresholds (Weise et al. 2025), and the lowest of
+    the three types, as Aberra et al. 2020 report.
+    """
+    from tests.test_tms_neurons import L5_LITERATURE_V_PER_M
+
+    directions = load_dataset(Path(__file__).resolve().parent.parent / "assets" / "tms").directions
+    median = directions.groupby(["cell_type", "variant"])["threshold_v_per_m"].median()
+    lo, hi = L5_LITERATURE_V_PER_M
+    assert median.loc["L5_PC"].between(lo, hi).all(), median.loc["L5_PC"].to_dict()
+    by_type = median.groupby(level="cell_type").mean()
+    assert by_type.idxmin() == "L5_PC", by_type.to_dict()
