@@ -2,7 +2,7 @@
 
 import pytest
 
-from core.synth import CohortConfig, generate_cohort
+from core.synth import CohortConfig, generate_cohort, presets
 
 
 @pytest.fixture(scope="session")
@@ -13,6 +13,12 @@ def small_config():
 @pytest.fixture(scope="session")
 def small_cohort(small_config):
     return generate_cohort(small_config, n_jobs=1)
+
+
+@pytest.fixture(scope="session")
+def default_cohort():
+    """The demo cohort: the shipped default preset (2,000 patients, both indications)."""
+    return generate_cohort(presets()["default"])
 
 
 @pytest.fixture(scope="session")

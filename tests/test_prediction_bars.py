@@ -6,13 +6,7 @@ import numpy as np
 import pytest
 
 from core.metrics import expected_calibration_error, roc_auc
-from core.synth import generate_cohort, presets
 from core.validation import cross_validate
-
-
-@pytest.fixture(scope="module")
-def default_cohort():
-    return generate_cohort(presets()["default"])
 
 
 @pytest.fixture(scope="module")
