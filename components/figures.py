@@ -1,22 +1,16 @@
-"""Figures for the cohort views, plus one way to show any figure with its exports.
-
-Builders return plotly figures and take core objects; :func:`show_figure` renders a figure with a
-camera button (PNG or SVG, chosen in the sidebar) and its numbers as a CSV download.
+"""How every figure is shown: with its image export (PNG/SVG) and its numbers as CSV, and the
+orthogonal-slice brain viewer with its crosshair.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
 from components import state
-from components.palette import GROUP_COLORS, MODALITY_COLORS, OKABE_ITO
-from core.cohort import Cohort
-from core.features import FEATURE_DESCRIPTIONS, MODALITY_LABELS
-from core.prep2 import CATEGORIES
-
+from components.views.slices import AXIS_NAMES, orthogonal_slices_figure, ras_grid, snap_to_grid
+from core.data.schema import FEATURE_DESCRIPTIONS
 
 
 def show_figure(fig: go.Figure, *, key: str, data: pd.DataFrame | None = None, filename: str = "figure") -> None:
@@ -42,60 +36,77 @@ def column_label(column: str) -> str:
     return f"{FEATURE_DESCRIPTIONS[column]}  [{column}]" if column in FEATURE_DESCRIPTIONS else column
 
 
-def _groups(cohort: Cohort, by: str) -> pd.Series:
-    if by == "responder":
-        return cohort.outcomes["responder"].map({True: "responder", False: "non-responder"})
-    return cohort.patients[by].astype(str)
+def brain_slice_viewer(
+    background,
+    affine,
+    overlay=None,
+    mask=None,
+    *,
+    key: str,
+    default_crosshair_mm=None,
+    **figure_kwargs,
+) -> tuple[float, float, float]:
+    """Streamlit widget: crosshair sliders (mm), a jump-to-mask button, the slice figure and the value there.
 
+    All widget state lives under session-state keys starting with ``key``, so several viewers can share a
+    page. ``default_crosshair_mm`` defaults to the origin (or the grid centre when the origin is off the
+    grid). ``figure_kwargs`` go to :func:`orthogonal_slices_figure`. Returns the crosshair in mm.
+    """
+    grid = ras_grid(background, affine, overlay, mask)
+    axes_mm = [grid.axis_mm(a) for a in range(3)]
+    state_keys = [f"{key}_{name}_mm" for name in AXIS_NAMES]
 
-def distribution_figure(cohort: Cohort, column: str, by: str) -> tuple[go.Figure, pd.DataFrame]:
-    """Violin + box of one feature (or ``improvement_pct``) split by responder, indication or site."""
-    values = cohort.outcomes[column] if column in cohort.outcomes else cohort.features[column]
-    table = pd.DataFrame({column: values, by: _groups(cohort, by)}).dropna()
-    fig = go.Figure()
-    for i, (name, part) in enumerate(table.groupby(by, sort=True)):
-        color = GROUP_COLORS.get(name, OKABE_ITO[i % len(OKABE_ITO)])
-        fig.add_trace(go.Violin(y=part[column], name=f"{name} (n={len(part)})", box_visible=True, meanline_visible=True, points=False, spanmode="hard", line_color=color, fillcolor=color, opacity=0.6))
-    if column == "improvement_pct":
-        fig.add_hline(y=cohort.responder_threshold_pct, line_dash="dash", annotation_text=f"responder threshold {cohort.responder_threshold_pct:g}%")
-    fig.update_layout(yaxis_title="Improvement (%)" if column == "improvement_pct" else FEATURE_DESCRIPTIONS.get(column, column), showlegend=False, height=420, margin=dict(t=40, b=40))
-    return fig, table
+    if default_crosshair_mm is None:
+        try:
+            default = snap_to_grid(grid, (0.0, 0.0, 0.0))
+        except ValueError:
+            default = tuple(float(ax[len(ax) // 2]) for ax in axes_mm)
+    else:
+        default = snap_to_grid(grid, default_crosshair_mm)
+    for state_key, axis, value in zip(state_keys, axes_mm, default):
+        # Reset when absent, or left over from a different grid (e.g. another uploaded volume).
+        current = st.session_state.get(state_key)
+        if current is None or not axis[0] - 1e-6 <= current <= axis[-1] + 1e-6:
+            st.session_state[state_key] = value
 
+    mask_centre = grid.mask_centre_mm()
 
-def correlation_figure(corr: pd.DataFrame) -> go.Figure:
-    """Heatmap of feature correlations, with lines between modality blocks."""
-    labels = list(corr.columns)
-    fig = go.Figure(go.Heatmap(z=corr.to_numpy(), x=labels, y=labels, zmin=-1, zmax=1, colorscale="RdBu_r", colorbar=dict(title="Spearman r"), hovertemplate="%{y}<br>%{x}<br>r = %{z:.2f}<extra></extra>"))
-    prefixes = [c.split(".")[0] for c in labels]
-    for i in range(1, len(labels)):
-        if prefixes[i] != prefixes[i - 1]:
-            for kw in (dict(x0=i - 0.5, x1=i - 0.5, y0=-0.5, y1=len(labels) - 0.5), dict(y0=i - 0.5, y1=i - 0.5, x0=-0.5, x1=len(labels) - 0.5)):
-                fig.add_shape(type="line", line=dict(color="black", width=1.5), **kw)
-    fig.update_layout(height=720, yaxis_autorange="reversed", margin=dict(l=10, r=10, t=30, b=10), xaxis_tickangle=-45)
-    return fig
+    def jump_to_mask():
+        # Runs as a callback, i.e. before the sliders are built, the only time their state may be set.
+        for state_key, value in zip(state_keys, mask_centre):
+            st.session_state[state_key] = value
 
+    columns = st.columns(3)
+    for column, name, state_key, axis, step in zip(columns, AXIS_NAMES, state_keys, axes_mm,
+                                                   grid.voxel_size_mm()):
+        column.slider(f"{name} (mm)", min_value=float(axis[0]), max_value=float(axis[-1]),
+                      step=float(step), key=state_key)
+    crosshair = tuple(float(st.session_state[k]) for k in state_keys)
+    ijk = grid.nearest_voxel(crosshair)
 
-def planted_effects_figure(effects: pd.DataFrame) -> go.Figure:
-    """Horizontal bars of each feature's planted effect, coloured by modality."""
-    table = effects.sort_values("effect")
-    fig = go.Figure()
-    for modality, part in table.groupby("modality", sort=False):
-        fig.add_trace(go.Bar(x=part["effect"], y=part["feature"], orientation="h", name=MODALITY_LABELS[modality], marker_color=MODALITY_COLORS[modality], customdata=part[["formula"]], hovertemplate="%{y}: %{x:.3f}<br>%{customdata[0]}<extra></extra>"))
-    fig.update_layout(barmode="overlay", height=90 + 28 * len(table), xaxis_title="planted effect: mean |term| on the logit scale", yaxis=dict(categoryorder="array", categoryarray=table["feature"].tolist()), margin=dict(t=10, l=10), legend=dict(orientation="h", yanchor="top", y=-0.12 - 1.2 / len(table)))
-    return fig
+    info = iter(st.columns(1 + (grid.overlay is not None) + 2 * (grid.mask is not None),
+                           vertical_alignment="bottom"))
+    background_name = figure_kwargs.pop("background_name", "Background")
+    next(info).metric(f"{background_name} at crosshair", f"{float(grid.background[ijk]):.3g}",
+                      help=f"Voxel (i, j, k) = {ijk} of the RAS-oriented grid.")
+    if grid.overlay is not None:
+        overlay_name = figure_kwargs.get("overlay_name", "overlay")
+        next(info).metric(f"{overlay_name} at crosshair", f"{float(grid.overlay[ijk]):.3g}")
+    if grid.mask is not None:
+        mask_name = figure_kwargs.get("mask_name", "mask")
+        next(info).metric(f"In {mask_name}", "yes" if grid.mask[ijk] else "no")
+        next(info).button(f"Jump to {mask_name} centre", key=f"{key}_jump", on_click=jump_to_mask,
+                          disabled=mask_centre is None, help=None if mask_centre else "The mask is empty.")
 
-
-def modality_effects_figure(modality_effects: pd.Series) -> go.Figure:
-    fig = go.Figure(go.Bar(x=[MODALITY_LABELS[m] for m in modality_effects.index], y=modality_effects.to_numpy(), marker_color=[MODALITY_COLORS[m] for m in modality_effects.index], text=np.round(modality_effects.to_numpy(), 2), textposition="outside"))
-    fig.update_layout(yaxis_title="planted contribution (logit scale)", height=340, margin=dict(t=30))
-    return fig
-
-
-def confusion_figure(confusion: pd.DataFrame) -> go.Figure:
-    """PREP2 predicted category vs observed 3-month ARAT band, counts with row percentages."""
-    counts = confusion.reindex(index=CATEGORIES, columns=CATEGORIES, fill_value=0)
-    share = counts.div(counts.sum(axis=1).replace(0, np.nan), axis=0) * 100
-    text = [[f"{c}<br>{p:.0f}%" if np.isfinite(p) else str(c) for c, p in zip(rc, rp)] for rc, rp in zip(counts.to_numpy(), share.to_numpy())]
-    fig = go.Figure(go.Heatmap(z=share.fillna(0).to_numpy(), x=list(CATEGORIES), y=list(CATEGORIES), text=text, texttemplate="%{text}", colorscale="Blues", zmin=0, zmax=100, colorbar=dict(title="% of row")))
-    fig.update_layout(xaxis_title="observed ARAT band at 3 months", yaxis_title="PREP2 prediction", yaxis_autorange="reversed", height=380, margin=dict(t=30))
-    return fig
+    fig = orthogonal_slices_figure(grid.background, grid.affine, grid.overlay, grid.mask, crosshair,
+                                   **figure_kwargs)
+    st.plotly_chart(
+        fig,
+        key=f"{key}_chart",
+        config={
+            "displaylogo": False,
+            # The app-wide PNG/SVG choice, at the size shown and doubled for print.
+            "toImageButtonOptions": {"format": state.image_format(), "filename": f"{key}_slices", "scale": 2},
+        },
+    )
+    return crosshair

@@ -9,8 +9,8 @@ from pathlib import Path, PurePosixPath
 
 import streamlit as st
 
-from core.cohort import Cohort
-from core.workspace import Workspace, default_workspace
+from core.data.cohort import Cohort
+from core.store.workspace import Workspace, default_workspace
 
 _COHORT_KEY = "neuropredict.cohort_name"
 _FORMAT_KEY = "neuropredict.image_format"

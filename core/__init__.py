@@ -1,11 +1,27 @@
-"""NeuroPredict engine: cohorts, synthetic data, features and models. Pure Python, no streamlit.
+"""NeuroPredict's engine: pure Python, never Streamlit. Script it from a notebook or run it from the
+shell (``python -m core --help``).
 
-Script it from a notebook::
+Subpackages, lowest layer first (a layer imports only those below it; ``.importlinter`` checks it):
+
+- ``errors``, ``parallel``, ``anatomy``, ``config``: errors for people, parallel loops (local or
+  Dask), the MNI152 reference anatomy, settings read from and written to YAML;
+- ``data``: the :class:`~core.data.Cohort` and its schema (modalities, outcomes, feature names);
+- ``features``: features from raw recordings (EMG, kinematics, DTI), shared by synth and io;
+- ``synth``: synthetic cohorts with a known ground truth; ``io``: readers for real uploads;
+- ``modelling``: the response estimators, explanations, cross-validation, what-if, baselines;
+- ``evaluation``: metrics with CIs, statistics, ground-truth recovery, the model report;
+- ``ablation``: what each modality adds;
+- ``store``: the workspace on disk;
+- ``cli``: the command line;
+- ``tms``: TMS E-fields, neurons, thresholds and their CNN surrogate (stands beside the others).
+
+Example::
 
     from core.synth import CohortConfig, generate_cohort
-    cohort = generate_cohort(CohortConfig(n_patients=500, seed=1))
+    from core.modelling import cross_validate
 
-or from the shell: ``python -m core --help``.
+    cohort = generate_cohort(CohortConfig(n_patients=500, seed=1))
+    result = cross_validate(cohort, "responder")
 """
 
-__all__ = ["cohort", "synth", "features", "signals", "anatomy", "prep2", "workspace", "errors"]
+__all__ = ["errors", "parallel", "anatomy", "config", "data", "features", "synth", "io", "modelling", "evaluation", "ablation", "store", "cli", "tms"]

@@ -3,10 +3,12 @@ comparisons, modality Shapley values, a permutation test and cost against perfor
 
 import streamlit as st
 
-from components import ablation_panels as panels
 from components import state
-from core.ablation import METRICS, AblationConfig, ablation_digest, metrics_for
+from components.guard import guarded
+from components.panels import ablation as panels
+from core.ablation.config import AblationConfig, ablation_digest
 from core.errors import InputError
+from core.evaluation.metrics import METRICS, metrics_for
 
 cohort = state.cohort_page("pages/ablation.py", "Modality ablation")
 
@@ -73,4 +75,4 @@ c[1].caption(f"Run `{digest}` ({source}) · {result.meta.get('n_patients', cohor
              f"{total} model fits · every subset on the same folds")
 
 for panel in (panels.headline, panels.shapley_panel, panels.comparisons_panel, panels.subsets_panel, panels.permutation_panel, panels.cost_panel, panels.export_panel):
-    panels.guarded(panel, cohort, result, metric)
+    guarded(panel, cohort, result, metric)

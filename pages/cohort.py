@@ -2,9 +2,11 @@
 
 import streamlit as st
 
-from components import cohort_panels, figures, state
+from components import figures, state
+from components.panels import cohort as cohort_panels
+from components.views import cohort as cohort_views
 from core.errors import InputError
-from core.synth import generate_cohort
+from core.synth.generator import generate_cohort
 
 state.require_entry_point("pages/cohort.py")
 st.title("Cohort explorer")
@@ -43,13 +45,13 @@ with overview:
     c1, c2 = st.columns([2, 1])
     column = c1.selectbox("Variable", ["improvement_pct", *cohort.features.columns], key="dist-column", format_func=figures.column_label)
     by = c2.radio("Split by", ["responder", "indication", *(["site"] if "site" in cohort.patients else [])], horizontal=True, key="dist-by")
-    fig, data = figures.distribution_figure(cohort, column, by)
+    fig, data = cohort_views.distribution_figure(cohort, column, by)
     figures.show_figure(fig, key="distribution", data=data, filename=f"distribution-{column}-by-{by}")
 with correlations:
     st.caption("Spearman correlations between features (pairwise complete). Lines separate modalities; "
                "shared latent factors make modalities correlate, as in real cohorts.")
     corr = cohort_panels.cached_correlations(cohort, cohort.digest)
-    figures.show_figure(figures.correlation_figure(corr), key="correlations", data=corr, filename="feature-correlations")
+    figures.show_figure(cohort_views.correlation_figure(corr), key="correlations", data=corr, filename="feature-correlations")
 with patient:
     if cohort.raw is None:
         st.info("This cohort carries no raw data; only its features are available.")

@@ -2,10 +2,11 @@
 
 import streamlit as st
 
-from components import prediction_panels as panels
 from components import state
+from components.guard import guarded
+from components.panels import prediction as panels
 from core.errors import InputError
-from core.validation import CohortSplitter, cross_validate, run_digest
+from core.modelling.validation import CohortSplitter, cross_validate, run_digest
 
 OUTCOME_LABELS = {"responder": "Responder (binary)", "improvement_pct": "Improvement % (continuous)"}
 
@@ -63,4 +64,4 @@ VIEWS = {"Performance": panels.performance_panel, "Explanations": panels.explana
 for tab, view in zip(st.tabs(list(VIEWS), key=panels.VIEW_KEY, on_change="rerun", bind="query-params"), VIEWS.values()):
     if tab.open:
         with tab:
-            panels.guarded(view, cohort, result, run)
+            guarded(view, cohort, result, run)

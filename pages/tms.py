@@ -3,7 +3,8 @@
 import streamlit as st
 
 from components import state
-from components import tms_panels as panels
+from components.guard import guarded
+from components.panels import tms as panels
 from core.errors import InputError
 
 state.require_entry_point("pages/tms.py")
@@ -26,14 +27,14 @@ st.caption(f"{tmap.hemisphere.capitalize()} hemisphere · {tmap.n_vertices:,} ve
            f"({', '.join(f'{v:.0f}' for v in tmap.placement.centre_mm)}) mm · map computed in {tmap.seconds['total']:.1f} s")
 
 cell_type, quantity, surface = panels.view_controls(tmap)
-panels.guarded(panels.summary_row, tmap, cell_type, intensity)
-panels.guarded(panels.surface_panel, tmap, cell_type, quantity, surface, intensity)
+guarded(panels.summary_row, tmap, cell_type, intensity)
+guarded(panels.surface_panel, tmap, cell_type, quantity, surface, intensity)
 
 left, right = st.columns(2)
 with left:
-    panels.guarded(panels.histogram_panel, tmap, cell_type, intensity)
+    guarded(panels.histogram_panel, tmap, cell_type, intensity)
 with right:
-    panels.guarded(panels.neuron_check_panel, tmap, cell_type)
-    panels.guarded(panels.export_panel, tmap, intensity)
-panels.guarded(panels.slices_panel, tmap, cell_type, quantity, intensity)
+    guarded(panels.neuron_check_panel, tmap, cell_type)
+    guarded(panels.export_panel, tmap, intensity)
+guarded(panels.slices_panel, tmap, cell_type, quantity, intensity)
 panels.surrogate_expander()

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from components import state
-from components import upload_panels as panels
+from components.panels import upload as panels
 from core.errors import InputError
 from core.io import worst_status
 

@@ -25,8 +25,11 @@ def emit(figure: str, value: float, unit: str, bar: float | None = None, **extra
 
 
 def bench_cohort_features() -> None:
-    from core.dti import dti_features_from_volume, fa_volume
-    from core.synth import CohortConfig, fa_parameters, generate_cohort, sample_latents
+    from core.features.dti import dti_features_from_volume
+    from core.synth.config import CohortConfig
+    from core.synth.fa_phantom import fa_volume
+    from core.synth.generator import generate_cohort
+    from core.synth.latents import fa_parameters, sample_latents
 
     config = CohortConfig(name="bench", n_patients=10_000, seed=1)
     generate_cohort(CohortConfig(name="warm", n_patients=1500, seed=2))  # start workers, load anatomy
@@ -45,11 +48,13 @@ def bench_cohort_features() -> None:
 
 
 def bench_patient_drilldown() -> None:
-    from components import recordings as views
-    from components.brain_slices import orthogonal_slices_figure
-    from core import signals
+    from components.views import recordings as views
+    from components.views.slices import orthogonal_slices_figure
     from core.anatomy import load_anatomy
-    from core.synth import CohortConfig, generate_cohort
+    from core.features.emg import mep_features
+    from core.features.kinematics import reach_segments, speed_mm_s
+    from core.synth.config import CohortConfig
+    from core.synth.generator import generate_cohort
 
     cohort = generate_cohort(CohortConfig(name="drill", n_patients=40, seed=3, indications={"stroke": 1.0}, missing_rate={}), n_jobs=1)
     anatomy = load_anatomy()
@@ -59,13 +64,13 @@ def bench_patient_drilldown() -> None:
         raw = cohort.raw_data(pid)
         orthogonal_slices_figure(anatomy.template, raw.affine, overlay=raw.fa, mask=raw.lesion_mask)
         e = raw.emg
-        mep = signals.mep_features(e.mep_sweeps_uv, e.fs_hz, e.sweep_start_ms)
+        mep = mep_features(e.mep_sweeps_uv, e.fs_hz, e.sweep_start_ms)
         views.mep_sweeps_figure(e.mep_sweeps_uv, e.fs_hz, e.sweep_start_ms, e.muscles, latency_ms=mep["latency_ms"], present=mep["present"])
         views.voluntary_emg_figure(e.voluntary_uv, e.fs_hz, e.muscles)
         t = raw.trajectory
-        speed = signals.speed_mm_s(t.position_mm, t.fs_hz)
+        speed = speed_mm_s(t.position_mm, t.fs_hz)
         views.trajectory_figure(t.position_mm, t.fs_hz)
-        views.speed_profile_figure(speed, t.fs_hz, signals.reach_segments(t.position_mm, t.fs_hz))
+        views.speed_profile_figure(speed, t.fs_hz, reach_segments(t.position_mm, t.fs_hz))
         times.append(time.perf_counter() - start)
     emit("patient_drilldown", statistics.median(times[1:]), "s", bar=0.3, runs=len(times) - 1)
 
@@ -75,8 +80,9 @@ def bench_cross_validation_10k() -> None:
 
     Baseline, same run: the same folds fitted one after another on one thread.
     """
-    from core.synth import CohortConfig, generate_cohort
-    from core.validation import CohortSplitter, cross_validate
+    from core.modelling.validation import CohortSplitter, cross_validate
+    from core.synth.config import CohortConfig
+    from core.synth.generator import generate_cohort
 
     cohort = generate_cohort(CohortConfig(name="cv", n_patients=10_000, seed=4))
     start = time.perf_counter()
@@ -90,9 +96,10 @@ def bench_cross_validation_10k() -> None:
 
 def bench_whatif() -> None:
     """One what-if update (prediction + SHAP from the 5 models blind to the patient), server side."""
-    from core.synth import CohortConfig, generate_cohort
-    from core.validation import cross_validate
-    from core.whatif import WhatIf
+    from core.modelling.validation import cross_validate
+    from core.modelling.whatif import WhatIf
+    from core.synth.config import CohortConfig
+    from core.synth.generator import generate_cohort
 
     cohort = generate_cohort(CohortConfig(name="whatif", n_patients=2000, seed=5))
     result = cross_validate(cohort, "responder", interactions=False)

@@ -22,8 +22,8 @@ import time
 
 
 def _sequential_loop(cohort, folds, subsets, xgb_threads: int) -> float:
-    from core.metrics import roc_auc
-    from core.model import ResponseModel
+    from core.evaluation.metrics import roc_auc
+    from core.modelling.estimators import ResponseModel
 
     X = cohort.features
     y = cohort.outcomes["responder"].astype(float).to_numpy()
@@ -38,9 +38,11 @@ def _sequential_loop(cohort, folds, subsets, xgb_threads: int) -> float:
 def bench() -> list[dict]:
     import itertools
 
-    from core.ablation import AblationConfig, run_ablation
-    from core.model import ResponseModel
-    from core.synth import generate_cohort, presets
+    from core.ablation.config import AblationConfig
+    from core.ablation.run import run_ablation
+    from core.modelling.estimators import ResponseModel
+    from core.synth.config import presets
+    from core.synth.generator import generate_cohort
 
     cohort = generate_cohort(presets()["default"])
     y = cohort.outcomes["responder"].astype(float).to_numpy()

@@ -49,8 +49,8 @@ def bench_fa_volume(folder: pathlib.Path) -> dict:
     import numpy as np
 
     from core.anatomy import load_anatomy
-    from core.dti import FAParameters, fa_volume
     from core.io.volumes import read_nifti, to_mni
+    from core.synth.fa_phantom import FAParameters, fa_volume
 
     anatomy = load_anatomy()
     fa = fa_volume(FAParameters(noise_key=7, wm_scale=1.0, offset=0.0, affected_hemisphere="left",

@@ -2,7 +2,8 @@
 
 import pytest
 
-from core.synth import CohortConfig, generate_cohort, presets
+from core.synth.config import CohortConfig, presets
+from core.synth.generator import generate_cohort
 
 
 @pytest.fixture(scope="session")
@@ -43,7 +44,7 @@ def app_workspace_template(tmp_path_factory):
     Made once per session. The app writes into its workspace (the cohort last opened, new cohorts),
     so tests copy it first: see ``app_workspace``.
     """
-    from core.workspace import Workspace
+    from core.store.workspace import Workspace
 
     path = tmp_path_factory.mktemp("app-workspace-template") / "workspace"
     Workspace(path).save(generate_cohort(CohortConfig(name="tiny", n_patients=60, seed=3), n_jobs=1))

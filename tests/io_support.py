@@ -91,7 +91,8 @@ def assert_only_input_error(read, data) -> None:
 @lru_cache(maxsize=1)
 def synthetic_cohort():
     """10 patients, every modality present, both indications (one per test session)."""
-    from core.synth import CohortConfig, generate_cohort
+    from core.synth.config import CohortConfig
+    from core.synth.generator import generate_cohort
 
     config = CohortConfig(name="io-tests", n_patients=10, seed=5, missing_rate={"dti": 0.0, "emg": 0.0, "kin": 0.0})
     return generate_cohort(config, n_jobs=1)

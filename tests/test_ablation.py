@@ -9,22 +9,15 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from core.ablation import (
-    AblationCancelled,
-    AblationConfig,
-    AblationResult,
-    ablation_digest,
-    check_metric,
-    corrected_resampled_ttest,
-    holm,
-    metrics_for,
-    run_ablation,
-    shapley_values,
-    subset_label,
-)
+from core.ablation.config import AblationConfig, ablation_digest
+from core.ablation.result import AblationCancelled, AblationResult
+from core.ablation.run import run_ablation
 from core.errors import InputError
-from core.synth import generate_cohort, presets
-from core.validation import CohortSplitter
+from core.evaluation.metrics import check_metric, metrics_for
+from core.evaluation.stats import corrected_resampled_ttest, holm, shapley_values
+from core.modelling.validation import CohortSplitter
+from core.synth.config import presets
+from core.synth.generator import generate_cohort
 
 # --- runs shared by the tests (each made once per module) ---------------------------------------
 
@@ -180,9 +173,9 @@ def test_every_subset_is_scored_on_the_same_folds(small_cohort, small_run):
     # ... and they are exactly the splitter's folds, the ones the prediction page uses.
     y = small_cohort.outcomes["responder"].astype(float).to_numpy()
     folds = CohortSplitter(n_splits=3, n_repeats=2, seed=0).split(y, small_cohort.groups)
-    from core.ablation import _positions_hash
+    from core.ablation.run import positions_hash
 
-    expected = {(f.repeat, f.fold): _positions_hash(f.test) for f in folds}
+    expected = {(f.repeat, f.fold): positions_hash(f.test) for f in folds}
     got = scores.drop_duplicates(["repeat", "fold"]).set_index(["repeat", "fold"])["test_hash"].to_dict()
     assert got == expected
     # paired table: J rows, one column per subset

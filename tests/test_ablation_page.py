@@ -17,12 +17,13 @@ from streamlit.runtime.scriptrunner import StopException
 from streamlit.testing.v1 import AppTest
 
 import core.ablation
-from components import ablation_panels
-from components.ablation_views import p_text, subset_name
-from core.ablation import AblationConfig, ablation_digest, run_ablation
-from core.cohort import Cohort
+from components.panels import ablation as ablation_panels
+from components.views.ablation import p_text, subset_name
+from core.ablation.config import AblationConfig, ablation_digest
+from core.ablation.run import run_ablation
+from core.data.cohort import Cohort
 from core.errors import InputError
-from core.workspace import DEFAULT_WORKSPACE_ENV, Workspace
+from core.store.workspace import DEFAULT_WORKSPACE_ENV, Workspace
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
 PAGE = "pages/ablation.py"
@@ -131,7 +132,7 @@ def assert_shows(at, result, metric_name="auc"):
     np.testing.assert_allclose(forest["change"].to_numpy(), design["change"].to_numpy(), rtol=1e-12)
     assert list(forest.index) == [f"without {m}" for m in ("DTI", "EMG", "Kinematics", "Clinical")]
     full = result.subsets(metric_name).set_index("subset").loc[result.full_label]
-    assert metric(at, f"Full model {core.ablation.METRICS[metric_name].label}") == f"{full['mean']:.3f}"
+    assert metric(at, f"Full model {core.evaluation.metrics.METRICS[metric_name].label}") == f"{full['mean']:.3f}"
 
 
 # --- running, storing, reloading ----------------------------------------------------------------

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.cohort import bayes_optimal_auc
-from core.features import FEATURE_DESCRIPTIONS
-from core.prep2 import prep2_evaluation
-from core.synth import INDICATIONS, MODALITIES, presets
-from core.workspace import DEFAULT_WORKSPACE_ENV, Workspace
+from core.data.schema import FEATURE_DESCRIPTIONS, MODALITIES
+from core.evaluation.ground_truth import bayes_optimal_auc
+from core.modelling.prep2 import prep2_evaluation
+from core.store.workspace import DEFAULT_WORKSPACE_ENV, Workspace
+from core.synth.config import INDICATIONS, presets
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
 TABS = ["Distributions", "Correlations", "Patient", "Ground truth", "Export"]

@@ -19,8 +19,9 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from core.synth import CohortConfig, generate_cohort
-from core.workspace import Workspace
+from core.store.workspace import Workspace
+from core.synth.config import CohortConfig
+from core.synth.generator import generate_cohort
 from tests.test_browser import (  # noqa: F401  (fixtures are used by name)
     BROWSER_ONLY,
     IDLE,

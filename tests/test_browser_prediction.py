@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.synth import CohortConfig, generate_cohort
-from core.validation import CohortSplitter, cross_validate, run_digest
-from core.workspace import Workspace
+from core.modelling.validation import CohortSplitter, cross_validate, run_digest
+from core.store.workspace import Workspace
+from core.synth.config import CohortConfig
+from core.synth.generator import generate_cohort
 from tests.test_browser import (  # noqa: F401  (fixtures are used by name)
     BROWSER_ONLY,
     IDLE,
@@ -65,7 +66,7 @@ def pick_edit(workspace: Path, n_values: int, feature: str = FEATURE) -> tuple[s
     other than the baseline's and the previous value's. Chosen with the saved run, so the test
     knows beforehand that an edit must change the page.
     """
-    from core.whatif import WhatIf
+    from core.modelling.whatif import WhatIf
 
     ws = Workspace(workspace)
     cohort = ws.load(COHORT.name)
@@ -106,7 +107,7 @@ def metric_value(page, label):
 
 def open_whatif(page, url: str, patient: str, feature: str = FEATURE) -> None:
     """Open the Prediction page on the saved run, its what-if tab, ``patient``, and ``feature``'s modality."""
-    from core.features import MODALITY_LABELS, modality_of
+    from core.data.schema import MODALITY_LABELS, modality_of
 
     page.set_default_timeout(TIMEOUT_MS)
     # Through the app and its navigation: a deep link to /prediction on a fresh server runs

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from playwright.sync_api import expect
 
-from core.workspace import Workspace
+from core.store.workspace import Workspace
 from tests.test_browser import (  # noqa: F401  (fixtures are used by name)
     BROWSER_ONLY,
     IDLE,

@@ -4,13 +4,8 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from components.brain_slices import orthogonal_slices_figure
-from components.recordings import (
-    mep_sweeps_figure,
-    speed_profile_figure,
-    trajectory_figure,
-    voluntary_emg_figure,
-)
+from components.views.recordings import mep_sweeps_figure, speed_profile_figure, trajectory_figure, voluntary_emg_figure
+from components.views.slices import orthogonal_slices_figure
 
 # A small grid with 2 mm voxels whose origin is off-centre, so that mm and voxel indices differ.
 SHAPE = (9, 11, 7)
@@ -120,7 +115,7 @@ def test_volumes_off_the_grid_and_oblique_grids_are_refused(volumes):
 def _two_viewers_page():
     import numpy as np
 
-    from components.brain_slices import brain_slice_viewer
+    from components.figures import brain_slice_viewer
 
     affine = np.array([[2.0, 0, 0, -8], [0, 2.0, 0, -12], [0, 0, 2.0, -4], [0, 0, 0, 1]])
     background = np.arange(9 * 11 * 7, dtype=float).reshape(9, 11, 7)
@@ -227,7 +222,7 @@ def test_unvalidated_waterfall_is_a_valid_figure_whose_steps_add_up():
     import pandas as pd
     import plotly.graph_objects as go
 
-    from components.prediction_views import waterfall_figure
+    from components.views.prediction import waterfall_figure
 
     features = [f"clin.f{i}" for i in range(14)]
     shap = pd.Series(np.linspace(-0.7, 0.6, 14), index=features)

@@ -1,9 +1,10 @@
 import numpy as np
 import pytest
 
-from core import dti
 from core.anatomy import load_anatomy
 from core.errors import InputError
+from core.features.dti import dti_features_from_volume
+from core.synth import fa_phantom as dti
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +28,7 @@ def test_cst_tracts_are_exact_mirrors(anatomy):
 def test_features_from_the_voxels_they_read_equal_features_of_the_full_volume(anatomy):
     params = stroke_params()
     from_subset = dti.dti_features_for(params, anatomy)
-    from_volume = dti.dti_features_from_volume(dti.fa_volume(params, anatomy), "left", anatomy)
+    from_volume = dti_features_from_volume(dti.fa_volume(params, anatomy), "left", anatomy)
     for key in from_subset:
         assert from_subset[key] == from_volume[key], key
 
@@ -61,10 +62,10 @@ def test_noise_depends_only_on_patient_and_voxel():
 
 def test_bad_volumes_are_refused_with_clear_messages(anatomy):
     with pytest.raises(InputError, match=r"FA volume has shape \(10, 10, 10\); expected the MNI152 2 mm grid \(99, 117, 95\)"):
-        dti.dti_features_from_volume(np.zeros((10, 10, 10)), "left", anatomy)
+        dti_features_from_volume(np.zeros((10, 10, 10)), "left", anatomy)
     volume = np.full(anatomy.shape, 0.4)
     volume[tuple(np.unravel_index(anatomy.cst_index["left"][0], anatomy.shape))] = np.nan
     with pytest.raises(InputError, match="affected CST FA contains NaN or infinite voxels"):
-        dti.dti_features_from_volume(volume, "left", anatomy)
+        dti_features_from_volume(volume, "left", anatomy)
     with pytest.raises(InputError, match="affected hemisphere must be 'left' or 'right', found 'up'"):
-        dti.dti_features_from_volume(volume, "up", anatomy)
+        dti_features_from_volume(volume, "up", anatomy)

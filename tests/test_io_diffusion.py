@@ -82,8 +82,9 @@ def test_tensor_fit_recovers_a_known_fa_and_md(dipy_files):
 
 
 def test_synthetic_fa_map_through_nifti_gives_the_generators_features():
-    from core.dti import fa_volume
-    from core.synth import CohortConfig, fa_parameters
+    from core.synth.config import CohortConfig
+    from core.synth.fa_phantom import fa_volume
+    from core.synth.latents import fa_parameters
 
     cohort = synthetic_cohort()
     config = CohortConfig.from_dict(cohort.provenance["config"])

@@ -17,8 +17,9 @@ from tests.io_support import FUZZ, assert_only_input_error, continuous_emg, csv_
 
 
 def _fa_map(cohort, pid):
-    from core.dti import fa_volume
-    from core.synth import CohortConfig, fa_parameters
+    from core.synth.config import CohortConfig
+    from core.synth.fa_phantom import fa_volume
+    from core.synth.latents import fa_parameters
 
     config = CohortConfig.from_dict(cohort.provenance["config"])
     return fa_volume(fa_parameters(cohort.ground_truth.latents.loc[pid], config))
@@ -180,7 +181,7 @@ def test_zip_upload_matches_the_folder(upload_folder, uploaded, tmp_path):
     pd.testing.assert_frame_equal(from_zip.cohort.features, uploaded.cohort.features)
     pd.testing.assert_frame_equal(from_zip.cohort.outcomes, uploaded.cohort.outcomes)
     # Saved and reloaded from a workspace: provenance is plain JSON, tables are Parquet.
-    from core.workspace import Workspace
+    from core.store.workspace import Workspace
 
     workspace = Workspace(tmp_path / "ws")
     workspace.save(from_zip.cohort)

@@ -11,7 +11,7 @@ from sklearn.calibration import calibration_curve as sk_calibration_curve
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
 from core.errors import InputError
-from core.metrics import (
+from core.evaluation.metrics import (
     binary_metrics,
     calibration_curve,
     confusion_at,

@@ -3,9 +3,9 @@ import pandas as pd
 import pytest
 
 from core.errors import InputError
-from core.metrics import roc_auc
-from core.model import ResponseModel
-from core.validation import CohortSplitter, cross_validate
+from core.evaluation.metrics import roc_auc
+from core.modelling.estimators import ResponseModel
+from core.modelling.validation import CohortSplitter, cross_validate
 
 
 @pytest.fixture(scope="module")
@@ -83,9 +83,9 @@ def test_out_of_fold_auc_approaches_the_oracle_and_shuffled_labels_give_chance(s
 
 
 def test_a_cv_run_reloads_from_the_workspace_without_retraining(tmp_path, small_cohort):
-    from core.validation import run_digest
-    from core.whatif import WhatIf
-    from core.workspace import Workspace
+    from core.modelling.validation import run_digest
+    from core.modelling.whatif import WhatIf
+    from core.store.workspace import Workspace
 
     splitter = CohortSplitter(n_splits=5, n_repeats=1, seed=2)
     result = cross_validate(small_cohort, "responder", splitter=splitter, params={"n_estimators": 60}, n_jobs=1)
@@ -107,7 +107,7 @@ def test_a_cv_run_reloads_from_the_workspace_without_retraining(tmp_path, small_
 
 
 def test_what_if_starts_from_the_out_of_fold_prediction_and_flags_unseen_values(small_cohort):
-    from core.whatif import WhatIf
+    from core.modelling.whatif import WhatIf
 
     result = cross_validate(small_cohort, "responder", splitter=CohortSplitter(n_repeats=2), params={"n_estimators": 80}, interactions=False, n_jobs=1)
     whatif = WhatIf(result, small_cohort.features)

@@ -51,7 +51,8 @@ def _column_bytes(values: pd.Series) -> bytes:
 
 
 def demo_cohort():
-    from core.synth import generate_cohort, presets
+    from core.synth.config import presets
+    from core.synth.generator import generate_cohort
 
     return generate_cohort(presets()["default"])
 
@@ -61,7 +62,7 @@ def cohort_digests(cohort) -> dict:
 
 
 def cv_digests(cohort) -> dict:
-    from core.validation import CohortSplitter, cross_validate
+    from core.modelling.validation import CohortSplitter, cross_validate
 
     result = cross_validate(cohort, "responder", splitter=CohortSplitter(n_splits=5, n_repeats=2))
     return {
@@ -74,7 +75,8 @@ def cv_digests(cohort) -> dict:
 
 
 def ablation_scores(cohort) -> pd.DataFrame:
-    from core.ablation import AblationConfig, run_ablation
+    from core.ablation.config import AblationConfig
+    from core.ablation.run import run_ablation
 
     result = run_ablation(cohort, AblationConfig(n_splits=5, n_repeats=2, n_permutations=3))
     return pd.concat([result.scores.assign(kind="subset"), result.permutation_scores.assign(kind="permutation")], ignore_index=True)
@@ -132,7 +134,8 @@ def test_tms_map_is_unchanged(reference):
 if __name__ == "__main__":
     if "--record" not in sys.argv:
         sys.exit("usage: python -m tests.test_numbers_unchanged --record   (rewrites tests/reference_digests.json)")
-    from core.synth import CohortConfig, generate_cohort
+    from core.synth.config import CohortConfig
+    from core.synth.generator import generate_cohort
 
     small = generate_cohort(CohortConfig(name="small", n_patients=300, seed=7), n_jobs=1)
     REFERENCE.write_text(json.dumps(compute_all(demo_cohort(), small), indent=1) + "\n")

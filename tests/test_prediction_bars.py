@@ -5,8 +5,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from core.metrics import expected_calibration_error, roc_auc
-from core.validation import cross_validate
+from core.evaluation.metrics import expected_calibration_error, roc_auc
+from core.modelling.validation import cross_validate
 
 
 @pytest.fixture(scope="module")

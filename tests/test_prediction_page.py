@@ -14,15 +14,15 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-import core.validation
-from core.cohort import Cohort
-from components.prediction_panels import VIEW_KEY
+import core.modelling.validation
+from components.panels.prediction import VIEW_KEY
+from core.data.cohort import Cohort
+from core.data.schema import modality_of
 from core.errors import InputError
-from core.features import modality_of
-from core.metrics import regression_metrics, roc_auc
-from core.validation import CohortSplitter, cross_validate, run_digest
-from core.whatif import IMMUTABLE_FEATURES, WhatIf
-from core.workspace import DEFAULT_WORKSPACE_ENV, Workspace
+from core.evaluation.metrics import regression_metrics, roc_auc
+from core.modelling.validation import CohortSplitter, cross_validate, run_digest
+from core.modelling.whatif import IMMUTABLE_FEATURES, WhatIf
+from core.store.workspace import DEFAULT_WORKSPACE_ENV, Workspace
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
 PAGE = "pages/prediction.py"
@@ -136,7 +136,7 @@ def test_train_stores_the_run_shows_its_auc_and_a_new_session_reloads_it(empty_w
     def refuse(*args, **kwargs):
         raise AssertionError("retrained a run that is saved")
 
-    monkeypatch.setattr(core.validation, "cross_validate", refuse)
+    monkeypatch.setattr(core.modelling.validation, "cross_validate", refuse)
     st.cache_resource.clear()
     st.cache_data.clear()
     again = open_page()
@@ -297,8 +297,8 @@ def test_a_bad_cohort_shows_the_error_from_core_and_stays_loaded(empty_workspace
 
 
 def test_model_report_covers_the_tripod_items_with_the_runs_numbers(trained_workspace):
-    from components.prediction_panels import report_html
-    from core.metrics import binary_metrics, expected_calibration_error, metrics_with_ci
+    from components.panels.prediction import report_html
+    from core.evaluation.metrics import binary_metrics, expected_calibration_error, metrics_with_ci
 
     ws = Workspace(trained_workspace)
     tiny = ws.load("tiny")

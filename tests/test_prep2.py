@@ -1,6 +1,6 @@
 import numpy as np
 
-from core.prep2 import arat_category, prep2_prediction
+from core.modelling.prep2 import arat_category, prep2_prediction
 
 
 def test_prep2_follows_the_published_decision_tree():

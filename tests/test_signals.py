@@ -1,21 +1,12 @@
-"""core.signals: features recover the parameters planted in signals built here, batch == one by one."""
+"""core.features (EMG and kinematics): features recover the parameters planted in signals built here, batch == one by one."""
 
 import numpy as np
 import pytest
 from scipy import signal
 
-from core import signals
 from core.errors import InputError
-from core.signals import (
-    bandpass,
-    emg_rms_uv,
-    kinematic_features,
-    median_frequency_hz,
-    mep_features,
-    movement_segments,
-    sparc,
-    speed_mm_s,
-)
+from core.features.emg import bandpass, emg_rms_uv, median_frequency_hz, mep_features
+from core.features.kinematics import kinematic_features, movement_segments, reach_segments, sparc, speed_mm_s
 
 EMG_FS = 2000.0
 KIN_FS = 100.0
@@ -315,14 +306,14 @@ def test_bad_input_raises_input_error(call):
 
 
 def test_reach_segments_match_kinematic_features_under_tremor():
-    from core import recordings
+    from core.synth import recordings
 
     rng = [recordings.patient_rng(0, 1, 2)]
     position = recordings.make_reaching(rng, np.array([300.0]), np.array([1.0]), np.array([0.0]), np.array([2.0]))[0]
-    segments = signals.reach_segments(position, recordings.KIN_FS_HZ)
-    features = signals.kinematic_features(position, recordings.KIN_FS_HZ)
+    segments = reach_segments(position, recordings.KIN_FS_HZ)
+    features = kinematic_features(position, recordings.KIN_FS_HZ)
     assert len(segments) == recordings.N_REACHES == features["n_movements"]
     durations = [(stop - 1 - start) / recordings.KIN_FS_HZ for start, stop in segments]
     assert np.median(durations) == features["movement_time_s"]
     # The raw-speed segmentation merges everything into one movement when tremor is this strong.
-    assert len(signals.movement_segments(signals.speed_mm_s(position, recordings.KIN_FS_HZ), recordings.KIN_FS_HZ)) < recordings.N_REACHES
+    assert len(movement_segments(speed_mm_s(position, recordings.KIN_FS_HZ), recordings.KIN_FS_HZ)) < recordings.N_REACHES

@@ -2,10 +2,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.data.schema import modality_of
 from core.errors import InputError
-from core.features import modality_of
-from core.prep2 import prep2_evaluation
-from core.synth import CohortConfig, generate_cohort, presets, term_shapley
+from core.modelling.prep2 import prep2_evaluation
+from core.synth.config import CohortConfig, presets
+from core.synth.generator import generate_cohort
+from core.synth.outcome import term_shapley
 
 
 def test_same_config_and_seed_give_identical_cohorts(small_config, small_cohort):

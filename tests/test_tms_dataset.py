@@ -248,7 +248,7 @@ def test_export_refuses_an_incomplete_dataset_and_cli_reports_input_errors(tiny,
     generate_dataset(tiny, tmp_path, n_jobs=1, limit=0, plan=tiny_plan)
     with pytest.raises(InputError):
         export_dataset(dataset_folder(tiny, tmp_path), tmp_path / "out")
-    from core.__main__ import main
+    from core.cli import main
 
     (tmp_path / "bad.yaml").write_text("n_placements: 0\n")
     assert main(["tms-dataset", "--workspace", str(tmp_path), "--config", str(tmp_path / "bad.yaml")]) == 2

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from components.tms_panels import DEFAULT_INTENSITY, CoilSpec, placement_of
+from components.panels.tms import DEFAULT_INTENSITY, CoilSpec, placement_of
+from core.store.workspace import DEFAULT_WORKSPACE_ENV
 from core.tms.cortex import coil_preset, load_cortex
 from core.tms.maps import threshold_map
-from core.workspace import DEFAULT_WORKSPACE_ENV
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
 PAGE = "pages/tms.py"

@@ -24,8 +24,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.anatomy import load_anatomy
-from core.synth import CohortConfig, generate_cohort
-from core.workspace import DEFAULT_WORKSPACE_ENV, Workspace
+from core.store.workspace import DEFAULT_WORKSPACE_ENV, Workspace
+from core.synth.config import CohortConfig
+from core.synth.generator import generate_cohort
 from tests.io_support import nifti_bytes, write_c3d
 from tests.test_io_upload import _emg_csv, _emg_edf, _fa_map
 

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from core.errors import InputError
-from core.workspace import Workspace
+from core.store.workspace import Workspace
 
 
 def test_cohort_survives_a_workspace_round_trip_and_a_restart(tmp_path, small_cohort):

@@ -113,7 +113,7 @@ class TensorMaps:
 _NUMBER_SPLIT = re.compile(r"[\s,;]+")
 
 
-def _numbers(text: str, source: str) -> list[list[float]]:
+def number_rows(text: str, source: str) -> list[list[float]]:
     """Rows of numbers from a whitespace/comma-separated text file; InputError naming a bad token."""
     rows = []
     for line_no, line in enumerate(text.splitlines(), start=1):
@@ -155,10 +155,10 @@ def read_bvals(source, name: str | None = None, *, limits: UploadLimits = DEFAUL
         Not numbers, not one row or column, negative, non-finite, or implausibly large values.
     """
     label, text = _text(source, name, limits)
-    return _parse_bvals(_numbers(text, label), label)
+    return parse_bvals(number_rows(text, label), label)
 
 
-def _parse_bvals(rows, label) -> np.ndarray:
+def parse_bvals(rows, label) -> np.ndarray:
     if len(rows) == 1:
         values = rows[0]
     elif all(len(r) == 1 for r in rows):
@@ -182,10 +182,10 @@ def read_bvecs(source, name: str | None = None, *, limits: UploadLimits = DEFAUL
     against the b-values.
     """
     label, text = _text(source, name, limits)
-    return _parse_bvecs(_numbers(text, label), label)
+    return parse_bvecs(number_rows(text, label), label)
 
 
-def _parse_bvecs(rows, label) -> np.ndarray:
+def parse_bvecs(rows, label) -> np.ndarray:
     widths = {len(r) for r in rows}
     if len(widths) != 1:
         raise InputError(f"expected rows of equal length, found rows of {sorted(widths)} values.", source=label)
@@ -223,7 +223,7 @@ def read_diffusion(dwi, bval, bvec, *, names: tuple | None = None, limits: Uploa
     volume = nifti_from_bytes(label, raw, dims="4d", budget=budget)
     bval_label, bval_text = _text(bval, names[1], limits)
     bvec_label, bvec_text = _text(bvec, names[2], limits)
-    return series_from_parts(volume, _parse_bvals(_numbers(bval_text, bval_label), bval_label), bval_label, _numbers(bvec_text, bvec_label), bvec_label)
+    return series_from_parts(volume, parse_bvals(number_rows(bval_text, bval_label), bval_label), bval_label, number_rows(bvec_text, bvec_label), bvec_label)
 
 
 def series_from_parts(volume: Volume, bvals: np.ndarray, bval_label: str, bvec_rows, bvec_label: str) -> DiffusionSeries:
@@ -238,7 +238,7 @@ def series_from_parts(volume: Volume, bvals: np.ndarray, bval_label: str, bvec_r
             "Are the .bval and the image from the same acquisition?",
             source=bval_label,
         )
-    bvecs = _parse_bvecs(bvec_rows, bvec_label)
+    bvecs = parse_bvecs(bvec_rows, bvec_label)
     if len(bvecs) != n:
         raise InputError(
             f"lists {len(bvecs)} gradient directions but {label} holds {n} volumes; expected one direction per volume.",
@@ -336,7 +336,7 @@ def dti_feature_row(fa_mni: np.ndarray, affected_hemisphere: str, patient_id: st
     source : file name for messages.
     """
     from core.anatomy import load_anatomy
-    from core.features import dti_feature_table
+    from core.features.dti import dti_feature_table
 
     anatomy = load_anatomy()
     fa_mni = np.asarray(fa_mni)

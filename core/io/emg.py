@@ -274,7 +274,7 @@ _UNIT_IN_NAME = re.compile(
 )
 
 
-def _decode_text(raw: bytes, source: str) -> str:
+def decode_text(raw: bytes, source: str) -> str:
     if b"\x00" in raw[:65536]:
         raise InputError("expected a text (CSV) file, found binary data.", source=source)
     try:
@@ -283,7 +283,7 @@ def _decode_text(raw: bytes, source: str) -> str:
         return raw.decode("latin-1")
 
 
-def _sniff_separator(text: str, source: str, default: str = ",") -> str:
+def sniff_separator(text: str, source: str, default: str = ",") -> str:
     first = next((line for line in text.splitlines() if line.strip()), "")
     if not first:
         raise InputError("the file is empty.", source=source)
@@ -298,8 +298,8 @@ def numeric_table(raw: bytes, source: str, *, separator: str | None = None, allo
     Empty cells (and ``NaN``) are an error unless ``allow_gaps`` (then NaN); any other text is an
     InputError naming the column, the line and the value found.
     """
-    text = _decode_text(raw, source)
-    sep = separator or _sniff_separator(text, source)
+    text = decode_text(raw, source)
+    sep = separator or sniff_separator(text, source)
     try:
         table = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, skipinitialspace=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, csv.Error) as exc:
@@ -556,7 +556,7 @@ def emg_recording(
         A muscle channel missing or ambiguous, the muscle channels at different sampling rates,
         a rate below 1000 Hz, a muscle channel in a non-voltage unit, or bad caller arguments.
     """
-    from core.recordings import EMGRecording
+    from core.data.raw import EMGRecording
 
     muscles = dict(muscles or {})
     unknown = set(muscles) - set(MUSCLES)
@@ -620,7 +620,7 @@ def emg_feature_row(extraction: EMGExtraction, patient_id: str, *, source: str |
 
     Computed by :func:`core.features.emg_feature_table`, exactly as for synthetic patients.
     """
-    from core.features import emg_feature_table
+    from core.features.emg import emg_feature_table
 
     rec = extraction.recording
     sweeps = rec.mep_sweeps_uv

@@ -470,7 +470,7 @@ def hand_trajectory(traj: MarkerTrajectories, marker: str | None = None) -> tupl
     InputError
         No hand marker, the marker never seen, or a gap longer than 0.2 s.
     """
-    from core.recordings import Trajectory
+    from core.data.raw import Trajectory
 
     label = _pick_marker(traj, marker)
     position = np.array(traj.markers[label], dtype=np.float64)
@@ -504,7 +504,7 @@ def hand_trajectory(traj: MarkerTrajectories, marker: str | None = None) -> tupl
 def kinematic_feature_row(trajectory, patient_id: str, *, source: str | None = None) -> pd.DataFrame:
     """The ``kin.*`` features of one hand trajectory as a one-row table
     (:func:`core.features.kinematic_feature_table`, as for synthetic patients)."""
-    from core.features import kinematic_feature_table
+    from core.features.kinematics import kinematic_feature_table
 
     try:
         return kinematic_feature_table(trajectory.position_mm[None], trajectory.fs_hz, pd.Index([patient_id], name="patient_id"))

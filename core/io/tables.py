@@ -175,10 +175,10 @@ def table_from_bytes(label: str, raw: bytes, *, sheet=None, budget: Budget | Non
 
 
 def _read_delimited(raw: bytes, label: str) -> pd.DataFrame:
-    from core.io.emg import _decode_text, _sniff_separator
+    from core.io.emg import decode_text, sniff_separator
 
-    text = _decode_text(raw, label)
-    sep = "\t" if label.lower().endswith(".tsv") else _sniff_separator(text, label)
+    text = decode_text(raw, label)
+    sep = "\t" if label.lower().endswith(".tsv") else sniff_separator(text, label)
     try:
         return pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, skip_blank_lines=True, on_bad_lines="error")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, UnicodeError) as exc:
@@ -335,7 +335,7 @@ def infer_column_mapping(table: ClinicalTable | pd.DataFrame, source: str | None
 
 
 def _has_prefix(column: str) -> bool:
-    from core.features import MODALITY_LABELS
+    from core.data.schema import MODALITY_LABELS
 
     prefix, sep, rest = column.partition(".")
     return bool(sep and rest and prefix in MODALITY_LABELS)

@@ -186,7 +186,7 @@ class UploadRawSource:
 
     def load(self, patient_id: str):
         from core.anatomy import load_anatomy
-        from core.cohort import PatientRaw
+        from core.data.raw import PatientRaw
 
         anatomy = load_anatomy()
         raw = PatientRaw(patient_id=patient_id, affine=anatomy.affine)
@@ -329,7 +329,7 @@ def _check_fa(data: np.ndarray, source: str) -> None:
 
 
 def _dti_row(tree, files: FileSet, pid, hemisphere, raw_source, registrations):
-    from core.io.diffusion import dti_feature_row, fit_tensor, series_from_parts, _numbers, _parse_bvals
+    from core.io.diffusion import dti_feature_row, fit_tensor, number_rows, parse_bvals, series_from_parts
     from core.io.volumes import nifti_from_bytes, to_mni
 
     report = []
@@ -346,7 +346,7 @@ def _dti_row(tree, files: FileSet, pid, hemisphere, raw_source, registrations):
         volume = nifti_from_bytes(dwi, tree.read(dwi), dims="4d", budget=tree.budget)
         bval_text = tree.read(bval).decode("utf-8", errors="replace")
         bvec_text = tree.read(bvec).decode("utf-8", errors="replace")
-        series = series_from_parts(volume, _parse_bvals(_numbers(bval_text, bval), bval), bval, _numbers(bvec_text, bvec), bvec)
+        series = series_from_parts(volume, parse_bvals(number_rows(bval_text, bval), bval), bval, number_rows(bvec_text, bvec), bvec)
         maps = fit_tensor(series)
         report += series.report + maps.report
         if volume.in_standard_space:
@@ -413,7 +413,7 @@ def build_cohort(
         :func:`~core.io.tables.apply_column_mapping`); a bad per-patient file becomes an
         ``error`` entry and NaN features instead.
     """
-    from core.cohort import Cohort
+    from core.data.cohort import Cohort
 
     mapping = mapping or scan.mapping
     mapped = apply_column_mapping(scan.table, mapping)
@@ -492,7 +492,7 @@ def build_cohort(
 
 def _empty_features(modality: str, index: pd.Index) -> pd.DataFrame:
     """All-NaN feature columns of a modality, named exactly as the generator names them."""
-    from core.features import FEATURE_DESCRIPTIONS
+    from core.data.schema import FEATURE_DESCRIPTIONS
 
     columns = [c for c in FEATURE_DESCRIPTIONS if c.startswith(modality + ".")]
     return pd.DataFrame(np.nan, index=index, columns=columns)

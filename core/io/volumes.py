@@ -427,8 +427,8 @@ def to_mni(volume: Volume, *, space: str = "auto", interpolation: str = "linear"
         Not 3-D, an MNI-space image covering less than half of the MNI brain, or a native image
         too small to register (field of view under 60 mm).
     """
-    from nilearn.image import resample_img
     import nibabel as nib
+    from nilearn.image import resample_img
 
     anatomy = anatomy or load_anatomy()
     if volume.data.ndim != 3:
@@ -497,8 +497,8 @@ def _coarse_template() -> tuple[np.ndarray, np.ndarray]:
 
 def _coarse(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """An image resampled onto a grid of REGISTRATION_STEP_MM voxels with the same axes."""
-    from nilearn.image import resample_img
     import nibabel as nib
+    from nilearn.image import resample_img
 
     voxel = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
     if voxel.min() >= REGISTRATION_STEP_MM * 0.9:

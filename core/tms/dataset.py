@@ -595,7 +595,7 @@ def _compute_chunk(task: dict) -> dict:
 
 def dataset_folder(config: DatasetConfig, workspace: str | Path | None = None) -> Path:
     """``<workspace>/tms/<config digest>/`` (default workspace: ``core.workspace.default_workspace``)."""
-    from core.workspace import default_workspace
+    from core.store.workspace import default_workspace
 
     return Path(workspace if workspace is not None else default_workspace()) / "tms" / config.digest()
 

@@ -339,11 +339,9 @@ def threshold_map(placement, *, cortex=None, hemisphere: str | None = None, cell
     """
     from core.tms.cortex import load_cortex
     from core.tms.dataset import SOMA_LAYERS
-    from core.tms.efield import FigureEightCoil, efield_v_per_m
+    from core.tms.efield import CoilPlacement, FigureEightCoil, efield_v_per_m
     from core.tms.neurons import CELL_TYPES
     from core.tms.surrogate import load_surrogate
-
-    from core.tms.efield import CoilPlacement
 
     t_start = time.perf_counter()
     if not isinstance(placement, CoilPlacement):

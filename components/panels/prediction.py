@@ -1,0 +1,515 @@
+"""Panels of the Prediction page: performance, explanations, what-if, ground truth and exports.
+
+Everything derived from a cross-validation run is cached under the run digest
+(:func:`core.validation.run_digest`), which covers the cohort's content digest and every setting
+of the run; big objects are passed as ``_underscore`` arguments so Streamlit never hashes them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from components import state
+from components.figures import column_label, show_figure
+from components.panels import cohort as cohort_panels
+from components.views import prediction as views
+from core.data.cohort import Cohort
+from core.data.schema import FEATURE_DESCRIPTIONS, MODALITY_LABELS, modality_of
+from core.evaluation.metrics import binary_metrics, calibration_curve, confusion_at, decision_curve, expected_calibration_error, fold_spread, metrics_with_ci, regression_metrics, roc_auc
+from core.modelling.baselines import clinical_baseline, prep2_score
+from core.modelling.estimators import ResponseModel
+from core.modelling.validation import CVResult
+from core.modelling.whatif import IMMUTABLE_FEATURES, WhatIf
+
+MODEL, CLINICAL, PREP2 = "Model (xgboost)", "Clinical baseline", "PREP2 rule (stroke)"
+MODEL_STROKE = "Model on PREP2's patients"
+THRESHOLD_KEY = "pred-threshold"
+EDITS_KEY = "wi-edits"
+VIEW_KEY = "view"  # the open tab of the Prediction page, also its query parameter (?view=What-if)
+N_BOOT = 1000
+
+
+# --- runs: load once per run digest ---------------------------------------------------------------
+
+
+class _NotSaved(Exception):
+    """Raised inside the cached loader so that "not saved yet" is never cached."""
+
+
+@st.cache_resource(max_entries=8, show_spinner="Loading the saved run ...")
+def _load_run(workspace_path: str, run: str) -> CVResult:
+    result = state.workspace().load_cv(run)
+    if result is None:
+        raise _NotSaved(run)
+    return result
+
+
+def saved_run(run: str) -> CVResult | None:
+    """The stored CV run with this digest, or None. Raises InputError when it cannot be read."""
+    try:
+        return _load_run(str(state.workspace_path()), run)
+    except _NotSaved:
+        return None
+
+
+def model_settings() -> dict:
+    """xgboost settings a user may change; returns only those that differ from the defaults."""
+    defaults = ResponseModel().get_params()
+    c = st.columns(4)
+    chosen = {
+        "max_depth": c[0].number_input("Tree depth", 1, 10, defaults["max_depth"], key="pred-depth"),
+        "learning_rate": c[1].number_input("Learning rate", 0.005, 0.5, defaults["learning_rate"], 0.005, format="%.3f", key="pred-eta"),
+        "n_estimators": c[2].number_input("Most trees", 10, 5000, defaults["n_estimators"], 50, key="pred-trees", help="Early stopping on an inner split of each training fold picks how many are used."),
+        "early_stopping_rounds": c[3].number_input("Early-stopping patience (trees)", 5, 500, defaults["early_stopping_rounds"], 5, key="pred-patience"),
+    }
+    return {k: v for k, v in chosen.items() if v != defaults[k]}
+
+
+# --- derived tables, cached by run digest ---------------------------------------------------------
+
+
+@st.cache_data(max_entries=8, show_spinner="Scoring the baselines on the same folds ...")
+def scores(_cohort: Cohort, _result: CVResult, run: str) -> pd.DataFrame:
+    """Observed outcome, OOF model prediction, clinical baseline (same folds), PREP2 score, error."""
+    observed = _cohort.outcomes[_result.outcome].astype(float)
+    table = pd.DataFrame({
+        "indication": _cohort.patients["indication"] if "indication" in _cohort.patients else "all",
+        "responder": _cohort.outcomes["responder"].astype(bool),
+        "observed": observed,
+        "model": _result.prediction,
+        "clinical": clinical_baseline(_cohort, _result.outcome, _result.folds),
+    })  # fmt: skip
+    if _result.is_binary:
+        table["prep2_score"] = prep2_score(_cohort)
+    table["error"] = (table["model"] - observed).abs()
+    return table
+
+
+def _prep2_usable(s: pd.DataFrame) -> pd.Series | None:
+    if "prep2_score" not in s:
+        return None
+    has = s["prep2_score"].notna()
+    y = s.loc[has, "observed"]
+    return has if has.sum() >= 10 and 0 < y.sum() < len(y) else None
+
+
+@st.cache_data(max_entries=24, show_spinner="Bootstrapping 95% intervals ...")
+def binary_ci(_s: pd.DataFrame, run: str, threshold: float) -> dict:
+    """metrics_with_ci of the model, the clinical baseline, PREP2 and the model on PREP2's patients."""
+    y = _s["observed"].to_numpy()
+    fn = lambda a, b: binary_metrics(a, b, threshold)  # noqa: E731
+    tables = {MODEL: metrics_with_ci(fn, y, _s["model"].to_numpy(), n_boot=N_BOOT), CLINICAL: metrics_with_ci(fn, y, _s["clinical"].to_numpy(), n_boot=N_BOOT)}
+    stroke = _prep2_usable(_s)
+    if stroke is not None:
+        part = _s[stroke]
+        # PREP2's categories as a 0-1 score; a category says nothing about calibration.
+        prep2_fn = lambda a, b: {**binary_metrics(a, b, threshold), "brier": np.nan, "ece": np.nan}  # noqa: E731
+        tables[PREP2] = metrics_with_ci(prep2_fn, part["observed"].to_numpy(), part["prep2_score"].to_numpy() / 3, n_boot=N_BOOT)
+        tables[MODEL_STROKE] = metrics_with_ci(fn, part["observed"].to_numpy(), part["model"].to_numpy(), n_boot=N_BOOT)
+    return tables
+
+
+@st.cache_data(max_entries=8, show_spinner="Bootstrapping 95% intervals ...")
+def regression_ci(_s: pd.DataFrame, run: str) -> dict:
+    y = _s["observed"].to_numpy()
+    return {name: metrics_with_ci(regression_metrics, y, _s[col].to_numpy(), n_boot=N_BOOT) for name, col in ((MODEL, "model"), (CLINICAL, "clinical"))}
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def repeat_spread(_result: CVResult, _observed: pd.Series, run: str) -> tuple[pd.Series, pd.DataFrame]:
+    """AUC (binary) or R² (continuous) of each repeat's OOF predictions, and their spread."""
+    name = "auc" if _result.is_binary else "r2"
+    fn = (lambda p: roc_auc(_observed, p)) if _result.is_binary else (lambda p: regression_metrics(_observed, p)["r2"])
+    per_repeat = _result.prediction_by_repeat.apply(fn).rename(name)
+    table = per_repeat.rename_axis("repeat").reset_index()
+    return per_repeat, fold_spread(table, name)
+
+
+def _spread_metric(col, row: pd.Series, name: str) -> None:
+    """Mean of a figure over repeats, with its SD and range underneath (a description, not a CI)."""
+    col.metric(f"{name} across repeats", f"{row['mean']:.3f}", help=f"Mean of each repeat's out-of-fold {name}; the SD shows how much it moves with another split. Folds share patients, so it is not a CI.")
+    col.caption((f"SD {row['sd']:.3f} · " if row["n"] > 1 else "") + f"min {row['min']:.3f} · max {row['max']:.3f} · {int(row['n'])} repeats")
+
+
+def _ci_caption(table: pd.DataFrame, metric: str, digits: int = 3) -> str:
+    row = table.loc[metric]
+    return f"95% CI {row['ci_low']:.{digits}f} – {row['ci_high']:.{digits}f}" if np.isfinite(row["ci_low"]) else "no interval"
+
+
+# --- performance -------------------------------------------------------------------------------
+
+
+def performance_panel(cohort: Cohort, result: CVResult, run: str) -> None:
+    if result.is_binary:
+        _binary_performance(cohort, result, run)
+    else:
+        _continuous_performance(cohort, result, run)
+
+
+def _binary_performance(cohort: Cohort, result: CVResult, run: str) -> None:
+    s = scores(cohort, result, run)
+    y = s["observed"]
+    ci = binary_ci(s, run, 0.5)
+    per_repeat, spread = repeat_spread(result, y, run)
+    stroke = _prep2_usable(s)
+    m = st.columns(4)
+    m[0].metric("OOF AUC", f"{ci[MODEL].loc['auc', 'estimate']:.3f}", help="ROC AUC of the out-of-fold predictions (mean over repeats).")
+    m[0].caption(_ci_caption(ci[MODEL], "auc") + f" · {len(y)} patients")
+    m[1].metric("Clinical baseline AUC", f"{ci[CLINICAL].loc['auc', 'estimate']:.3f}", help="Logistic regression on the clin.* features, trained on the same folds.")
+    m[1].caption(_ci_caption(ci[CLINICAL], "auc"))
+    if stroke is not None:
+        m[2].metric("PREP2 AUC (stroke)", f"{ci[PREP2].loc['auc', 'estimate']:.3f}", help="The published PREP2 rule's category as a score; not trained, so no folds.")
+        m[2].caption(f"{_ci_caption(ci[PREP2], 'auc')} · model on the same {int(stroke.sum())}: {ci[MODEL_STROKE].loc['auc', 'estimate']:.3f}")
+    else:
+        m[2].metric("PREP2 AUC (stroke)", "—", help="Needs at least 10 stroke patients with PREP2's inputs, of both classes.")
+    _spread_metric(m[3], spread.loc["auc"], "AUC")
+
+    series = {MODEL: (y, s["model"]), CLINICAL: (y, s["clinical"])}
+    aucs = {MODEL: ci[MODEL].loc["auc", "estimate"], CLINICAL: ci[CLINICAL].loc["auc", "estimate"]}
+    if stroke is not None:
+        series[PREP2] = (y[stroke], s.loc[stroke, "prep2_score"])
+        aucs[PREP2] = ci[PREP2].loc["auc", "estimate"]
+    left, right = st.columns(2)
+    with left:
+        fig, data = views.roc_figure(series, aucs)
+        show_figure(fig, key="pred-roc", data=data, filename=f"{cohort.name}-roc")
+    with right:
+        fig, data = views.pr_figure(series)
+        show_figure(fig, key="pred-pr", data=data, filename=f"{cohort.name}-precision-recall")
+    left, right = st.columns(2)
+    with left:
+        ece = expected_calibration_error(y, s["model"])
+        fig, data = views.calibration_figure(y, s["model"], ece)
+        show_figure(fig, key="pred-calibration", data=data, filename=f"{cohort.name}-calibration")
+    with right:
+        curves = {MODEL: decision_curve(y, s["model"]), CLINICAL: decision_curve(y, s["clinical"])}
+        fig, data = views.decision_curve_figure(curves)
+        show_figure(fig, key="pred-decision", data=data, filename=f"{cohort.name}-decision-curve")
+    _threshold_panel(s, run)
+    st.markdown("**Spread across repeats** (each repeat is a full out-of-fold pass with its own split)")
+    fig, data = views.repeat_spread_figure(per_repeat, "AUC")
+    show_figure(fig, key="pred-repeats", data=data, filename=f"{cohort.name}-auc-per-repeat")
+
+
+@st.fragment
+def _threshold_panel(s: pd.DataFrame, run: str) -> None:
+    """Threshold slider, confusion matrix and the metric table at that threshold (reruns alone)."""
+    st.markdown("**At a decision threshold**")
+    threshold = st.slider("Decision threshold (predicted probability of response)", 0.05, 0.95, 0.5, 0.01, key=THRESHOLD_KEY)
+    y, p = s["observed"], s["model"]
+    left, right = st.columns([3, 2])
+    with left:
+        fig, data = views.confusion_matrix_figure(confusion_at(y, p, threshold), threshold)
+        show_figure(fig, key="pred-confusion", data=data, filename=f"confusion-at-{threshold:.2f}")
+    with right:
+        at = binary_metrics(y, p, threshold)
+        c = st.columns(2)
+        for i, (name, label) in enumerate((("sensitivity", "Sensitivity"), ("specificity", "Specificity"), ("ppv", "PPV"), ("npv", "NPV"))):
+            c[i % 2].metric(label, "—" if not np.isfinite(at[name]) else f"{at[name]:.3f}")
+        st.caption("PPV: responders among those predicted to respond; NPV: non-responders among those predicted not to.")
+    table = views.ci_table(binary_ci(s, run, round(threshold, 2)))
+    st.dataframe(table, width="stretch")
+    st.caption(f"Out-of-fold predictions; percentile bootstrap over patients ({N_BOOT} resamples, stratified by class). Threshold-dependent rows at {threshold:.2f}; "
+               "PREP2 calls a responder at Good or Excellent (score scaled 0-1), and its categories carry no calibration.")
+
+
+def _continuous_performance(cohort: Cohort, result: CVResult, run: str) -> None:
+    s = scores(cohort, result, run)
+    ci = regression_ci(s, run)
+    per_repeat, spread = repeat_spread(result, s["observed"], run)
+    m = st.columns(5)
+    for col, (metric, label, digits) in zip(m, (("mae", "MAE (% points)", 1), ("rmse", "RMSE (% points)", 1), ("r2", "R²", 3), ("pearson_r", "Pearson r", 3))):
+        col.metric(label, f"{ci[MODEL].loc[metric, 'estimate']:.{digits}f}")
+        col.caption(_ci_caption(ci[MODEL], metric, digits) + f" · clinical {ci[CLINICAL].loc[metric, 'estimate']:.{digits}f}")
+    _spread_metric(m[4], spread.loc["r2"], "R²")
+    left, right = st.columns(2)
+    with left:
+        fig, data = views.predicted_vs_actual_figure(s["observed"], s["model"], s["indication"], cohort.responder_threshold_pct)
+        show_figure(fig, key="pred-scatter", data=data, filename=f"{cohort.name}-predicted-vs-observed")
+    with right:
+        fig, data = views.residuals_figure(s["observed"], s["model"])
+        show_figure(fig, key="pred-residuals", data=data, filename=f"{cohort.name}-residuals")
+    st.dataframe(views.ci_table(ci, digits=3), width="stretch")
+    st.caption(f"Out-of-fold predictions; percentile bootstrap over patients ({N_BOOT} resamples). The clinical baseline is a ridge regression on clin.* features, on the same folds.")
+    st.markdown("**Spread across repeats** (each repeat is a full out-of-fold pass with its own split)")
+    fig, data = views.repeat_spread_figure(per_repeat, "R²")
+    show_figure(fig, key="pred-repeats", data=data, filename=f"{cohort.name}-r2-per-repeat")
+
+
+# --- explanations ------------------------------------------------------------------------------
+
+
+def _prediction_text(result: CVResult, value: float) -> str:
+    return f"{value:.3f}" if result.is_binary else f"{value:.1f}%"
+
+
+def explanations_panel(cohort: Cohort, result: CVResult, run: str) -> None:
+    binary = result.is_binary
+    unit = "log-odds of response" if binary else "% improvement"
+    st.caption(f"Out-of-fold SHAP values (exact TreeSHAP, in {unit}), averaged over repeats: each patient is explained only by models that never saw them.")
+    fig, data = views.beeswarm_figure(result.shap, cohort.features[result.features], binary)
+    show_figure(fig, key="pred-beeswarm", data=data, filename=f"{cohort.name}-shap-beeswarm")
+    left, right = st.columns([3, 2])
+    with left:
+        fig, data = views.importance_figure(result.importance(), binary)
+        show_figure(fig, key="pred-importance", data=data, filename=f"{cohort.name}-shap-importance")
+    with right:
+        fig, data = views.modality_importance_figure(result.modality_importance(), binary)
+        show_figure(fig, key="pred-modality-importance", data=data, filename=f"{cohort.name}-shap-importance-by-modality")
+
+    st.markdown("**Dependence**: how one feature's value moves its SHAP value")
+    feature = st.selectbox("Feature", list(result.importance().index), key="pred-dep-feature", format_func=column_label)
+    partner, strength = views.strongest_partner(result.interaction, list(result.features), feature)
+    fig, data = views.dependence_figure(feature, cohort.features[feature], result.shap[feature], binary, partner, cohort.features[partner] if partner else None)
+    show_figure(fig, key="pred-dependence", data=data, filename=f"{cohort.name}-dependence-{feature}")
+    if partner:
+        st.caption(f"Colour: {partner}, the feature with the largest mean |SHAP interaction| with {feature} ({strength.iloc[0]:.3f}; first repeat's out-of-fold interaction values).")
+
+    st.markdown("**One patient**: from the average prediction to this patient's")
+    s = scores(cohort, result, run)
+    patient = st.selectbox("Patient", list(cohort.features.index), key=f"pred-wf-patient-{result.outcome}",
+                           format_func=lambda pid: f"{pid} · {s.at[pid, 'indication']} · {'responder' if s.at[pid, 'responder'] else 'non-responder'} · predicted {_prediction_text(result, s.at[pid, 'model'])}")
+    fig, data = views.waterfall_figure(result.shap.loc[patient], float(result.shap_base.loc[patient]), cohort.features.loc[patient], binary, title=patient)
+    show_figure(fig, key="pred-waterfall", data=data, filename=f"{cohort.name}-waterfall-{patient}")
+    if binary:
+        st.caption(f"The bars sum to the mean out-of-fold log-odds. The page's prediction is the mean of the repeats' probabilities ({s.at[patient, 'model']:.3f}), which can differ slightly.")
+
+
+# --- what-if --------------------------------------------------------------------------------------
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _whatif(_result: CVResult, _features: pd.DataFrame, run: str) -> WhatIf:
+    return WhatIf(_result, _features)
+
+
+def _input_spec(low: float, high: float, binary: bool) -> dict:
+    """Number-input bounds: the training range widened by half its span (so values outside it can be tried)."""
+    if binary:
+        return dict(min_value=0.0, max_value=1.0, step=1.0, format="%.0f")
+    span = high - low if high > low else max(abs(high), 1.0)
+    decimals = int(min(6, max(0, 3 - math.floor(math.log10(span)))))
+    lower = low - span / 2
+    return dict(min_value=float(max(0.0, lower) if low >= 0 else lower), max_value=float(high + span / 2), step=10.0**-decimals, format=f"%.{decimals}f")
+
+
+def whatif_key(patient_id: str, feature: str) -> str:
+    return f"wi-{patient_id}-{feature}"
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _editor_inputs(_wi: WhatIf, run: str) -> dict:
+    """Per modality, per feature: number-input arguments and help, built once per run, not per edit."""
+    inputs = {}
+    for feature in _wi.features.columns:
+        low, high = float(_wi.low[feature]), float(_wi.high[feature])
+        binary = set(_wi.features[feature].dropna().unique()) <= {0.0, 1.0}
+        help_text = f"{FEATURE_DESCRIPTIONS.get(feature, feature)}. Seen in training: {low:.4g} – {high:.4g}." + (" Empty = missing." if not binary else "")
+        inputs.setdefault(modality_of(feature), {})[feature] = (_input_spec(low, high, binary), help_text)
+    return {m: inputs[m] for m in MODALITY_LABELS if m in inputs}
+
+
+def _same(a, b) -> bool:
+    return (a is None or pd.isna(a)) if (b is None or pd.isna(b)) else (a is not None and not pd.isna(a) and float(a) == float(b))
+
+
+def patient_edits(patient_id: str) -> dict:
+    """This session's edits of one patient, ``{feature: value or None}``.
+
+    Kept apart from the inputs' own state: only one modality's inputs are drawn at a time, and
+    Streamlit forgets the state of inputs it did not draw.
+    """
+    return st.session_state.setdefault(EDITS_KEY, {}).setdefault(patient_id, {})
+
+
+def _store_edit(patient_id: str, feature: str, original: float) -> None:
+    value, edits = st.session_state[whatif_key(patient_id, feature)], patient_edits(patient_id)
+    if _same(value, original):
+        edits.pop(feature, None)
+    else:
+        edits[feature] = value
+
+
+def _forget_edits(patient_id: str, features) -> None:
+    edits = patient_edits(patient_id)
+    for feature in list(features):
+        edits.pop(feature, None)
+        st.session_state.pop(whatif_key(patient_id, feature), None)
+
+
+def _feature_editor(wi: WhatIf, run: str, patient_id: str, unlock: bool) -> dict:
+    """One modality's inputs at a time; returns every edit of the patient, across modalities."""
+    if not unlock:  # locking again restores the patient's own age, sex and indication
+        _forget_edits(patient_id, IMMUTABLE_FEATURES)
+    original, edits = wi.features.loc[patient_id], patient_edits(patient_id)
+    inputs = _editor_inputs(wi, run)
+    c = st.columns([4, 1], vertical_alignment="bottom")
+    # One modality drawn, not all in tabs: a third of the inputs to rerun and redraw on every edit.
+    modality = c[0].segmented_control("Inputs", list(inputs), format_func=MODALITY_LABELS.get, key="wi-modality", required=True, default=next(iter(inputs)),
+                                      help="Edits in every modality count; the caption below the inputs lists them all.")
+    c[1].button("Reset edits", key="wi-reset", on_click=_forget_edits, args=(patient_id, list(edits)), disabled=not edits, icon=":material/undo:", width="stretch")
+    cols = st.columns(3)
+    for i, (feature, (spec, help_text)) in enumerate(inputs[modality].items()):
+        value = edits[feature] if feature in edits else original[feature]
+        locked = feature in IMMUTABLE_FEATURES and not unlock
+        cols[i % 3].number_input(
+            feature.split(".", 1)[1], value=None if value is None or pd.isna(value) else float(value), key=whatif_key(patient_id, feature), disabled=locked,
+            placeholder="missing", on_change=_store_edit, args=(patient_id, feature, original[feature]),
+            help=help_text + (" Locked: a fact about the patient." if locked else ""), **spec,
+        )
+    return dict(edits)
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def patient_labels(_s: pd.DataFrame, _result: CVResult, run: str) -> dict:
+    """Picker label of every patient, built once per run: the what-if rerun on every edit must not."""
+    return {
+        pid: f"{pid} · {row.indication} · {'responder' if row.responder else 'non-responder'} · OOF {_prediction_text(_result, row.model)} · error {row.error:.2f}"
+        for pid, row in zip(_s.index, _s[["indication", "responder", "model", "error"]].itertuples(index=False))
+    }
+
+
+@st.fragment
+def whatif_panel(cohort: Cohort, result: CVResult, run: str) -> None:
+    """Pick a patient, edit their values, compare baseline and edited predictions and explanations.
+
+    Widgets whose labels or ranges depend on the outcome are keyed by it, so switching the outcome
+    never shows a stale label or an error range of the other outcome.
+    """
+    s = scores(cohort, result, run)
+    c = st.columns([1, 1, 2])
+    indication = c[0].selectbox("Indication", ["all", *sorted(s["indication"].astype(str).unique())], key="wi-indication")
+    responder = c[1].selectbox("Observed", ["all", "responders", "non-responders"], key="wi-responder")
+    top = 1.0 if result.is_binary else float(math.ceil(s["error"].max()))
+    label = "Prediction error |OOF probability - label|" if result.is_binary else "Prediction error |predicted - observed| (% points)"
+    low, high = c[2].slider(label, 0.0, top, (0.0, top), 0.01 if result.is_binary else 1.0, key=f"wi-error-{result.outcome}")
+    keep = s["error"].between(low, high)
+    if indication != "all":
+        keep &= s["indication"].astype(str) == indication
+    if responder != "all":
+        keep &= s["responder"] == (responder == "responders")
+    ids = list(s.index[keep])
+    if not ids:
+        st.info("No patient matches these filters.")
+        return
+    labels = patient_labels(s, result, run)
+    patient = st.selectbox(f"Patient ({len(ids)} match)", ids, key=f"wi-patient-{result.outcome}", format_func=labels.get)
+    _whatif_scenarios(cohort, result, run, patient)
+
+
+@st.fragment
+def _whatif_scenarios(cohort: Cohort, result: CVResult, run: str, patient: str) -> None:
+    """One patient's editor, predictions and waterfalls: an edit reruns only this, not the filters and picker."""
+    wi = _whatif(result, cohort.features, run)
+    s = scores(cohort, result, run)
+    unlock = st.toggle("Unlock age, sex and indication", key="wi-unlock", help="Facts about a patient, not levers: locked unless you want to ask 'what if this patient were older'.")
+    changes = _feature_editor(wi, run, patient, unlock)
+    base, edited = wi.scenario(patient), wi.scenario(patient, changes)
+    n_models = len(wi.models_for(patient))
+    observed = s.at[patient, "observed"]
+    st.caption(f"Observed: {'responder' if s.at[patient, 'responder'] else 'non-responder'} (improvement {cohort.outcomes.at[patient, 'improvement_pct']:.0f}%). "
+               f"Predicted by the {n_models} cross-validation models that never saw this patient (one per repeat)." + ("" if result.is_binary else f" Observed improvement {observed:.1f}%."))
+    if changes:
+        st.caption("Changed: " + "; ".join(f"{f}: {_fmt(wi.features.at[patient, f])} → {_fmt(v)}" for f, v in changes.items()))
+    if edited.out_of_range:
+        st.warning("Outside the range seen in training, so the trees extrapolate flat from their edge: "
+                   + ", ".join(f"{f} = {_fmt(changes.get(f, wi.features.at[patient, f]))} (seen {wi.low[f]:.4g} – {wi.high[f]:.4g})" for f in edited.out_of_range))
+    x_range = views.waterfall_range([(sc.shap, sc.base) for sc in (base, edited)], include_zero=result.is_binary)
+    left, right = st.columns(2)
+    for col, name, scenario in ((left, "Baseline", base), (right, "Edited", edited)):
+        with col:
+            change = scenario.prediction - base.prediction
+            neutral = scenario is base or not changes  # a grey badge on both sides keeps them aligned
+            delta = ("out-of-fold prediction" if scenario is base else "no change") if neutral else (f"{change:+.3f}" if result.is_binary else f"{change:+.1f}")
+            col.metric(f"{name} prediction", _prediction_text(result, scenario.prediction), delta=delta, delta_color="off" if neutral else "normal", delta_arrow="off" if neutral else "auto",
+                       help="Probability of response: mean over the models" if result.is_binary else "Predicted improvement: mean over the models")
+            col.caption(f"Range across the {n_models} models: {_prediction_text(result, scenario.spread[0])} – {_prediction_text(result, scenario.spread[1])}")
+            values = wi.features.loc[patient].copy()
+            if scenario is edited:
+                for f, v in changes.items():
+                    values[f] = np.nan if v is None else v
+            fig, data = views.waterfall_figure(scenario.shap, scenario.base, values, result.is_binary, title=name, x_range=x_range)
+            show_figure(fig, key=f"wi-waterfall-{name.lower()}", data=data, filename=f"{patient}-whatif-{name.lower()}")
+    if result.is_binary:
+        st.caption("Waterfalls: SHAP values averaged over the models, in log-odds. The probability of that mean log-odds can differ slightly from the mean of the models' probabilities above.")
+
+
+def _fmt(value) -> str:
+    return "missing" if value is None or pd.isna(value) else f"{float(value):.4g}"
+
+
+# --- ground truth -------------------------------------------------------------------------------
+
+
+def ground_truth_panel(cohort: Cohort, result: CVResult, run: str) -> None:
+    truth = cohort.ground_truth
+    if truth is None:
+        st.info("Ground truth is known only for synthetic cohorts.")
+        return
+    s = scores(cohort, result, run)
+    if s["responder"].nunique() < 2:
+        st.info("AUCs need both responders and non-responders; this cohort has one class only.")
+        oof_auc = bayes = None
+    else:
+        oof_auc = roc_auc(s["responder"], s["model"])
+        bayes = cohort_panels.cached_bayes_auc(cohort, cohort.digest)
+    c = st.columns(3)
+    if oof_auc is not None:
+        c[0].metric("Model AUC (out-of-fold)", f"{oof_auc:.3f}", help="Responder label against the out-of-fold prediction" + ("" if result.is_binary else " (predicted improvement used as the score)."))
+    if bayes is not None:
+        c[1].metric("Bayes-optimal AUC", f"{bayes[0]:.3f}", help="AUC of the true response probabilities: the ceiling for any model on this cohort.")
+        c[1].caption(f"95% CI {bayes[1]:.3f} – {bayes[2]:.3f}")
+        c[2].metric("Share of the ceiling reached", f"{oof_auc / bayes[0]:.3f}", help="Model AUC / Bayes-optimal AUC.")
+    fig, data, rho = views.planted_vs_recovered(truth, result.importance(), result.is_binary)
+    show_figure(fig, key="pred-planted", data=data, filename=f"{cohort.name}-planted-vs-recovered")
+    st.caption(f"Spearman ρ = {rho:.2f} between the planted effect and mean |SHAP| over {len(data)} features. "
+               "The planted effect is the mean |exact Shapley value| of the outcome terms that read a feature (0 for features no term reads, "
+               "such as lesion load or MEP latency, which measure the same causes less directly). "
+               "Correlated features share credit, and a modality missing for many patients loses some, so ρ < 1 even for a good model.")
+
+
+# --- exports ----------------------------------------------------------------------------------
+
+
+def report_html(cohort: Cohort, result: CVResult, run: str) -> str:
+    """The model report (TRIPOD+AI items that apply) from the cached tables of this run."""
+    s = scores(cohort, result, run)
+    per_repeat, spread = repeat_spread(result, s["observed"], run)
+    notes = []
+    if result.is_binary:
+        threshold = float(st.session_state.get(THRESHOLD_KEY, 0.5))
+        metrics = views.ci_table(binary_ci(s, run, round(threshold, 2)))
+        calibration = calibration_curve(s["observed"], s["model"]).set_index("bin")
+        ece = expected_calibration_error(s["observed"], s["model"])
+        notes.append(f"Threshold-dependent figures at a predicted probability of {threshold:.2f}.")
+        summary = f"{int(s['responder'].sum())} responders ({100 * s['responder'].mean():.1f}%)."
+    else:
+        metrics = views.ci_table(regression_ci(s, run))
+        slope, intercept = np.polyfit(s["model"], s["observed"], 1)
+        calibration, ece = pd.DataFrame({"value": [intercept, slope]}, index=["calibration intercept (% points)", "calibration slope"]), None
+        summary = f"Improvement: mean {s['observed'].mean():.1f}%, SD {s['observed'].std():.1f}%."
+    missing = (100 * (~cohort.modality_availability())).mean().round(1)
+    params = ResponseModel(**result.params).get_params()
+    report = views.model_report_html(
+        cohort_name=cohort.name, n_patients=cohort.n_patients, provenance=cohort.provenance, responder_threshold_pct=cohort.responder_threshold_pct,
+        outcome=result.outcome, outcome_summary=summary, features=list(result.features), missing_by_modality=missing, model_params=params,
+        scheme=result.scheme, run=run, metrics=metrics, repeat_spread=spread, calibration=calibration, ece=ece, notes=notes,
+        missing_by_feature=100 * cohort.features[result.features].isna().mean(),
+    )
+    return report
+
+
+def export_panel(cohort: Cohort, result: CVResult, run: str) -> None:
+    s = scores(cohort, result, run)
+    oof = s.join(result.prediction_by_repeat)
+    c = st.columns(3)
+    c[0].download_button("Out-of-fold predictions (CSV)", oof.to_csv().encode(), f"{cohort.name}-{result.outcome}-oof-predictions.csv", "text/csv", key="pred-dl-oof", icon=":material/download:")
+    shap = result.shap.assign(base_value=result.shap_base)
+    c[1].download_button("SHAP values (CSV)", shap.to_csv().encode(), f"{cohort.name}-{result.outcome}-shap.csv", "text/csv", key="pred-dl-shap", icon=":material/download:")
+    c[2].download_button("Model report (HTML)", report_html(cohort, result, run).encode(), f"{cohort.name}-{result.outcome}-model-report.html", "text/html", key="pred-dl-report", icon=":material/description:")
+    st.caption("The report follows the TRIPOD+AI items that apply to an internally validated model: data source, outcome, predictors, missing data, "
+               "model and early stopping, validation scheme, performance with 95% CIs, calibration.")

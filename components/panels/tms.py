@@ -1,0 +1,248 @@
+"""Panels of the TMS threshold-maps page: coil controls, the cached map, the surface, slices,
+histogram, the NEURON check, exports and the surrogate's report.
+
+Thresholds do not depend on the intensity, so the map is computed once per coil placement
+(:func:`compute_map`, cached on the placement's few numbers) and every intensity-dependent view
+(|E|, activated fraction, counts) is derived from it on each rerun in microseconds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from components.figures import show_figure
+from components.views import tms as views
+from core.tms.cortex import COIL_PRESETS, coil_preset, load_cortex
+from core.tms.efield import CoilPlacement
+from core.tms.maps import MAX_INTENSITY_A_PER_US, check_against_neuron, threshold_map
+from core.tms.surrogate import DEFAULT_SURROGATE_DIR
+
+PRESET_LABELS = {"hand_knob_left": "Hand knob, left M1 (motor hotspot)", "hand_knob_right": "Hand knob, right M1 (motor hotspot)"}
+WAVEFORMS = {"monophasic": "Monophasic", "biphasic": "Biphasic (no surrogate yet)"}
+QUANTITY_LABELS = {"efield": "|E| (V/m)", "threshold": "Threshold (A/µs)", "fraction": "Activated fraction"}
+SURFACES = {"soma": "Soma layer of the cell type", "pial": "Pial surface", "white": "White-matter surface"}
+PRESET_HANDLE_DEG = 45.0  # the presets' handle: 45 degrees to the midline, backwards and outwards
+DEFAULT_INTENSITY = 150.0
+
+
+@dataclass(frozen=True)
+class CoilSpec:
+    """The page's coil settings: a preset hotspot, offsets from it (mm), handle angle and tilt (deg).
+
+    ``handle_deg`` is the handle's angle from the posterior direction towards lateral, seen from
+    above (45 = the presets' classic posterior-lateral handle, 0 = straight back, 90 = lateral).
+    """
+
+    preset: str = "hand_knob_left"
+    anterior_mm: float = 0.0
+    lateral_mm: float = 0.0
+    handle_deg: float = PRESET_HANDLE_DEG
+    tilt_deg: float = 0.0
+
+
+def placement_of(cortex, spec: CoilSpec) -> CoilPlacement:
+    """The CoilPlacement of a spec; exactly ``coil_preset`` when there is no offset or turn."""
+    if spec.anterior_mm == 0 and spec.lateral_mm == 0 and spec.handle_deg == PRESET_HANDLE_DEG:
+        return coil_preset(cortex, spec.preset, spec.tilt_deg)
+    preset = COIL_PRESETS[spec.preset]
+    side = -1.0 if preset["hemisphere"] == "left" else 1.0
+    hotspot = cortex.vertices_mm[cortex.nearest_vertex(preset["target_mm"], preset["hemisphere"])]
+    target = hotspot + np.array([side * spec.lateral_mm, spec.anterior_mm, 0.0])
+    normal = (target - cortex.sphere_centre_mm) / np.linalg.norm(target - cortex.sphere_centre_mm)
+    angle = math.radians(spec.handle_deg)
+    heading = np.array([side * math.sin(angle), -math.cos(angle), 0.0])
+    # as coil_preset: keep the heading seen from above, in the scalp's tangent plane
+    handle = heading - heading.dot(normal) / normal[2] * np.array([0.0, 0.0, 1.0])
+    return CoilPlacement.on_sphere(target, cortex.sphere_centre_mm, cortex.scalp_radius_mm, handle, spec.tilt_deg)
+
+
+@st.cache_resource(show_spinner="Loading the fsaverage5 cortex ...")
+def cortex():
+    return load_cortex()
+
+
+@st.cache_resource(max_entries=8, show_spinner="Computing the threshold map (CNN surrogate, a few seconds) ...")
+def compute_map(spec: CoilSpec, waveform: str):
+    """The ThresholdMap of a coil spec (every cell type, the coil's hemisphere). Raises InputError."""
+    return threshold_map(placement_of(cortex(), spec), cortex=cortex(), waveform=waveform)
+
+
+@st.cache_data
+def surrogate_report() -> dict | None:
+    path = DEFAULT_SURROGATE_DIR / "report.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+# --- controls ---------------------------------------------------------------------------------------
+
+
+def coil_controls() -> tuple[CoilSpec, str, float]:
+    """Coil position, waveform and intensity widgets -> (spec, waveform, intensity in A/us)."""
+    c = st.columns([3, 2, 2, 2, 2])
+    preset = c[0].selectbox("Coil position", list(PRESET_LABELS), format_func=PRESET_LABELS.get, key="tms-preset",
+                            help="Preset over the hand knob of M1; move it with the offsets (free placement).")
+    anterior = c[1].number_input("Anterior offset (mm)", -40.0, 40.0, 0.0, 5.0, key="tms-anterior",
+                                 help="Move the coil target forwards (+) or backwards (-) from the hotspot.")
+    lateral = c[2].number_input("Lateral offset (mm)", -30.0, 30.0, 0.0, 5.0, key="tms-lateral",
+                                help="Move the coil target outwards (+) or towards the midline (-).")
+    handle = c[3].number_input("Handle angle (°)", -180.0, 180.0, PRESET_HANDLE_DEG, 15.0, key="tms-handle",
+                               help="Seen from above, from pointing straight back (0) towards lateral (90); 45 is the "
+                                    "classic posterior-lateral handle (posterior-to-anterior current in M1).")
+    tilt = c[4].number_input("Tilt (°)", -30.0, 30.0, 0.0, 5.0, key="tms-tilt",
+                             help="Rotation of the coil about its handle axis.")
+    c = st.columns([2, 5], vertical_alignment="bottom")
+    waveform = c[0].radio("Waveform", list(WAVEFORMS), format_func=WAVEFORMS.get, key="tms-waveform", horizontal=True,
+                          help="The shipped surrogate is trained on monophasic pulses only.")
+    intensity = c[1].slider("Intensity dI/dt (A/µs)", 0.0, MAX_INTENSITY_A_PER_US, DEFAULT_INTENSITY, 5.0, key="tms-intensity",
+                            help="Rate of change of the coil current. Thresholds do not depend on it; |E| and the "
+                                 "activated fraction scale with it.")
+    return CoilSpec(preset, float(anterior), float(lateral), float(handle), float(tilt)), waveform, float(intensity)
+
+
+def view_controls(tmap) -> tuple[str, str, str]:
+    """Cell type (and its layer), quantity and surface -> (cell_type, quantity, surface)."""
+    c = st.columns([3, 4, 3])
+    cell_type = c[0].selectbox("Cell type (layer)", list(tmap.cell_types), index=list(tmap.cell_types).index("L5_PC")
+                               if "L5_PC" in tmap.cell_types else 0, key="tms-cell",
+                               format_func=lambda ct: f"{views.CELL_LABELS.get(ct, ct)} ({tmap.layers[ct]})")
+    quantity = c[1].radio("Map", list(QUANTITY_LABELS), format_func=QUANTITY_LABELS.get, key="tms-quantity", horizontal=True)
+    surface = c[2].selectbox("Surface", list(SURFACES), format_func=SURFACES.get, key="tms-surface",
+                             help="Values belong to the cell type's soma layer; other surfaces show them by vertex.")
+    return cell_type, quantity, surface
+
+
+# --- views ------------------------------------------------------------------------------------------
+
+
+def summary(tmap, cell_type: str, intensity: float) -> dict:
+    """The numbers in the page's metric row, for one cell type at one intensity."""
+    e = tmap.efield_magnitude_v_per_m(cell_type, intensity)
+    thr = tmap.median_threshold_a_per_us(cell_type)
+    frac = tmap.fraction_activated(cell_type, intensity)
+    finite = thr[np.isfinite(thr)]
+    return {"max_e_v_per_m": float(e.max()), "vertices_activated": int((frac > 0).sum()),
+            "mean_fraction_activated": float(frac[frac > 0].mean()) if (frac > 0).any() else 0.0,
+            "lowest_threshold_a_per_us": float(finite.min()) if len(finite) else float("nan"),
+            "median_threshold_a_per_us": float(np.median(finite)) if len(finite) else float("nan"),
+            "vertices_below_range": int(len(finite)), "vertices_evaluated": int(tmap.evaluated[cell_type].sum())}
+
+
+def summary_row(tmap, cell_type: str, intensity: float) -> None:
+    s = summary(tmap, cell_type, intensity)
+    c = st.columns(5)
+    c[0].metric("Max |E| (V/m)", f"{s['max_e_v_per_m']:.1f}", help=f"At {intensity:g} A/µs on the {tmap.layers[cell_type]} soma layer.")
+    c[1].metric("Vertices activated", f"{s['vertices_activated']:,}", help="Vertices where at least one of the cells "
+                "(rotations x morphological variants) fires at this intensity.")
+    c[2].metric("Mean activated fraction", f"{s['mean_fraction_activated']:.2f}", help="Over the activated vertices.")
+    low = s["lowest_threshold_a_per_us"]
+    c[3].metric("Lowest threshold (A/µs)", "—" if math.isnan(low) else f"{low:.1f}", help="Median over cells, lowest vertex.")
+    med = s["median_threshold_a_per_us"]
+    c[4].metric("Median threshold (A/µs)", "—" if math.isnan(med) else f"{med:.1f}",
+                help=f"Over the {s['vertices_below_range']:,} vertices whose median is within "
+                     f"{tmap.max_intensity_a_per_us:g} A/µs.")
+
+
+def _positions(tmap, cell_type: str, surface: str) -> np.ndarray:
+    if surface == "soma":
+        return tmap.positions_mm[cell_type]
+    c = cortex()
+    return c.surface(surface)[0][c.hemisphere_slice(tmap.hemisphere)][tmap.vertices]
+
+
+def surface_panel(tmap, cell_type: str, quantity: str, surface: str, intensity: float) -> None:
+    values = views.map_values(tmap, cell_type, quantity, intensity)
+    fig = views.surface_figure(_positions(tmap, cell_type, surface), tmap.faces, values, quantity, tmap.placement,
+                               max_intensity_a_per_us=tmap.max_intensity_a_per_us,
+                               title=f"{QUANTITY_LABELS[quantity]} · {cell_type} · {tmap.hemisphere} hemisphere · {intensity:g} A/µs")
+    show_figure(fig, key="tms-surface", filename=f"tms_{quantity}_{cell_type}")
+    st.caption("Grey: threshold above the stimulator range (or the site's field too weak to evaluate). Red dot: coil "
+               "centre on the scalp; orange line: handle direction. Against the literature: these L5 cells' median threshold in a "
+               "uniform field, about 330 V/m, lies in the 175-350 V/m published for such models, 2-5x the 50-70 V/m that "
+               "whole-head models put at the motor threshold (Weise et al. 2025; table in the README).")
+
+
+def histogram_panel(tmap, cell_type: str, intensity: float) -> None:
+    fig, data = views.threshold_histogram(tmap.median_threshold_a_per_us(cell_type), intensity, tmap.max_intensity_a_per_us)
+    st.markdown(f"**Thresholds of {cell_type}** ({len(data):,} vertices within {tmap.max_intensity_a_per_us:g} A/µs, "
+                f"of {int(tmap.evaluated[cell_type].sum()):,} evaluated)")
+    show_figure(fig, key="tms-hist", data=data, filename=f"tms_thresholds_{cell_type}")
+
+
+def slices_panel(tmap, cell_type: str, quantity: str, intensity: float) -> None:
+    values = views.map_values(tmap, cell_type, quantity, intensity)
+    pos = tmap.positions_mm[cell_type]
+    crosshair = pos[int(np.argmax(tmap.efield_magnitude_v_per_m(cell_type, 1.0)))]
+    fig, data = views.cross_sections_figure(pos, values, quantity, crosshair, max_intensity_a_per_us=tmap.max_intensity_a_per_us)
+    st.markdown(f"**Orthogonal cross-sections** through the {tmap.layers[cell_type]} vertex of strongest |E|")
+    show_figure(fig, key="tms-slices", data=data, filename=f"tms_slices_{quantity}_{cell_type}")
+    st.caption(f"Vertices of the soma layer within ±{views.SLICE_HALF_WIDTH_MM:g} mm of each plane, coloured by the map "
+               "(surface cross-sections, not a volume resampling).")
+
+
+def neuron_check_panel(tmap, cell_type: str) -> None:
+    st.markdown(f"**Check against NEURON**: re-simulate random {cell_type} cells of this map with the compartmental "
+                "model on exact E-field grids (about 0.3-1 s a cell).")
+    c = st.columns([1, 2], vertical_alignment="bottom")
+    n_sites = int(c[0].number_input("Cells (N)", 1, 20, 3, key="tms-neuron-n"))
+    signature = (cell_type, repr(getattr(tmap, "placement", None)))  # a result belongs to one map and cell type
+    if not c[1].button("Check against NEURON", key="tms-neuron", icon=":material/science:"):
+        saved = st.session_state.get("tms-neuron-result")
+        if saved is not None and saved[0] == signature:  # keep the last check on screen across reruns
+            _show_neuron_result(saved[1])
+        return
+    bar = st.progress(0.0, text="compiling the channel mechanisms and building the cells ...")
+    live = st.empty()
+    rows = []
+
+    def progress(done, total, row):
+        rows.append(row)
+        bar.progress(done / total, text=f"cell {done} of {total} simulated")
+        live.dataframe(_neuron_table(pd.DataFrame(rows)), hide_index=True)
+
+    table = check_against_neuron(tmap, cell_type, n_sites, progress=progress)
+    bar.empty()
+    live.empty()
+    st.session_state["tms-neuron-result"] = (signature, table)
+    _show_neuron_result(table)
+
+
+def _show_neuron_result(table: pd.DataFrame) -> None:
+    st.dataframe(_neuron_table(table), hide_index=True)
+    st.success(f"Median |error| of the surrogate against NEURON over {len(table)} cells: "
+               f"{100 * np.median(np.abs(table['rel_error'])):.2f}%", icon=":material/check_circle:")
+
+
+def _neuron_table(table: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({"vertex": table["vertex"], "azimuth (°)": table["azimuth_deg"], "variant": table["variant"],
+                         "surrogate (A/µs)": table["surrogate_a_per_us"].round(1), "NEURON (A/µs)": table["neuron_a_per_us"].round(1),
+                         "error (%)": (100 * table["rel_error"]).round(2), "NEURON time (s)": table["seconds"].round(2)})
+
+
+def export_panel(tmap, intensity: float) -> None:
+    st.markdown("**Exports** of the maps at this intensity (every cell type)")
+    c = st.columns(2)
+    c[0].download_button("Maps (CSV)", tmap.to_frame(intensity).to_csv(index=False).encode(), file_name="tms_maps.csv",
+                         mime="text/csv", key="tms-csv", icon=":material/download:")
+    c[1].download_button("Surface and maps (GIFTI)", tmap.to_gifti(intensity).to_bytes(), file_name="tms_maps.func.gii",
+                         mime="application/octet-stream", key="tms-gifti", icon=":material/download:",
+                         help="fsaverage5 soma-layer surface (POINTSET, TRIANGLE) with |E|, threshold and fraction per cell type.")
+    st.caption("Figures: use the camera button on each figure (PNG or SVG, chosen in the sidebar).")
+
+
+def surrogate_expander() -> None:
+    with st.expander("How good is the surrogate?", icon=":material/fact_check:"):
+        report = surrogate_report()
+        if report is None:
+            st.warning("No validation report shipped with the surrogate (assets/tms/surrogate/report.json).")
+            return
+        st.dataframe(views.surrogate_report_table(report), hide_index=True)
+        speed = report.get("speed", {})
+        st.caption(f"Held-out set: coil placements and cortical regions never seen in training. Error of the threshold "
+                   f"(A/µs) against NEURON. The CNN is about {speed.get('speedup', float('nan')):,.0f}x faster than NEURON "
+                   f"per threshold. Retrain with `{report.get('command', 'python -m core tms-train')}`.")

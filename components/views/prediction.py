@@ -1,0 +1,513 @@
+"""Figures and tables of the Prediction page: performance, SHAP explanations, what-if, ground truth.
+
+Pure builders: they take numbers (arrays, tables, core results) and return plotly figures, pandas
+tables or an HTML string; none touches Streamlit. Figure builders return ``(figure, data)`` where
+``data`` is the table of numbers the figure draws (the CSV export of :func:`figures.show_figure`).
+Colours are Okabe-Ito (see :mod:`components.palette`).
+"""
+
+from __future__ import annotations
+
+import html
+import math
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from components.palette import BLACK, BLUE, GREEN, MODALITY_COLORS, OKABE_ITO, ORANGE, PURPLE, SKY_BLUE, VERMILLION
+from core.data.schema import FEATURE_DESCRIPTIONS, MODALITY_LABELS, modality_of
+from core.evaluation.metrics import calibration_curve, pr_curve_points, roc_curve_points
+
+__all__ = [
+    "SERIES_COLORS",
+    "roc_figure",
+    "pr_figure",
+    "calibration_figure",
+    "confusion_matrix_figure",
+    "decision_curve_figure",
+    "repeat_spread_figure",
+    "predicted_vs_actual_figure",
+    "residuals_figure",
+    "beeswarm_figure",
+    "importance_figure",
+    "modality_importance_figure",
+    "strongest_partner",
+    "dependence_figure",
+    "waterfall_figure",
+    "waterfall_range",
+    "planted_vs_recovered",
+    "ci_table",
+    "model_report_html",
+]
+
+GREY = "#999999"
+# Blue (low) through reddish purple to vermillion (high): readable with the common colour-vision deficiencies.
+VALUE_SCALE = [[0.0, BLUE], [0.5, PURPLE], [1.0, VERMILLION]]
+SERIES_COLORS = {"model": BLUE, "clinical": ORANGE, "prep2": GREEN, "treat all": GREY, "treat none": BLACK}
+METRIC_LABELS = {
+    "auc": "ROC AUC", "pr_auc": "PR AUC", "balanced_accuracy": "Balanced accuracy",
+    "sensitivity": "Sensitivity", "specificity": "Specificity", "ppv": "PPV", "npv": "NPV",
+    "brier": "Brier score", "ece": "ECE", "mae": "MAE (% points)", "rmse": "RMSE (% points)",
+    "r2": "R²", "pearson_r": "Pearson r",
+}  # fmt: skip
+LEGEND_BELOW = dict(orientation="h", yanchor="top", y=-0.2, x=0)
+
+
+def _color(name: str, i: int) -> str:
+    for key, color in SERIES_COLORS.items():
+        if name.lower().startswith(key):
+            return color
+    return OKABE_ITO[i % len(OKABE_ITO)]
+
+
+# --- performance: binary outcome -----------------------------------------------------------------
+
+
+def _scored(y, score) -> tuple[np.ndarray, np.ndarray]:
+    y, score = np.asarray(y, dtype=float), np.asarray(score, dtype=float)
+    keep = np.isfinite(score)
+    return y[keep], score[keep]
+
+
+def roc_figure(series: dict, aucs: dict | None = None) -> tuple[go.Figure, pd.DataFrame]:
+    """ROC curves of several scores. ``series``: name -> (labels, score); NaN scores are left out."""
+    fig, rows = go.Figure(), []
+    for i, (name, (y, score)) in enumerate(series.items()):
+        y, score = _scored(y, score)
+        pts = roc_curve_points(y, score)
+        label = f"{name} (AUC {aucs[name]:.3f})" if aucs and name in aucs else name
+        fig.add_trace(go.Scatter(x=pts["fpr"], y=pts["tpr"], mode="lines", name=label, line=dict(color=_color(name, i), width=2.5),
+                                 hovertemplate="1 - specificity %{x:.2f}<br>sensitivity %{y:.2f}<extra>" + html.escape(name) + "</extra>"))
+        rows.append(pts.assign(series=name))
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance", line=dict(color=GREY, dash="dot"), hoverinfo="skip"))
+    fig.update_layout(xaxis=dict(title="1 - specificity (false-positive rate)", range=[0, 1], constrain="domain"), yaxis=dict(title="sensitivity (true-positive rate)", range=[0, 1.01], scaleanchor="x"),
+                      height=470, margin=dict(t=40, l=10, r=10), legend=LEGEND_BELOW, title="ROC curve (out-of-fold)")
+    return fig, pd.concat(rows, ignore_index=True)[["series", "fpr", "tpr", "threshold"]]
+
+
+def pr_figure(series: dict) -> tuple[go.Figure, pd.DataFrame]:
+    """Precision-recall curves; a dotted line per series at its prevalence (a random score)."""
+    fig, rows = go.Figure(), []
+    for i, (name, (y, score)) in enumerate(series.items()):
+        y, score = _scored(y, score)
+        pts = pr_curve_points(y, score)
+        color = _color(name, i)
+        fig.add_trace(go.Scatter(x=pts["recall"], y=pts["precision"], mode="lines", name=name, line=dict(color=color, width=2.5, shape="hv"),
+                                 hovertemplate="recall %{x:.2f}<br>precision %{y:.2f}<extra>" + html.escape(name) + "</extra>"))
+        fig.add_hline(y=float(np.mean(y)), line=dict(color=color, dash="dot", width=1))
+        rows.append(pts.assign(series=name, prevalence=float(np.mean(y))))
+    fig.update_layout(xaxis=dict(title="recall (sensitivity)", range=[0, 1]), yaxis=dict(title="precision (PPV)", range=[0, 1.02]),
+                      height=470, margin=dict(t=40, l=10, r=10), legend=LEGEND_BELOW, title="Precision-recall (dotted: prevalence)")
+    return fig, pd.concat(rows, ignore_index=True)[["series", "recall", "precision", "threshold", "prevalence"]]
+
+
+def calibration_figure(y, probability, ece: float, n_bins: int = 10) -> tuple[go.Figure, pd.DataFrame]:
+    """Observed response rate per bin of predicted probability, Wilson 95% intervals, ECE in the title."""
+    table = calibration_curve(y, probability, n_bins=n_bins)
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration", line=dict(color=GREY, dash="dot"), hoverinfo="skip"))
+    fig.add_trace(go.Scatter(
+        x=table["mean_predicted"], y=table["observed_rate"], mode="lines+markers", name="model", line=dict(color=BLUE, width=2), marker=dict(size=9),
+        error_y=dict(type="data", symmetric=False, array=table["ci_high"] - table["observed_rate"], arrayminus=table["observed_rate"] - table["ci_low"], color=BLUE, thickness=1.2),
+        customdata=table[["n", "ci_low", "ci_high"]], hovertemplate="predicted %{x:.2f}<br>observed %{y:.2f} (95% CI %{customdata[1]:.2f}-%{customdata[2]:.2f})<br>n = %{customdata[0]}<extra></extra>",
+    ))
+    fig.add_trace(go.Histogram(x=np.asarray(probability, dtype=float), xbins=dict(start=0, end=1, size=0.02), name="patients per predicted probability (histogram)", marker_color=SKY_BLUE, opacity=0.45, yaxis="y2", hovertemplate="%{x}: %{y} patients<extra></extra>"))
+    fig.update_layout(xaxis=dict(title="predicted probability of response", range=[0, 1]), yaxis=dict(title="observed response rate", range=[0, 1.02]),
+                      yaxis2=dict(overlaying="y", side="right", showgrid=False, showticklabels=False, range=[0, 4 * max(1, np.histogram(probability, bins=50, range=(0, 1))[0].max())]),
+                      height=470, margin=dict(t=40, l=10, r=10), legend=LEGEND_BELOW, title=f"Calibration: ECE {ece:.3f} ({n_bins} quantile bins, Wilson 95% CI)")
+    return fig, table.set_index("bin")
+
+
+def confusion_matrix_figure(counts: dict, threshold: float) -> tuple[go.Figure, pd.DataFrame]:
+    """2 x 2 counts (``tp``, ``fp``, ``tn``, ``fn``) with the share of each observed class."""
+    table = pd.DataFrame([[counts["tp"], counts["fn"]], [counts["fp"], counts["tn"]]], index=["responder", "non-responder"], columns=["predicted responder", "predicted non-responder"])
+    share = table.div(table.sum(axis=1).replace(0, np.nan), axis=0) * 100
+    text = [[f"<b>{c}</b><br>{s:.0f}% of row" if np.isfinite(s) else str(c) for c, s in zip(rc, rs)] for rc, rs in zip(table.to_numpy(), share.to_numpy())]
+    fig = go.Figure(go.Heatmap(z=share.fillna(0).to_numpy(), x=list(table.columns), y=list(table.index), text=text, texttemplate="%{text}", textfont=dict(size=15),
+                               colorscale="Blues", zmin=0, zmax=100, colorbar=dict(title="% of row"), hovertemplate="observed %{y}<br>%{x}<br>%{z:.0f}% of row<extra></extra>"))
+    fig.update_layout(xaxis_title=f"prediction at probability >= {threshold:.2f}", yaxis_title="observed", yaxis_autorange="reversed", height=360, margin=dict(t=30, l=10, r=10))
+    return fig, table
+
+
+def decision_curve_figure(curves: dict) -> tuple[go.Figure, pd.DataFrame]:
+    """Net benefit per threshold. ``curves``: name -> output of :func:`core.metrics.decision_curve`."""
+    fig, rows, first = go.Figure(), [], None
+    for i, (name, dc) in enumerate(curves.items()):
+        first = dc if first is None else first
+        fig.add_trace(go.Scatter(x=dc["threshold"], y=dc["net_benefit_model"], mode="lines", name=name, line=dict(color=_color(name, i), width=2.5)))
+        rows.append(dc[["threshold", "net_benefit_model"]].rename(columns={"net_benefit_model": name}).set_index("threshold"))
+    fig.add_trace(go.Scatter(x=first["threshold"], y=first["net_benefit_treat_all"], mode="lines", name="treat all", line=dict(color=GREY, dash="dash")))
+    fig.add_trace(go.Scatter(x=first["threshold"], y=first["net_benefit_treat_none"], mode="lines", name="treat none", line=dict(color=BLACK, dash="dot")))
+    top = max(0.05, float(first["net_benefit_treat_all"].max()), *(float(dc["net_benefit_model"].max()) for dc in curves.values())) * 1.1
+    fig.update_layout(xaxis=dict(title="threshold probability (treat when predicted >= threshold)", range=[0, 1]), yaxis=dict(title="net benefit (responders treated per patient)", range=[-0.05, top]),
+                      height=470, margin=dict(t=40, l=10, r=10), legend=LEGEND_BELOW, title="Decision curve")
+    data = pd.concat(rows, axis=1).assign(treat_all=first["net_benefit_treat_all"].to_numpy(), treat_none=first["net_benefit_treat_none"].to_numpy())
+    return fig, data
+
+
+def repeat_spread_figure(per_repeat: pd.Series, metric: str = "AUC") -> tuple[go.Figure, pd.DataFrame]:
+    """One dot per repeat (each a full out-of-fold pass) and their mean."""
+    fig = go.Figure(go.Scatter(x=per_repeat.to_numpy(), y=[metric] * len(per_repeat), mode="markers", marker=dict(size=13, color=BLUE, line=dict(color="white", width=1)),
+                               text=list(per_repeat.index), hovertemplate="%{text}: %{x:.3f}<extra></extra>", name="repeat"))
+    fig.add_vline(x=float(per_repeat.mean()), line=dict(color=BLACK, dash="dash"), annotation_text=f"mean {per_repeat.mean():.3f}", annotation_position="top")
+    pad = max(0.01, float(per_repeat.max() - per_repeat.min()))
+    fig.update_layout(xaxis=dict(title=f"{metric} of each repeat's out-of-fold predictions", range=[per_repeat.min() - pad, per_repeat.max() + pad]), yaxis=dict(visible=False),
+                      height=170, margin=dict(t=30, b=10, l=10, r=10), showlegend=False)
+    return fig, per_repeat.to_frame(metric)
+
+
+# --- performance: continuous outcome -------------------------------------------------------------
+
+
+def predicted_vs_actual_figure(actual: pd.Series, predicted: pd.Series, groups: pd.Series | None = None, threshold: float | None = None) -> tuple[go.Figure, pd.DataFrame]:
+    """Scatter of predicted against observed improvement, identity line, coloured by group."""
+    data = pd.DataFrame({"observed": actual, "predicted": predicted, "group": groups if groups is not None else "all"})
+    fig = go.Figure()
+    for i, (name, part) in enumerate(data.groupby("group", sort=True)):
+        fig.add_trace(go.Scatter(x=part["observed"], y=part["predicted"], mode="markers", name=str(name), marker=dict(color=OKABE_ITO[i % len(OKABE_ITO)], size=7, opacity=0.7),
+                                 text=part.index, hovertemplate="%{text}<br>observed %{x:.1f}%<br>predicted %{y:.1f}%<extra></extra>"))
+    lo, hi = float(min(data["observed"].min(), data["predicted"].min())), float(max(data["observed"].max(), data["predicted"].max()))
+    fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="identity (perfect prediction)", line=dict(color=BLACK, dash="dash"), hoverinfo="skip"))
+    if threshold is not None:
+        fig.add_vline(x=threshold, line=dict(color=GREY, dash="dot"), annotation_text=f"responder threshold {threshold:g}%")
+    fig.update_layout(xaxis_title="observed improvement (%)", yaxis=dict(title="predicted improvement (%, out-of-fold)", scaleanchor="x"), height=480, margin=dict(t=40, l=10, r=10), legend=LEGEND_BELOW, title="Predicted vs observed")
+    return fig, data
+
+
+def residuals_figure(actual: pd.Series, predicted: pd.Series) -> tuple[go.Figure, pd.DataFrame]:
+    """Residual (observed - predicted) against prediction."""
+    data = pd.DataFrame({"predicted": predicted, "residual": actual - predicted})
+    fig = go.Figure(go.Scatter(x=data["predicted"], y=data["residual"], mode="markers", marker=dict(color=BLUE, size=7, opacity=0.6), text=data.index,
+                               hovertemplate="%{text}<br>predicted %{x:.1f}%<br>residual %{y:.1f}<extra></extra>", name="patients"))
+    fig.add_hline(y=0, line=dict(color=BLACK, dash="dash"))
+    fig.update_layout(xaxis_title="predicted improvement (%)", yaxis_title="residual: observed - predicted (% points)", height=480, margin=dict(t=40, l=10, r=10), showlegend=False, title="Residuals")
+    return fig, data
+
+
+# --- SHAP -------------------------------------------------------------------------------------
+
+
+def _normalise(values: pd.Series) -> pd.Series:
+    """Feature value scaled to 0-1 between its 5th and 95th percentile (NaN stays NaN)."""
+    lo, hi = values.quantile(0.05), values.quantile(0.95)
+    if not np.isfinite(hi - lo) or hi - lo <= 0:
+        lo, hi = values.min(), values.max()
+    if not np.isfinite(hi - lo) or hi - lo <= 0:
+        return values * 0 + 0.5
+    return ((values - lo) / (hi - lo)).clip(0, 1)
+
+
+def _swarm_offsets(x: np.ndarray, width: float, n_bins: int = 80) -> np.ndarray:
+    """Vertical offsets (within +-width) that stack points with similar x, densest bins widest."""
+    span = np.ptp(x) if x.size else 0.0
+    if x.size == 0 or span == 0:
+        return np.zeros_like(x)
+    b = np.minimum(((x - x.min()) / span * n_bins).astype(int), n_bins - 1)
+    offsets = np.zeros(x.size)
+    counts = np.bincount(b, minlength=n_bins)
+    step = width / max(1.0, counts.max() / 2)
+    for k in np.flatnonzero(counts > 1):
+        members = np.flatnonzero(b == k)
+        ranks = np.arange(members.size)
+        offsets[members] = np.where(ranks % 2 == 0, 1, -1) * ((ranks + 1) // 2) * step
+        offsets[members] -= offsets[members].mean()
+    return offsets
+
+
+def _margin_unit(binary: bool) -> str:
+    return "log-odds of response" if binary else "% improvement"
+
+
+def beeswarm_figure(shap: pd.DataFrame, features: pd.DataFrame, binary: bool, top: int = 15) -> tuple[go.Figure, pd.DataFrame]:
+    """SHAP beeswarm: one row per feature (top by mean |SHAP|), one point per patient.
+
+    x = out-of-fold SHAP value, colour = the feature's value scaled per feature (5th-95th
+    percentile to 0-1); patients missing the feature are grey.
+    """
+    order = shap.abs().mean().sort_values(ascending=False).index[:top]
+    rows = []
+    for pos, feature in enumerate(reversed(order)):
+        x = shap[feature].to_numpy()
+        rows.append(pd.DataFrame({"patient_id": shap.index, "feature": feature, "row": pos, "shap": x, "value": features[feature].to_numpy(),
+                                  "value_scaled": _normalise(features[feature]).to_numpy(), "y": pos + _swarm_offsets(x, 0.38)}))
+    data = pd.concat(rows, ignore_index=True)
+    present = data[data["value"].notna()]
+    missing = data[data["value"].isna()]
+    fig = go.Figure()
+    scatter = go.Scattergl if len(data) > 20_000 else go.Scatter  # SVG up to 20k points: crisp SVG export
+    if len(missing):
+        fig.add_trace(scatter(x=missing["shap"], y=missing["y"], mode="markers", name="value missing", marker=dict(size=5, color=GREY, opacity=0.5, symbol="x-thin-open"),
+                                   customdata=missing[["patient_id", "feature"]], hovertemplate="%{customdata[0]}<br>%{customdata[1]} missing<br>SHAP %{x:.3f}<extra></extra>"))
+    fig.add_trace(scatter(
+        x=present["shap"], y=present["y"], mode="markers", name="patients", showlegend=False,
+        marker=dict(size=5, color=present["value_scaled"], colorscale=VALUE_SCALE, cmin=0, cmax=1, colorbar=dict(title="feature value", tickvals=[0, 1], ticktext=["low", "high"], len=0.6)),
+        customdata=present[["patient_id", "feature", "value"]], hovertemplate="%{customdata[0]}<br>%{customdata[1]} = %{customdata[2]:.3g}<br>SHAP %{x:.3f}<extra></extra>",
+    ))
+    fig.add_vline(x=0, line=dict(color=BLACK, width=1))
+    fig.update_layout(xaxis_title=f"SHAP value (out-of-fold, {_margin_unit(binary)})", yaxis=dict(tickvals=list(range(len(order))), ticktext=list(reversed(order)), range=[-0.6, len(order) - 0.4]),
+                      height=160 + 34 * len(order), margin=dict(t=40, l=10, r=10), legend=dict(orientation="h", yanchor="top", y=-0.08, x=0), title=f"SHAP beeswarm: top {len(order)} features")
+    return fig, data.drop(columns=["y"])
+
+
+def importance_figure(importance: pd.Series, binary: bool) -> tuple[go.Figure, pd.DataFrame]:
+    """Mean |SHAP| per feature, bars coloured by modality, largest at the top."""
+    table = importance.rename("mean_abs_shap").to_frame().assign(modality=[modality_of(f) for f in importance.index])
+    table.index.name = "feature"
+    ordered = table.sort_values("mean_abs_shap")
+    fig = go.Figure()
+    for modality in MODALITY_LABELS:
+        part = ordered[ordered["modality"] == modality]
+        if len(part):
+            fig.add_trace(go.Bar(x=part["mean_abs_shap"], y=part.index, orientation="h", name=MODALITY_LABELS[modality], marker_color=MODALITY_COLORS[modality],
+                                 customdata=[FEATURE_DESCRIPTIONS.get(f, f) for f in part.index], hovertemplate="%{y}: %{x:.3f}<br>%{customdata}<extra></extra>"))
+    fig.update_layout(barmode="overlay", xaxis_title=f"mean |SHAP| ({_margin_unit(binary)})", yaxis=dict(categoryorder="array", categoryarray=list(ordered.index)),
+                      height=110 + 24 * len(table), margin=dict(t=30, l=10, r=10), legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0), title="Importance per feature")
+    return fig, table
+
+
+def modality_importance_figure(modality_importance: pd.Series, binary: bool) -> tuple[go.Figure, pd.DataFrame]:
+    """Sum over each modality's features of their mean |SHAP|."""
+    labels = [MODALITY_LABELS.get(m, m) for m in modality_importance.index]
+    fig = go.Figure(go.Bar(x=labels, y=modality_importance.to_numpy(), marker_color=[MODALITY_COLORS.get(m, GREY) for m in modality_importance.index],
+                           text=np.round(modality_importance.to_numpy(), 3), textposition="outside", hovertemplate="%{x}: %{y:.3f}<extra></extra>"))
+    fig.update_layout(yaxis_title=f"sum of mean |SHAP| ({_margin_unit(binary)})", height=380, margin=dict(t=40, l=10, r=10), title="Importance per modality",
+                      yaxis_range=[0, float(modality_importance.max()) * 1.18 if len(modality_importance) else 1])
+    return fig, modality_importance.rename("sum_mean_abs_shap").to_frame()
+
+
+def strongest_partner(interaction: np.ndarray | None, features: list, feature: str) -> tuple[str | None, pd.Series]:
+    """The feature with the largest mean |SHAP interaction| with ``feature`` (and all partners' values)."""
+    if interaction is None:
+        return None, pd.Series(dtype=float)
+    i = features.index(feature)
+    strength = pd.Series(np.abs(interaction[:, i, :]).mean(axis=0), index=features).drop(feature).sort_values(ascending=False)
+    return (strength.index[0] if len(strength) and strength.iloc[0] > 0 else None), strength
+
+
+def dependence_figure(feature: str, values: pd.Series, shap: pd.Series, binary: bool, partner: str | None = None, partner_values: pd.Series | None = None) -> tuple[go.Figure, pd.DataFrame]:
+    """SHAP of ``feature`` against its value, coloured by the value of its interaction partner."""
+    data = pd.DataFrame({"value": values, "shap": shap})
+    if partner is not None:
+        data[partner] = partner_values
+    shown = data[data["value"].notna()]
+    fig = go.Figure()
+    if partner is not None:
+        has = shown[shown[partner].notna()]
+        lacks = shown[shown[partner].isna()]
+        lo, hi = has[partner].quantile(0.05), has[partner].quantile(0.95)
+        fig.add_trace(go.Scatter(x=has["value"], y=has["shap"], mode="markers", name="patients", showlegend=False, text=has.index,
+                                 marker=dict(size=7, color=has[partner], colorscale=VALUE_SCALE, cmin=lo if hi > lo else None, cmax=hi if hi > lo else None, colorbar=dict(title=partner.split(".", 1)[1], len=0.7), line=dict(width=0.3, color="white")),
+                                 customdata=has[partner], hovertemplate="%{text}<br>value %{x:.3g}<br>SHAP %{y:.3f}<br>" + html.escape(partner) + " = %{customdata:.3g}<extra></extra>"))
+        if len(lacks):
+            fig.add_trace(go.Scatter(x=lacks["value"], y=lacks["shap"], mode="markers", name=f"{partner} missing", marker=dict(size=6, color=GREY, symbol="x-thin-open"), text=lacks.index,
+                                     hovertemplate="%{text}<br>value %{x:.3g}<br>SHAP %{y:.3f}<extra></extra>"))
+    else:
+        fig.add_trace(go.Scatter(x=shown["value"], y=shown["shap"], mode="markers", name="patients", marker=dict(size=7, color=BLUE), text=shown.index, hovertemplate="%{text}<br>value %{x:.3g}<br>SHAP %{y:.3f}<extra></extra>"))
+    fig.add_hline(y=0, line=dict(color=BLACK, width=1))
+    n_missing = int(data["value"].isna().sum())
+    title = f"Dependence: {feature}" + (f", coloured by {partner} (strongest interaction)" if partner else "")
+    fig.update_layout(xaxis_title=FEATURE_DESCRIPTIONS.get(feature, feature) + (f"  ({n_missing} patients missing it not shown)" if n_missing else ""),
+                      yaxis_title=f"SHAP of {feature} ({_margin_unit(binary)})", height=460, margin=dict(t=40, l=10, r=10), title=title, legend=LEGEND_BELOW)
+    return fig, data
+
+
+def waterfall_figure(shap: pd.Series, base: float, values: pd.Series, binary: bool, title: str = "", max_features: int = 10, x_range: tuple | None = None) -> tuple[go.Figure, pd.DataFrame]:
+    """Base value -> largest contributions (rest summed) -> prediction, in margin units.
+
+    For the responder model the axis is log-odds, and the title gives the probability.
+    ``x_range`` fixes the axis, so two waterfalls side by side compare at a glance.
+    """
+    labels, amounts = _waterfall_steps(shap, base, values, max_features)
+    margin = base + float(shap.sum())
+    labels.append("prediction")
+    measures = ["absolute", *["relative"] * (len(amounts) - 1), "total"]
+    amounts.append(margin)
+    texts = [f"{base:.2f}", *[f"{a:+.2f}" for a in amounts[1:-1]], f"{margin:.2f}"]
+    unit = _margin_unit(binary)
+    headline = f"log-odds {margin:.2f} → probability {1 / (1 + math.exp(-margin)):.3f}" if binary else f"predicted improvement {margin:.1f}%"
+    x_range = list(x_range or waterfall_range([(shap, base)], max_features, include_zero=binary))
+    spec = {
+        "data": [{"type": "waterfall", "orientation": "h", "y": labels, "x": amounts, "measure": measures, "text": texts, "textposition": "outside", "cliponaxis": False,
+                  "increasing": {"marker": {"color": VERMILLION}}, "decreasing": {"marker": {"color": BLUE}}, "totals": {"marker": {"color": PURPLE}},
+                  "connector": {"line": {"color": GREY, "width": 1}}, "hovertemplate": "%{y}<br>%{x:+.3f}<extra></extra>"}],
+        "layout": {"title": {"text": f"{title}{': ' if title else ''}{headline}"}, "xaxis": {"title": {"text": f"{unit}<br>(red raises, blue lowers)"}, "range": x_range, "automargin": False},
+                   "yaxis": {"autorange": "reversed", "automargin": False}, "height": 140 + 30 * len(labels),
+                   "margin": {"t": 50, "l": _label_margin_px(labels), "r": 40, "b": 80}, "showlegend": False},
+    }
+    # Unvalidated: the what-if redraws two of these per edit, and validation costs ~25 ms each.
+    # The spec is fixed and checked by tests/test_components_views.py against a validated copy.
+    fig = go.Figure(spec, _validate=False)
+    data = pd.DataFrame({"step": labels, "measure": measures, "amount": amounts})
+    return fig, data
+
+
+def _label_margin_px(labels: list[str]) -> int:
+    """Left margin that fits the longest bar label at the figures' 13 px font.
+
+    Fixed instead of plotly's automargin, which draws a figure twice whenever a label's width
+    changes, as it does on every what-if edit.
+    """
+    return 12 + 6 * max(map(len, labels))
+
+
+def _waterfall_steps(shap: pd.Series, base: float, values: pd.Series | None, max_features: int) -> tuple[list, list]:
+    """Labels and amounts of a waterfall's steps: base, largest contributions, the rest summed."""
+    order = shap.abs().sort_values(ascending=False, kind="stable").index
+    shown, rest = list(order[:max_features]), list(order[max_features:])
+    labels, amounts = ["base value (mean of training)"], [float(base)]
+    for f in shown:
+        v = np.nan if values is None else values.get(f, np.nan)
+        labels.append(f"{f} = {'missing' if pd.isna(v) else f'{v:.4g}'}")
+        amounts.append(float(shap[f]))
+    if rest:
+        labels.append(f"{len(rest)} other features")
+        amounts.append(float(shap[rest].sum()))
+    return labels, amounts
+
+
+def waterfall_range(explanations: list, max_features: int = 10, pad: float = 0.25, include_zero: bool = True) -> tuple[float, float]:
+    """Axis range covering every running total of the waterfalls of ``[(shap, base), ...]``.
+
+    ``include_zero``: for log-odds, 0 (probability 0.5) is a landmark; for an improvement in %,
+    leaving it out keeps the contributions readable next to a large base value.
+    """
+    totals = np.concatenate([np.cumsum(_waterfall_steps(shap, base, None, max_features)[1]) for shap, base in explanations])
+    lo, hi = float(totals.min()), float(totals.max())
+    if include_zero:
+        lo, hi = min(lo, 0.0), max(hi, 0.0)
+    margin = pad * (hi - lo) + 1e-6
+    return lo - margin, hi + margin
+
+
+# --- ground truth -------------------------------------------------------------------------------
+
+
+def planted_vs_recovered(truth, importance: pd.Series, binary: bool) -> tuple[go.Figure, pd.DataFrame, float]:
+    """Planted effect (ground truth) against recovered importance (mean |SHAP|), with Spearman rho.
+
+    ``truth`` is the cohort's :class:`~core.cohort.GroundTruth`; features the generator planted no
+    effect in count as 0. Returns ``(figure, data, rho)``.
+    """
+    data, rho = truth.importance_recovery(importance)
+    fig = go.Figure()
+    top = set(data["planted_effect"].nlargest(6).index) | set(data["mean_abs_shap"].nlargest(6).index)
+    for modality in MODALITY_LABELS:
+        part = data[data["modality"] == modality]
+        if len(part):
+            fig.add_trace(go.Scatter(x=part["planted_effect"], y=part["mean_abs_shap"], mode="markers+text", name=MODALITY_LABELS[modality],
+                                     marker=dict(size=11, color=MODALITY_COLORS[modality], line=dict(color="white", width=1)),
+                                     text=[f.split(".", 1)[1] if f in top else "" for f in part.index], textposition="top center", textfont=dict(size=11),
+                                     customdata=list(part.index), hovertemplate="%{customdata}<br>planted %{x:.3f}<br>recovered %{y:.3f}<extra></extra>"))
+    fig.add_annotation(xref="paper", yref="paper", x=0.02, y=0.98, showarrow=False, xanchor="left", yanchor="top", font=dict(size=15), bgcolor="rgba(255,255,255,0.8)",
+                       text=f"Spearman ρ = {rho:.2f} (n = {len(data)} features)")
+    fig.update_layout(xaxis_title="planted effect: mean |term| on the logit scale (0 = none planted)", yaxis_title=f"recovered: mean |SHAP| ({_margin_unit(binary)})",
+                      height=480, margin=dict(t=40, l=10, r=10), legend=LEGEND_BELOW, title="Planted vs recovered importance")
+    return fig, data, rho
+
+
+# --- tables and the report ---------------------------------------------------------------------
+
+
+def ci_table(tables: dict, digits: int = 3) -> pd.DataFrame:
+    """Metric x model table of "estimate (low-high)" from :func:`core.metrics.metrics_with_ci` outputs."""
+    out = {}
+    for name, table in tables.items():
+        col = {}
+        for metric, row in table.iterrows():
+            if metric in ("n", "prevalence"):
+                continue
+            label = METRIC_LABELS.get(metric, metric)
+            if not np.isfinite(row["estimate"]):
+                col[label] = "—"
+            elif np.isfinite(row["ci_low"]):
+                col[label] = f"{row['estimate']:.{digits}f} ({row['ci_low']:.{digits}f}–{row['ci_high']:.{digits}f})"
+            else:
+                col[label] = f"{row['estimate']:.{digits}f}"
+        n = table.loc["n", "estimate"] if "n" in table.index else np.nan
+        out[f"{name} (n={int(n)})" if np.isfinite(n) else name] = col
+    frame = pd.DataFrame(out)
+    frame.index.name = "metric (95% CI)"
+    return frame
+
+
+def _missing_note(missing: pd.Series | None, feature: str) -> str:
+    share = None if missing is None else missing.get(feature)
+    return f" <i>(missing for {share:.1f}% of patients)</i>" if share else ""
+
+
+def _table_html(frame: pd.DataFrame, digits: int = 4) -> str:
+    return frame.to_html(float_format=lambda v: f"{v:.{digits}g}", border=0, classes="t", na_rep="—", escape=True, index_names=False)
+
+
+def model_report_html(
+    *,
+    cohort_name: str,
+    n_patients: int,
+    provenance: dict,
+    responder_threshold_pct: float,
+    outcome: str,
+    outcome_summary: str,
+    features: list,
+    missing_by_modality: pd.Series,
+    model_params: dict,
+    scheme: str,
+    run: str,
+    metrics: pd.DataFrame,
+    repeat_spread: pd.DataFrame | None = None,
+    calibration: pd.DataFrame | None = None,
+    ece: float | None = None,
+    notes: list | None = None,
+    missing_by_feature: pd.Series | None = None,
+) -> str:
+    """A self-contained HTML model report covering the TRIPOD+AI items that apply to this run.
+
+    Sections: data source, participants and outcome, predictors, missing data, model, validation,
+    performance with 95% CIs, calibration. Every value is escaped; no external template or asset.
+    """
+    e = html.escape
+    kind = provenance.get("kind", "unknown")
+    config = provenance.get("config")
+    source = f"Synthetic cohort from NeuroPredict's generator with a known ground truth (seed {config.get('seed')})." if kind == "synthetic" and config else f"Source: {e(str(kind))}."
+    prov_rows = "".join(f"<tr><th>{e(str(k))}</th><td>{e(str(v))}</td></tr>" for k, v in (config or {k: v for k, v in provenance.items() if k != 'kind'}).items())
+    by_modality = {}
+    for f in features:
+        by_modality.setdefault(modality_of(f), []).append(f)
+    predictors = "".join(
+        f"<h3>{e(MODALITY_LABELS.get(m, m))} ({len(fs)})</h3><ul>" + "".join(f"<li><code>{e(f)}</code>: {e(FEATURE_DESCRIPTIONS.get(f, ''))}{_missing_note(missing_by_feature, f)}</li>" for f in fs) + "</ul>"
+        for m, fs in by_modality.items()
+    )
+    outcome_text = (f"Responder: improvement of at least <b>{responder_threshold_pct:g}%</b> (binary; the model predicts the probability of response)."
+                    if outcome == "responder" else "Continuous improvement in % (the model predicts the improvement directly).")
+    params = "".join(f"<tr><th>{e(str(k))}</th><td>{e(str(v))}</td></tr>" for k, v in model_params.items())
+    missing = _table_html(missing_by_modality.rename("patients missing the modality (%)").to_frame())
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>NeuroPredict model report: {e(cohort_name)} / {e(outcome)}</title>",
+        "<style>body{font-family:system-ui,sans-serif;max-width:60em;margin:2em auto;line-height:1.45;color:#222}"
+        "table.t,table.kv{border-collapse:collapse;margin:.5em 0}table.t td,table.t th,table.kv td,table.kv th{border:1px solid #ccc;padding:.25em .6em;text-align:left}"
+        "h2{border-bottom:2px solid #0072B2;padding-bottom:.2em}code{background:#f3f3f3;padding:0 .2em}</style></head><body>",
+        f"<h1>Model report: {e(outcome)} on cohort “{e(cohort_name)}”</h1>",
+        f"<p>Run <code>{e(run)}</code>. Structured after the TRIPOD+AI reporting items that apply to an internally validated prediction model.</p>",
+        f"<h2>Data source</h2><p>{source}</p><table class='kv'>{prov_rows}</table>",
+        f"<h2>Participants and outcome</h2><p>{n_patients} patients. {outcome_text}</p><p>{e(outcome_summary)}</p>",
+        f"<h2>Predictors</h2><p>{len(features)} engineered features; the modality is the name's prefix.</p>{predictors}",
+        "<h2>Missing data</h2><p>Missing values stay missing: xgboost learns a default direction at every split, so no patient is dropped and nothing is imputed.</p>" + missing,
+        "<h2>Model</h2><p>Gradient-boosted trees (xgboost). The number of trees is chosen by early stopping on an inner split of each training fold only "
+        f"(held-out share {model_params.get('early_stopping_fraction', '?')}, patience {model_params.get('early_stopping_rounds', '?')} trees); "
+        f"test patients never influence training.</p><table class='kv'>{params}</table>",
+        f"<h2>Validation</h2><p>{e(scheme)}. Every patient is predicted only by models that never saw them (out-of-fold); the prediction is the mean over repeats. "
+        "Baselines are evaluated on the same folds.</p>",
+        "<h2>Performance</h2><p>Point estimate on the out-of-fold predictions, with a percentile bootstrap 95% interval over patients (1000 resamples, stratified by outcome class for a binary outcome).</p>",
+        _table_html(metrics),
+    ]
+    if repeat_spread is not None:
+        parts += ["<p>Spread across repeats (each a full out-of-fold pass; folds share patients, so the SD describes variation and is not a standard error):</p>", _table_html(repeat_spread)]
+    if calibration is not None and ece is not None:
+        parts += [f"<h2>Calibration</h2><p>Expected calibration error (ECE, 10 quantile bins): <b>{ece:.4f}</b>. Observed response rate per bin, with Wilson 95% intervals:</p>", _table_html(calibration)]
+    elif calibration is not None:
+        parts += ["<h2>Calibration</h2><p>Linear fit of observed on predicted improvement (perfect calibration: intercept 0, slope 1):</p>", _table_html(calibration)]
+    for note in notes or []:
+        parts.append(f"<p><i>{e(note)}</i></p>")
+    parts.append("</body></html>")
+    return "\n".join(parts)

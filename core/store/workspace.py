@@ -1,0 +1,274 @@
+"""A workspace folder: a DuckDB catalogue of cohorts plus their tables as Parquet files.
+
+Layout::
+
+    <workspace>/catalogue.duckdb            table ``cohorts``: one row per saved cohort
+    <workspace>/cohorts/<name>/*.parquet    patients, features, outcomes (+ ground truth tables)
+    <workspace>/models/<run>/               cross-validation runs (fold models, out-of-fold results)
+    <workspace>/ablation/<digest>/          modality ablation runs (per-fold scores), table ``ablation_runs``
+
+Nothing is pickled: tables are Parquet, provenance is JSON in the catalogue.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from core.data.cohort import Cohort, GroundTruth
+from core.errors import InputError
+
+DEFAULT_WORKSPACE_ENV = "NEUROPREDICT_WORKSPACE"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,63}$")
+_TABLES = ("patients", "features", "outcomes")
+_TRUTH_TABLES = ("latents", "terms", "feature_effects")
+_DIGEST = re.compile(r"^[0-9a-f]{16}$")
+
+
+def default_workspace() -> Path:
+    return Path(os.environ.get(DEFAULT_WORKSPACE_ENV, "workspace")).resolve()
+
+
+class Workspace:
+    """Saved cohorts in one folder; they survive restarts of the app.
+
+    Parameters
+    ----------
+    path : the folder; created if missing.
+    """
+
+    def __init__(self, path: str | Path | None = None):
+        self.path = Path(path) if path is not None else default_workspace()
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"cannot create the workspace folder: {exc.strerror}.", source=str(self.path)) from exc
+        with self._connect() as db:
+            db.execute(
+                """CREATE TABLE IF NOT EXISTS cohorts (
+                    name TEXT PRIMARY KEY, kind TEXT, n_patients INTEGER, n_features INTEGER,
+                    responder_threshold_pct DOUBLE, digest TEXT, provenance TEXT, saved_at TIMESTAMP)"""
+            )
+            db.execute("CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT)")
+            db.execute(
+                """CREATE TABLE IF NOT EXISTS cv_runs (
+                    run TEXT PRIMARY KEY, cohort TEXT, cohort_digest TEXT, outcome TEXT, scheme TEXT, saved_at TIMESTAMP)"""
+            )
+            db.execute(
+                """CREATE TABLE IF NOT EXISTS ablation_runs (
+                    digest TEXT PRIMARY KEY, cohort TEXT, cohort_digest TEXT, outcome TEXT,
+                    fits_done INTEGER, fits_total INTEGER, saved_at TIMESTAMP)"""
+            )
+
+    def _connect(self):
+        return duckdb.connect(str(self.path / "catalogue.duckdb"))
+
+    @staticmethod
+    def check_name(name: str) -> None:
+        """Raise InputError unless ``name`` can be a saved cohort's name (and folder)."""
+        if not _NAME.match(name or ""):
+            raise InputError(
+                f"cohort name {name!r} is not allowed; use 1-64 letters, digits, spaces, '_', '-' or '.', starting with a letter or digit.",
+                field="name",
+            )
+
+    def _folder(self, name: str) -> Path:
+        self.check_name(name)
+        return self.path / "cohorts" / name
+
+    # --- catalogue -----------------------------------------------------------------------------
+    def catalogue(self) -> pd.DataFrame:
+        """Saved cohorts, newest first."""
+        with self._connect() as db:
+            return db.execute(
+                "SELECT name, kind, n_patients, n_features, responder_threshold_pct, saved_at FROM cohorts ORDER BY saved_at DESC"
+            ).df()
+
+    def names(self) -> list[str]:
+        return self.catalogue()["name"].tolist()
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.names()
+
+    # --- save / load ---------------------------------------------------------------------------
+    def save(self, cohort: Cohort, *, overwrite: bool = True) -> None:
+        folder = self._folder(cohort.name)
+        if not overwrite and cohort.name in self:
+            raise InputError(f"a cohort named {cohort.name!r} is already saved; choose another name.", field="name")
+        staging = folder.with_name(folder.name + ".saving")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        for table in _TABLES:
+            getattr(cohort, table).to_parquet(staging / f"{table}.parquet")
+        if cohort.ground_truth is not None:
+            for table in _TRUTH_TABLES:
+                getattr(cohort.ground_truth, table).to_parquet(staging / f"{table}.parquet")
+        # Swap folders only once every file is written, so a crash never leaves half a cohort.
+        shutil.rmtree(folder, ignore_errors=True)
+        staging.rename(folder)
+        with self._connect() as db:
+            db.execute("DELETE FROM cohorts WHERE name = ?", [cohort.name])
+            db.execute(
+                "INSERT INTO cohorts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    cohort.name,
+                    cohort.provenance.get("kind", "unknown"),
+                    cohort.n_patients,
+                    cohort.features.shape[1],
+                    cohort.responder_threshold_pct,
+                    cohort.digest,
+                    json.dumps(cohort.provenance),
+                    datetime.now(timezone.utc).replace(tzinfo=None),
+                ],
+            )
+
+    def load(self, name: str) -> Cohort:
+        folder = self._folder(name)
+        with self._connect() as db:
+            row = db.execute("SELECT provenance, responder_threshold_pct FROM cohorts WHERE name = ?", [name]).fetchone()
+        if row is None:
+            raise InputError(f"no saved cohort named {name!r}; saved cohorts: {', '.join(self.names()) or 'none'}.", source=str(self.path))
+        provenance, threshold = json.loads(row[0]), float(row[1])
+        try:
+            tables = {t: pd.read_parquet(folder / f"{t}.parquet") for t in _TABLES}
+            truth = None
+            if all((folder / f"{t}.parquet").exists() for t in _TRUTH_TABLES):
+                truth = GroundTruth(**{t: pd.read_parquet(folder / f"{t}.parquet") for t in _TRUTH_TABLES})
+        except (OSError, ValueError) as exc:
+            raise InputError(f"the saved files of cohort {name!r} cannot be read ({exc}); save it again.", source=str(folder)) from exc
+        raw = None
+        if provenance.get("kind") == "synthetic" and truth is not None:
+            from core.synth.config import CohortConfig
+            from core.synth.generator import SyntheticRawSource
+            from core.synth.latents import missing_modalities
+
+            config = CohortConfig.from_dict(provenance["config"])
+            raw = SyntheticRawSource(config, truth.latents, missing_modalities(config, truth.latents.index))
+        return Cohort(name=name, responder_threshold_pct=threshold, provenance=provenance, ground_truth=truth, raw=raw, **tables)
+
+    def saved_at(self, name: str):
+        """When the cohort was last saved (a cache key that changes when it is saved again)."""
+        with self._connect() as db:
+            row = db.execute("SELECT saved_at FROM cohorts WHERE name = ?", [name]).fetchone()
+        return None if row is None else row[0]
+
+    # --- settings that survive a restart (e.g. the cohort last opened) ---------------------------
+    def get_setting(self, key: str, default: str | None = None) -> str | None:
+        with self._connect() as db:
+            row = db.execute("SELECT value FROM settings WHERE key = ?", [key]).fetchone()
+        return default if row is None else row[0]
+
+    def set_setting(self, key: str, value: str) -> None:
+        with self._connect() as db:
+            db.execute("INSERT OR REPLACE INTO settings VALUES (?, ?)", [key, value])
+
+    # --- cross-validation runs: trained fold models and out-of-fold results ---------------------
+    def save_cv(self, cohort: Cohort, run: str, result) -> None:
+        """Store a :class:`~core.validation.CVResult` under its run digest (see ``run_digest``)."""
+        folder = self.path / "models" / run
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        for i, model in enumerate(result.fold_models):
+            model.save(folder / f"fold_{i:03d}")
+        result.prediction_by_repeat.to_parquet(folder / "prediction_by_repeat.parquet")
+        result.shap.to_parquet(folder / "shap.parquet")
+        result.shap_base.to_frame().to_parquet(folder / "shap_base.parquet")
+        if result.interaction is not None:
+            np.save(folder / "interaction.npy", result.interaction.astype(np.float32), allow_pickle=False)
+        folds = pd.DataFrame([{"repeat": f.repeat, "fold": f.fold, "test": f.test.tolist(), "train": f.train.tolist()} for f in result.folds])
+        folds.to_parquet(folder / "folds.parquet")
+        meta = {"outcome": result.outcome, "features": result.features, "scheme": result.scheme, "params": result.params}
+        (folder / "meta.json").write_text(json.dumps(meta))
+        with self._connect() as db:
+            db.execute("DELETE FROM cv_runs WHERE run = ?", [run])
+            db.execute(
+                "INSERT INTO cv_runs VALUES (?, ?, ?, ?, ?, ?)",
+                [run, cohort.name, cohort.digest, result.outcome, result.scheme, datetime.now(timezone.utc).replace(tzinfo=None)],
+            )
+
+    def load_cv(self, run: str):
+        """The stored run, or None when this run was never saved."""
+        from core.modelling.estimators import ResponseModel
+        from core.modelling.validation import CVResult, Fold
+
+        folder = self.path / "models" / run
+        if not (folder / "meta.json").exists():
+            return None
+        try:
+            meta = json.loads((folder / "meta.json").read_text())
+            folds_table = pd.read_parquet(folder / "folds.parquet")
+            folds = [Fold(int(r.repeat), int(r.fold), np.asarray(r.train), np.asarray(r.test)) for r in folds_table.itertuples()]
+            by_repeat = pd.read_parquet(folder / "prediction_by_repeat.parquet")
+            interaction_file = folder / "interaction.npy"
+            return CVResult(
+                outcome=meta["outcome"],
+                features=meta["features"],
+                prediction=by_repeat.mean(axis=1).rename("prediction"),
+                prediction_by_repeat=by_repeat,
+                shap=pd.read_parquet(folder / "shap.parquet"),
+                shap_base=pd.read_parquet(folder / "shap_base.parquet")["base"],
+                interaction=np.load(interaction_file, allow_pickle=False) if interaction_file.exists() else None,
+                folds=folds,
+                fold_models=[ResponseModel.load(folder / f"fold_{i:03d}") for i in range(len(folds))],
+                scheme=meta["scheme"],
+                params=meta["params"],
+            )
+        except (OSError, ValueError, KeyError) as exc:
+            raise InputError(f"the saved model run {run} cannot be read ({exc}); train it again.", source=str(folder)) from exc
+
+    # --- ablation runs: per-fold scores of every modality subset (complete or partial) ----------
+    def _ablation_folder(self, digest: str) -> Path:
+        if not _DIGEST.match(digest or ""):
+            raise InputError(f"ablation run {digest!r} is not a run digest (16 hex digits).", field="digest")
+        return self.path / "ablation" / digest
+
+    def save_ablation(self, cohort: Cohort, result) -> None:
+        """Store an :class:`~core.ablation.AblationResult` under its digest (see ``ablation_digest``).
+
+        A partial result (``AblationCancelled.partial``) is stored the same way; saving the
+        completed run later replaces it.
+        """
+        folder = self._ablation_folder(result.digest)
+        staging = folder.with_name(folder.name + ".saving")
+        shutil.rmtree(staging, ignore_errors=True)
+        result.save(staging)
+        shutil.rmtree(folder, ignore_errors=True)  # swap only once every file is written
+        staging.rename(folder)
+        done, total = result.progress()
+        with self._connect() as db:
+            db.execute("DELETE FROM ablation_runs WHERE digest = ?", [result.digest])
+            db.execute(
+                "INSERT INTO ablation_runs VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [result.digest, cohort.name, cohort.digest, result.config.outcome, done, total, datetime.now(timezone.utc).replace(tzinfo=None)],
+            )
+
+    def load_ablation(self, digest: str):
+        """The stored ablation run (complete or partial), or None when it was never saved.
+
+        Raises InputError when the stored files cannot be read.
+        """
+        from core.ablation.result import AblationResult
+
+        folder = self._ablation_folder(digest)
+        if not (folder / "ablation.json").exists():
+            return None
+        return AblationResult.load(folder)
+
+    def ablation_saved_at(self, digest: str):
+        """When the ablation run was last saved (None if never): a cache key that changes on resume."""
+        with self._connect() as db:
+            row = db.execute("SELECT saved_at FROM ablation_runs WHERE digest = ?", [digest]).fetchone()
+        return None if row is None or not (self._ablation_folder(digest) / "ablation.json").exists() else row[0]
+
+    def delete(self, name: str) -> None:
+        shutil.rmtree(self._folder(name), ignore_errors=True)
+        with self._connect() as db:
+            db.execute("DELETE FROM cohorts WHERE name = ?", [name])

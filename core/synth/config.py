@@ -1,0 +1,136 @@
+"""What defines a synthetic cohort (:class:`CohortConfig`) and the shipped presets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from core.data.schema import MODALITIES
+from core.errors import InputError
+
+INDICATIONS = {
+    "stroke": "Stroke: rTMS-assisted upper-limb rehabilitation",
+    "parkinsons": "Parkinson's disease: subthalamic DBS",
+}
+
+
+GENERATOR_VERSION = 2  # bump when the same config would give different patients or outcomes
+
+
+SITE_FA_OFFSET_SD = 0.008  # scanner FA offset per site (after harmonisation)
+
+
+PRESET_DIR = Path(__file__).resolve().parents[2] / "assets" / "cohorts"
+
+
+@dataclass(frozen=True)
+class CohortConfig:
+    """Everything that defines a synthetic cohort; the same config gives the same cohort.
+
+    Parameters
+    ----------
+    name : label shown in the app and used as the workspace key.
+    n_patients : number of patients (10 .. 100,000).
+    seed : random seed; every random draw derives from it.
+    indications : fraction of patients per indication, keys from :data:`INDICATIONS`.
+    n_sites : number of recording sites (1 .. 20).
+    site_effect : scale of site differences (0 = none; 1 = FA offset SD 0.008, EMG gain SD
+        15%, outcome shift SD 0.25 logit).
+    missing_rate : per modality, the fraction of patients without that modality (0 .. 0.9).
+    effect_strength : per modality, the multiplier of its planted outcome terms (0 = no effect).
+    measurement_noise : multiplier of the raw-data noise (FA voxel noise, EMG background).
+    outcome_noise_pct : SD of the improvement around its expected value, in percentage points.
+    responder_threshold_pct : improvement (%) from which a patient counts as a responder.
+    uninformative_modalities : imaging/recording modalities (of dti, emg, kin) whose raw data come
+        from another patient of the same indication, so they carry no information about this
+        patient's outcome: a negative control for ablation (with their effect strength at 0).
+    """
+
+    name: str = "synthetic"
+    n_patients: int = 2000
+    seed: int = 0
+    indications: dict = field(default_factory=lambda: {"stroke": 0.5, "parkinsons": 0.5})
+    n_sites: int = 3
+    site_effect: float = 1.0
+    missing_rate: dict = field(default_factory=lambda: {"dti": 0.10, "emg": 0.10, "kin": 0.05, "clin": 0.0})
+    effect_strength: dict = field(default_factory=lambda: {"dti": 1.0, "emg": 1.0, "kin": 1.0, "clin": 1.0})
+    measurement_noise: float = 1.0
+    outcome_noise_pct: float = 15.0
+    responder_threshold_pct: float = 50.0
+    uninformative_modalities: tuple = ()
+
+    def __post_init__(self):
+        object.__setattr__(self, "uninformative_modalities", tuple(sorted(self.uninformative_modalities or ())))
+        problems = []
+        if set(self.uninformative_modalities) - {"dti", "emg", "kin"}:
+            problems.append(f"uninformative_modalities must be some of dti, emg, kin, found {list(self.uninformative_modalities)}")
+        if not 10 <= int(self.n_patients) <= 100_000:
+            problems.append(f"n_patients must be 10..100000, found {self.n_patients}")
+        unknown = set(self.indications) - set(INDICATIONS)
+        if unknown:
+            problems.append(f"unknown indication(s) {sorted(unknown)}; expected some of {list(INDICATIONS)}")
+        if not self.indications or sum(self.indications.values()) <= 0 or min(self.indications.values()) < 0:
+            problems.append(f"indications need non-negative fractions with a positive sum, found {self.indications}")
+        if not 1 <= int(self.n_sites) <= 20:
+            problems.append(f"n_sites must be 1..20, found {self.n_sites}")
+        for key, table, lo, hi in (("missing_rate", self.missing_rate, 0.0, 0.9), ("effect_strength", self.effect_strength, 0.0, 5.0)):
+            if set(table) - set(MODALITIES):
+                problems.append(f"{key} has unknown modalities {sorted(set(table) - set(MODALITIES))}; expected {list(MODALITIES)}")
+            bad = {k: v for k, v in table.items() if not lo <= float(v) <= hi}
+            if bad:
+                problems.append(f"{key} values must be within {lo}..{hi}, found {bad}")
+        for key in ("site_effect", "measurement_noise"):
+            if not 0.0 <= float(getattr(self, key)) <= 5.0:
+                problems.append(f"{key} must be within 0..5, found {getattr(self, key)}")
+        if not 0.5 <= float(self.outcome_noise_pct) <= 50:
+            problems.append(f"outcome_noise_pct must be within 0.5..50, found {self.outcome_noise_pct}")
+        if not 1 <= float(self.responder_threshold_pct) <= 99:
+            problems.append(f"responder_threshold_pct must be within 1..99, found {self.responder_threshold_pct}")
+        if problems:
+            raise InputError("; ".join(problems) + ".", source="cohort config")
+
+    def strength(self, modality: str) -> float:
+        return float(self.effect_strength.get(modality, 1.0))
+
+    def to_dict(self) -> dict:
+        """Plain JSON types (lists, not tuples), so a stored config compares equal to a fresh one."""
+        return {**asdict(self), "uninformative_modalities": list(self.uninformative_modalities)}
+
+    def digest(self) -> str:
+        """Short content hash: the cache key of everything derived from this config."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_dict(cls, data: dict) -> CohortConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise InputError(f"unknown field(s) {sorted(unknown)}; expected some of {sorted(known)}.", source="cohort config")
+        merged = {**cls().to_dict(), **data}
+        for key in ("missing_rate", "effect_strength"):  # partial tables keep the other defaults
+            merged[key] = {**getattr(cls(), key), **(data.get(key) or {})}
+        return cls(**merged)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> CohortConfig:
+        import yaml
+
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise InputError(f"cannot read the cohort config: {exc}", source=path.name) from exc
+        if not isinstance(data, dict):
+            raise InputError(f"expected a mapping of config fields, found {type(data).__name__}.", source=path.name)
+        try:
+            return cls.from_dict(data)
+        except InputError as exc:
+            raise InputError(str(exc).removeprefix("cohort config: "), source=path.name) from exc
+
+
+def presets() -> dict[str, CohortConfig]:
+    """Shipped cohort configs (``assets/cohorts/*.yaml``), by file stem."""
+    return {p.stem: CohortConfig.from_yaml(p) for p in sorted(PRESET_DIR.glob("*.yaml"))}

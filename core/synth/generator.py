@@ -1,0 +1,157 @@
+"""Synthetic multimodal cohorts with a known ground truth.
+
+How a cohort is made
+--------------------
+1. **Latent factors** per patient (:func:`sample_latents`): age, age-related reserve, a stroke
+   lesion (its geometry sets the true CST lesion load and how much of the tract it transects),
+   corticospinal integrity, cortical excitability, motor severity, tremor, levodopa response,
+   and a site. Every modality is drawn from these same factors, so modalities correlate as they
+   do in real cohorts (a large CST lesion lowers FA, abolishes MEPs, slows reaching and raises
+   the NIHSS).
+2. **Raw data** per patient, made deterministically from (seed, patient number): an FA volume
+   on the MNI152 2 mm grid (:mod:`core.dti`), surface EMG with TMS MEPs and a voluntary burst,
+   and 3-D reaching trajectories (:mod:`core.recordings`).
+3. **Features** are computed from the raw data by :mod:`core.features`, never copied from latents.
+4. **Outcome**: a linear predictor ``eta`` is a sum of documented terms (:data:`OUTCOME_TERMS`),
+   each a nonlinear function of the *true* value behind one or two features, scaled by the
+   config's per-modality effect strength, plus a site shift. Improvement (%) is
+   ``100 * sigmoid(eta) + N(0, outcome_noise_pct)``; a responder improves by at least
+   ``responder_threshold_pct``. The true response probability is therefore
+   ``Phi((100 * sigmoid(eta) - threshold) / outcome_noise_pct)``, exactly.
+
+Improvement means: for stroke, the percentage of the ARAT points missing at baseline that are
+regained at 3 months; for Parkinson's disease, the percentage reduction of UPDRS-III on
+stimulation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from core.anatomy import load_anatomy
+from core.data.raw import EMGRecording, Trajectory
+from core.data.schema import MODALITIES
+from core.features.dti import dti_feature_table
+from core.features.emg import emg_feature_table
+from core.features.kinematics import kinematic_feature_table
+from core.synth.config import GENERATOR_VERSION, CohortConfig
+from core.synth.latents import clinical_features, donor_patients, emg_parameters, fa_parameters, feature_voxel_sets, missing_modalities, reaching_parameters, sample_latents
+from core.synth.outcome import arat_after_recovery, arat_baseline, outcomes_from_terms, planted_effects, term_factors, terms_from_factors
+from core.synth.recordings import EMG_FS_HZ, EMG_MUSCLES, KIN_FS_HZ, SWEEP_START_MS, make_emg, make_reaching, patient_rng
+
+
+def _raw_feature_chunk(args: tuple) -> pd.DataFrame:
+    """DTI, EMG and kinematic features of a chunk of patients, from freshly generated raw data.
+
+    Only what the features read is generated: all EMG and kinematic samples, but only the FA
+    voxels of the two CSTs and the white-matter sample (the same values the full map shows).
+    The voxel sets come with the arguments, so workers never load the MNI templates.
+    """
+    from core.synth.fa_phantom import fa_batch
+
+    config_dict, latents, voxel_sets = args
+    config = CohortConfig.from_dict(config_dict)
+    numbers = latents["patient_number"].to_numpy()
+
+    fa_params = [fa_parameters(row, config) for row in latents.to_dict("records")]
+    tables = []
+    for side, (voxels, n_cst) in voxel_sets.items():  # grouped by affected side: pairs stay aligned
+        rows = np.flatnonzero(latents["affected_hemisphere"].to_numpy() == side)
+        if len(rows) == 0:
+            continue
+        fa = fa_batch([fa_params[i] for i in rows], voxels)
+        tables.append(dti_feature_table(fa[:, :n_cst], fa[:, n_cst : 2 * n_cst], fa[:, 2 * n_cst :], latents.index[rows]))
+    dti = pd.concat(tables).reindex(latents.index)
+
+    emg_rngs = [patient_rng(config.seed, k, 1) for k in numbers]
+    sweeps, voluntary = make_emg(emg_rngs, **emg_parameters(latents))
+    emg = emg_feature_table(sweeps, voluntary, EMG_FS_HZ, SWEEP_START_MS, EMG_MUSCLES, latents.index)
+
+    kin_rngs = [patient_rng(config.seed, k, 2) for k in numbers]
+    position = make_reaching(kin_rngs, **reaching_parameters(latents))
+    kin = kinematic_feature_table(position, KIN_FS_HZ, latents.index)
+    return pd.concat([dti, emg, kin], axis=1)
+
+
+class SyntheticRawSource:
+    """Regenerates any patient's raw data on demand from the config and the latents."""
+
+    def __init__(self, config: CohortConfig, latents: pd.DataFrame, missing: pd.DataFrame):
+        self.config = config
+        self.latents = latents
+        self.missing = missing
+        self.donors = donor_patients(config, latents)
+
+    def _source(self, patient_id: str, modality: str) -> str:
+        """Whose raw data this patient's modality shows: a donor's for an uninformative modality."""
+        return self.donors[modality][patient_id] if modality in self.donors else patient_id
+
+    def load(self, patient_id: str):
+        from core.data.raw import PatientRaw
+        from core.synth.fa_phantom import fa_volume, lesion_mask
+
+        gone = self.missing.loc[patient_id]
+        raw = PatientRaw(patient_id=patient_id, affine=load_anatomy().affine)
+        if not gone["dti"]:
+            params = fa_parameters(self.latents.loc[self._source(patient_id, "dti")], self.config)
+            raw.fa = fa_volume(params)
+            raw.lesion_mask = lesion_mask(params)
+        if not gone["emg"]:
+            one = self.latents.loc[[self._source(patient_id, "emg")]]
+            number = int(one["patient_number"].iloc[0])
+            sweeps, voluntary = make_emg([patient_rng(self.config.seed, number, 1)], **emg_parameters(one))
+            raw.emg = EMGRecording(EMG_FS_HZ, EMG_MUSCLES, sweeps[0], SWEEP_START_MS, voluntary[0])
+        if not gone["kin"]:
+            one = self.latents.loc[[self._source(patient_id, "kin")]]
+            number = int(one["patient_number"].iloc[0])
+            position = make_reaching([patient_rng(self.config.seed, number, 2)], **reaching_parameters(one))
+            raw.trajectory = Trajectory(KIN_FS_HZ, position[0])
+        return raw
+
+
+CHUNK_SIZE = 500
+
+
+def generate_cohort(config: CohortConfig, *, progress=None, n_jobs: int = -1):
+    """Make a synthetic :class:`~core.cohort.Cohort` from a config.
+
+    ``progress(done, total)`` reports chunks of :data:`CHUNK_SIZE` patients as they finish.
+    The result does not depend on ``n_jobs`` or the chunking.
+    """
+    from core.data.cohort import Cohort, GroundTruth
+    from core.parallel import parallel_map
+
+    latents = sample_latents(config)
+    clinical = clinical_features(latents, config.seed)
+    voxel_sets = feature_voxel_sets()
+    chunks = [(config.to_dict(), latents.iloc[i : i + CHUNK_SIZE], voxel_sets) for i in range(0, len(latents), CHUNK_SIZE)]
+    jobs = n_jobs if len(chunks) > 2 else 1  # worker start-up outweighs small cohorts
+    measured = pd.concat(parallel_map(_raw_feature_chunk, chunks, n_jobs=jobs, progress=progress))
+    for modality, donor in donor_patients(config, latents).items():
+        columns = [c for c in measured.columns if c.startswith(modality + ".")]
+        measured[columns] = measured.loc[donor.to_numpy(), columns].to_numpy()
+    features = pd.concat([measured, clinical], axis=1)
+
+    missing = missing_modalities(config, latents.index)
+    for modality in MODALITIES:
+        columns = [c for c in features.columns if c.startswith(modality + ".")]
+        features.loc[missing[modality].to_numpy(), columns] = np.nan
+
+    factors = term_factors(latents, clinical, config)
+    terms = terms_from_factors(factors, latents.index)
+    outcomes = outcomes_from_terms(terms, latents, config)
+    if "stroke" in config.indications:
+        outcomes["arat_3mo"] = arat_after_recovery(latents, outcomes["improvement_pct"], config.seed)
+    patients = latents[["patient_number", "indication", "site", "affected_hemisphere"]].copy()
+    patients["arat_baseline"] = arat_baseline(latents, config.seed)
+    return Cohort(
+        name=config.name,
+        patients=patients,
+        features=features,
+        outcomes=outcomes[[c for c in outcomes.columns if c not in ("eta", "expected_improvement_pct")]],
+        responder_threshold_pct=config.responder_threshold_pct,
+        provenance={"kind": "synthetic", "config": config.to_dict(), "config_digest": config.digest(), "generator_version": GENERATOR_VERSION},
+        ground_truth=GroundTruth(latents=latents, terms=terms, feature_effects=planted_effects(factors, latents["indication"].to_numpy())),
+        raw=SyntheticRawSource(config, latents, missing),
+    )
