@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import pandas as pd
 
+from core.config import Settings
 from core.data.schema import OUTCOMES
 from core.errors import InputError
 from core.modelling.estimators import ResponseModel
@@ -27,7 +29,7 @@ DESIGNS = {
 
 
 @dataclass(frozen=True)
-class AblationConfig:
+class AblationConfig(Settings):
     """Everything that defines an ablation run (not the metric: every metric is scored).
 
     Parameters
@@ -56,6 +58,8 @@ class AblationConfig:
     n_permutations: int = 100
     model_params: dict = field(default_factory=dict)
 
+    SOURCE: ClassVar[str] = "ablation settings"
+
     def __post_init__(self):
         problems = []
         if self.outcome not in OUTCOMES:
@@ -79,17 +83,6 @@ class AblationConfig:
     def splitter(self) -> CohortSplitter:
         """The splitter shared by every subset."""
         return CohortSplitter(n_splits=self.n_splits, n_repeats=self.n_repeats, seed=self.seed, group_by_site=self.group_by_site)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> AblationConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise InputError(f"unknown ablation setting(s) {sorted(unknown)}; expected some of {sorted(known)}.", source="ablation settings")
-        return cls(**data)
 
 
 def ablation_digest(cohort, config: AblationConfig | None = None) -> str:

@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
+from core.config import Settings
 from core.data.schema import MODALITIES
 from core.errors import InputError
 
@@ -27,7 +27,7 @@ PRESET_DIR = Path(__file__).resolve().parents[2] / "assets" / "cohorts"
 
 
 @dataclass(frozen=True)
-class CohortConfig:
+class CohortConfig(Settings):
     """Everything that defines a synthetic cohort; the same config gives the same cohort.
 
     Parameters
@@ -62,6 +62,8 @@ class CohortConfig:
     responder_threshold_pct: float = 50.0
     uninformative_modalities: tuple = ()
 
+    SOURCE: ClassVar[str] = "cohort config"
+
     def __post_init__(self):
         object.__setattr__(self, "uninformative_modalities", tuple(sorted(self.uninformative_modalities or ())))
         problems = []
@@ -95,40 +97,12 @@ class CohortConfig:
     def strength(self, modality: str) -> float:
         return float(self.effect_strength.get(modality, 1.0))
 
-    def to_dict(self) -> dict:
-        """Plain JSON types (lists, not tuples), so a stored config compares equal to a fresh one."""
-        return {**asdict(self), "uninformative_modalities": list(self.uninformative_modalities)}
-
-    def digest(self) -> str:
-        """Short content hash: the cache key of everything derived from this config."""
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
-
     @classmethod
-    def from_dict(cls, data: dict) -> CohortConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise InputError(f"unknown field(s) {sorted(unknown)}; expected some of {sorted(known)}.", source="cohort config")
+    def _completed(cls, data: dict) -> dict:
         merged = {**cls().to_dict(), **data}
         for key in ("missing_rate", "effect_strength"):  # partial tables keep the other defaults
             merged[key] = {**getattr(cls(), key), **(data.get(key) or {})}
-        return cls(**merged)
-
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> CohortConfig:
-        import yaml
-
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except (OSError, yaml.YAMLError) as exc:
-            raise InputError(f"cannot read the cohort config: {exc}", source=path.name) from exc
-        if not isinstance(data, dict):
-            raise InputError(f"expected a mapping of config fields, found {type(data).__name__}.", source=path.name)
-        try:
-            return cls.from_dict(data)
-        except InputError as exc:
-            raise InputError(str(exc).removeprefix("cohort config: "), source=path.name) from exc
+        return merged
 
 
 def presets() -> dict[str, CohortConfig]:

@@ -84,12 +84,14 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
+from core.config import Settings
 from core.errors import InputError
 from core.tms.efield import CoilPlacement
 
@@ -138,7 +140,7 @@ def _float_in(problems: list, name: str, value, lo: float, hi: float, *, open_lo
 
 
 @dataclass(frozen=True)
-class DatasetConfig:
+class DatasetConfig(Settings):
     """What to simulate for the surrogate's training set (the defaults are the shipped dataset).
 
     Parameters
@@ -179,6 +181,8 @@ class DatasetConfig:
     n_directions: int = 128
     rel_tol: float = 0.01
     chunk_size: int = 40
+
+    SOURCE: ClassVar[str] = "TMS dataset config"
 
     def __post_init__(self):
         from core.tms.cortex import COIL_PRESETS
@@ -226,69 +230,10 @@ class DatasetConfig:
         return (len(self.cell_types) * len(self.variants) * self.n_placements * self.sites_per_placement
                 * self.rotations_per_site)
 
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["cell_types"], d["variants"] = list(self.cell_types), list(self.variants)
-        return d
-
     def digest(self) -> str:
         """Short content hash of the config and ``DATASET_VERSION``: the chunk folder's name."""
         payload = json.dumps({"version": DATASET_VERSION, **self.to_dict()}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
-
-    @classmethod
-    def from_dict(cls, data: dict, source: str = "TMS dataset config") -> DatasetConfig:
-        if not isinstance(data, dict):
-            raise InputError(f"expected a mapping of config fields, found {type(data).__name__}.", source=source)
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise InputError(f"unknown field(s) {sorted(unknown)}; expected some of {sorted(known)}.", source=source)
-        try:
-            return cls(**data)
-        except InputError as exc:
-            raise InputError(str(exc).removeprefix("TMS dataset config: "), source=source) from exc
-
-    def to_yaml(self, path: str | Path | None = None) -> str:
-        """YAML text of the config; also written to ``path`` when given."""
-        import yaml
-
-        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
-        if path is not None:
-            Path(path).write_text(text)
-        return text
-
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> DatasetConfig:
-        import yaml
-
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-            raise InputError(f"cannot read the TMS dataset config: {exc}", source=path.name) from exc
-        return cls.from_dict(data if data is not None else {}, source=path.name)
-
-    def to_json(self, path: str | Path | None = None) -> str:
-        """JSON text of the config; also written to ``path`` when given."""
-        text = json.dumps(self.to_dict(), indent=1)
-        if path is not None:
-            Path(path).write_text(text)
-        return text
-
-    @classmethod
-    def from_json(cls, path: str | Path) -> DatasetConfig:
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
-            raise InputError(f"cannot read the TMS dataset config: {exc}", source=path.name) from exc
-        return cls.from_dict(data, source=path.name)
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> DatasetConfig:
-        """From ``.json``, else YAML."""
-        return cls.from_json(path) if str(path).lower().endswith(".json") else cls.from_yaml(path)
 
 
 # ---------------------------------------------------------------------------------------------
