@@ -65,23 +65,23 @@ def brain_slice_viewer(
         default = snap_to_grid(grid, default_crosshair_mm)
     for state_key, axis, value in zip(state_keys, axes_mm, default):
         # Reset when absent, or left over from a different grid (e.g. another uploaded volume).
-        current = st.session_state.get(state_key)
+        current = state.widget_value(state_key)
         if current is None or not axis[0] - 1e-6 <= current <= axis[-1] + 1e-6:
-            st.session_state[state_key] = value
+            state.set_widget_value(state_key, value)
 
     mask_centre = grid.mask_centre_mm()
 
     def jump_to_mask():
         # Runs as a callback, i.e. before the sliders are built, the only time their state may be set.
         for state_key, value in zip(state_keys, mask_centre):
-            st.session_state[state_key] = value
+            state.set_widget_value(state_key, value)
 
     columns = st.columns(3)
     for column, name, state_key, axis, step in zip(columns, AXIS_NAMES, state_keys, axes_mm,
                                                    grid.voxel_size_mm()):
         column.slider(f"{name} (mm)", min_value=float(axis[0]), max_value=float(axis[-1]),
                       step=float(step), key=state_key)
-    crosshair = tuple(float(st.session_state[k]) for k in state_keys)
+    crosshair = tuple(float(state.widget_value(k)) for k in state_keys)
     ijk = grid.nearest_voxel(crosshair)
 
     info = iter(st.columns(1 + (grid.overlay is not None) + 2 * (grid.mask is not None),

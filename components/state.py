@@ -1,6 +1,7 @@
-"""The app's shared state in one typed facade: which workspace, which cohort, export format.
+"""The app's shared state in one facade: which workspace, which cohort, export format, the saved
+runs, and what a session remembers between reruns (settings, edits, a widget's value).
 
-Pages never touch ``st.session_state`` keys directly; they call these functions.
+Pages and panels never touch ``st.session_state`` directly; they call these functions.
 """
 
 from __future__ import annotations
@@ -77,6 +78,72 @@ def cohort_page(page_path: str, title: str) -> Cohort:
 
 def workspace_path() -> Path:
     return workspace().path
+
+
+# --- saved runs, loaded once per run ---------------------------------------------------------------
+
+
+class _NotSaved(Exception):
+    """Raised inside the cached loader so that "not saved yet" is never cached."""
+
+
+@st.cache_resource(max_entries=8, show_spinner="Loading the saved run ...")
+def _load_saved(workspace_path: str, kind: str, key: str, version, _cohort: Cohort | None = None):
+    # ``version`` is part of the cache key: a run saved again under the same key is reloaded.
+    ws = Workspace(workspace_path)
+    result = ws.load_cv(key, _cohort) if kind == "cv" else ws.load_ablation(key)
+    if result is None:
+        raise _NotSaved(key)
+    return result
+
+
+def saved_cv_run(cohort: Cohort, run: str):
+    """The stored cross-validation run with this digest (:func:`core.modelling.run_digest`), or None.
+
+    Raises InputError when it cannot be read.
+    """
+    try:
+        return _load_saved(str(workspace_path()), "cv", run, None, cohort)
+    except _NotSaved:
+        return None
+
+
+def saved_ablation_run(digest: str):
+    """The stored ablation run (complete or partial) with this digest, or None. InputError when unreadable."""
+    saved_at = workspace().ablation_saved_at(digest)
+    if saved_at is None:
+        return None
+    try:
+        return _load_saved(str(workspace_path()), "ablation", digest, saved_at)
+    except _NotSaved:
+        return None
+
+
+# --- what a session remembers between reruns --------------------------------------------------------
+
+
+def session_store(name: str, factory=dict):
+    """This session's object under ``name`` (made by ``factory()`` on first use): settings that
+    survive page switches, what-if edits, an upload in progress."""
+    key = f"neuropredict.{name}"
+    if key not in st.session_state:
+        st.session_state[key] = factory()
+    return st.session_state[key]
+
+
+def widget_value(key: str, default=None):
+    """The current value of the widget with this key (``default`` before it was first drawn)."""
+    return st.session_state.get(key, default)
+
+
+def set_widget_value(key: str, value) -> None:
+    """Preset the widget with this key (before it is drawn in this run)."""
+    st.session_state[key] = value
+
+
+def forget_widget(key: str) -> None:
+    """Drop a widget's remembered value, so it starts from its default when drawn again."""
+    st.session_state.pop(key, None)
 
 
 def image_format() -> str:

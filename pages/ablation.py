@@ -7,6 +7,7 @@ from components import state
 from components.guard import guarded
 from components.panels import ablation as panels
 from core.ablation.config import AblationConfig, ablation_digest
+from core.data.schema import OUTCOME_LABELS
 from core.errors import InputError
 from core.evaluation.metrics import METRICS, metrics_for
 
@@ -14,7 +15,7 @@ cohort = state.cohort_page("pages/ablation.py", "Modality ablation")
 
 keep = panels.remembered
 c = st.columns([3, 1, 1, 1, 2], vertical_alignment="bottom")
-outcome = keep(c[0].radio, "Outcome", list(panels.OUTCOME_LABELS), key="abl-outcome", default="responder", format_func=panels.OUTCOME_LABELS.get, horizontal=True)
+outcome = keep(c[0].radio, "Outcome", list(OUTCOME_LABELS), key="abl-outcome", default="responder", format_func=OUTCOME_LABELS.get, horizontal=True)
 n_repeats = int(keep(c[1].number_input, "Repeats", 1, 50, key="abl-repeats", default=2, help="Each repeat reshuffles the K folds. More repeats give tighter intervals and take longer (5 matches the Prediction page). With 2, a change of a few thousandths of AUC can come out significant by the luck of the folds: confirm small effects with 5."))
 n_splits = int(keep(c[2].number_input, "Folds", 2, 10, key="abl-folds", default=5))
 n_permutations = int(keep(c[3].number_input, "Permutations", 0, 1000, key="abl-permutations", default=20, step=10,
@@ -34,7 +35,7 @@ digest = ablation_digest(cohort, config)
 if not panels.wait_for_running(digest):  # a stopped run still saving its fits, or a run in another tab
     st.stop()
 try:
-    result = panels.saved_run(digest)
+    result = state.saved_ablation_run(digest)
 except InputError as exc:  # a stored run that cannot be read: say so, and offer to run it again
     st.error(str(exc))
     result = None
@@ -57,7 +58,7 @@ elif clicked:
         result, partial, just_ran = finished, False, True
 
 if result is None:
-    st.info(f"No saved run for {panels.OUTCOME_LABELS[outcome].lower()} with these settings yet: press **Run ablation**. "
+    st.info(f"No saved run for {OUTCOME_LABELS[outcome].lower()} with these settings yet: press **Run ablation**. "
             "A run is saved in the workspace and comes back at once, also after a restart. While it runs, **Cancel** (or Streamlit's Stop) "
             "keeps the fits already finished, and **Resume** completes the run later without refitting them.", icon=":material/info:")
     st.stop()

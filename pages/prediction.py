@@ -5,10 +5,9 @@ import streamlit as st
 from components import state
 from components.guard import guarded
 from components.panels import prediction as panels
+from core.data.schema import OUTCOME_LABELS
 from core.errors import InputError
 from core.modelling.validation import CohortSplitter, cross_validate, run_digest
-
-OUTCOME_LABELS = {"responder": "Responder (binary)", "improvement_pct": "Improvement % (continuous)"}
 
 cohort = state.cohort_page("pages/prediction.py", "Treatment-response prediction")
 
@@ -24,7 +23,7 @@ run = run_digest(cohort, outcome, splitter, params, features)
 train = c[3].button(f"Train ({n_repeats} x {n_splits} CV)", type="primary", key="pred-train", icon=":material/model_training:")
 
 try:
-    result = panels.saved_run(run)
+    result = state.saved_cv_run(cohort, run)
 except InputError as exc:  # a stored run that cannot be read: say so, and offer to retrain
     st.error(str(exc))
     result = None
@@ -48,7 +47,7 @@ elif train:
     if error:
         st.error(error)
     else:
-        result, just_trained = panels.saved_run(run), True
+        result, just_trained = state.saved_cv_run(cohort, run), True
 
 if result is None:
     st.info(f"No saved run for {OUTCOME_LABELS[outcome].lower()} with these settings yet: press **Train**.", icon=":material/info:")

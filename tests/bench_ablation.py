@@ -5,7 +5,7 @@ Not a test: nothing here asserts a time. Figures:
 - ``ablation_15x5_2000``: the issue's bar, all 15 modality subsets x 5 folds (1 repeat, no
   permutations) on the 2,000-patient default preset, through :func:`core.ablation.run_ablation` on
   all local cores. Baselines in the same run: a plain sequential for-loop over subsets x folds
-  fitting :class:`core.model.ResponseModel` on one xgboost thread (``baseline_seconds``), and the
+  fitting :class:`core.modelling.estimators.ResponseClassifier` on one xgboost thread (``baseline_seconds``), and the
   same loop with xgboost's own two threads (``sequential_xgb_2_threads_seconds``).
 - ``ablation_page_default_2000``: what the page's default costs: 15 subsets x 5 x 5 folds plus the
   100-permutation test of the full model (500 fits on shuffled labels).
@@ -23,15 +23,15 @@ import time
 
 def _sequential_loop(cohort, folds, subsets, xgb_threads: int) -> float:
     from core.evaluation.metrics import roc_auc
-    from core.modelling.estimators import ResponseModel
+    from core.modelling.estimators import ResponseClassifier
 
     X = cohort.features
     y = cohort.outcomes["responder"].astype(float).to_numpy()
     start = time.perf_counter()
     for columns in subsets:
         for fold in folds:
-            model = ResponseModel(n_jobs=xgb_threads).fit(X.iloc[fold.train][columns], y[fold.train])
-            roc_auc(y[fold.test], model.predict(X.iloc[fold.test][columns]))
+            model = ResponseClassifier(n_jobs=xgb_threads).fit(X.iloc[fold.train][columns], y[fold.train])
+            roc_auc(y[fold.test], model.predict_proba(X.iloc[fold.test][columns])[:, 1])
     return time.perf_counter() - start
 
 
@@ -40,13 +40,13 @@ def bench() -> list[dict]:
 
     from core.ablation.config import AblationConfig
     from core.ablation.run import run_ablation
-    from core.modelling.estimators import ResponseModel
+    from core.modelling.estimators import ResponseClassifier
     from core.synth.config import presets
     from core.synth.generator import generate_cohort
 
     cohort = generate_cohort(presets()["default"])
     y = cohort.outcomes["responder"].astype(float).to_numpy()
-    ResponseModel().fit(cohort.features.iloc[:300], y[:300])  # warm up xgboost
+    ResponseClassifier().fit(cohort.features.iloc[:300], y[:300])  # warm up xgboost
 
     config = AblationConfig(n_repeats=1, n_permutations=0)
     load = os.getloadavg()[0]

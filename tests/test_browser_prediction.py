@@ -70,7 +70,7 @@ def pick_edit(workspace: Path, n_values: int, feature: str = FEATURE) -> tuple[s
 
     ws = Workspace(workspace)
     cohort = ws.load(COHORT.name)
-    wi = WhatIf(ws.load_cv(page_run(cohort)), cohort.features)
+    wi = WhatIf(ws.load_cv(page_run(cohort), cohort), cohort.features)
     low, high = float(wi.low[feature]), float(wi.high[feature])
     grid = [round(float(v), 1) for v in np.linspace(low, high, 4 * n_values + 2)[1:-1]]
     candidates = [v for pair in zip(grid, reversed(grid)) for v in pair][: len(grid)]  # alternate ends of the range
@@ -83,7 +83,7 @@ def pick_edit(workspace: Path, n_values: int, feature: str = FEATURE) -> tuple[s
                 continue
             scenario = wi.scenario(patient, {feature: value})
             text = f"{scenario.prediction:.3f}"
-            top = scenario.shap.abs().sort_values(ascending=False, kind="stable").index[:MAX_WATERFALL_FEATURES]
+            top = scenario.explanation.to_series().abs().sort_values(ascending=False, kind="stable").index[:MAX_WATERFALL_FEATURES]
             if text not in (shown, previous) and feature in top:
                 values.append(value)
                 previous = text

@@ -223,10 +223,11 @@ def test_unvalidated_waterfall_is_a_valid_figure_whose_steps_add_up():
     import plotly.graph_objects as go
 
     from components.views.prediction import waterfall_figure
+    from core.modelling.explanation import Explanation
 
     features = [f"clin.f{i}" for i in range(14)]
     shap = pd.Series(np.linspace(-0.7, 0.6, 14), index=features)
-    fig, data = waterfall_figure(shap, 0.25, pd.Series(1.0, index=features), binary=True, title="Edited")
+    fig, data = waterfall_figure(Explanation(shap.to_numpy(), 0.25, np.ones(14), features, "log-odds"), title="Edited")
     validated = go.Figure(fig.to_plotly_json())  # raises on any invalid property
     trace = validated.data[0]
     assert trace.type == "waterfall" and len(trace.x) == 10 + 3  # base, 10 largest, the rest, prediction

@@ -67,8 +67,8 @@ def cv_digests(cohort) -> dict:
     result = cross_validate(cohort, "responder", splitter=CohortSplitter(n_splits=5, n_repeats=2))
     return {
         "prediction_by_repeat": digest(result.prediction_by_repeat),
-        "shap": digest(result.shap),
-        "shap_base": digest(result.shap_base),
+        "shap": digest(result.explanation.frame()),
+        "shap_base": digest(pd.Series(result.explanation.base_values, index=result.explanation.index)),
         "interaction": digest(result.interaction),
         "folds": digest(*[np.concatenate([f.train, f.test]) for f in result.folds]),
     }

@@ -5,6 +5,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from core.evaluation.ground_truth import importance_recovery
 from core.evaluation.metrics import expected_calibration_error, roc_auc
 from core.modelling.validation import cross_validate
 
@@ -25,7 +26,7 @@ def test_out_of_fold_probabilities_are_calibrated(default_cohort, default_result
 
 
 def test_shap_importance_recovers_the_planted_ranking(default_cohort, default_result):
-    _, rho = default_cohort.ground_truth.importance_recovery(default_result.importance())
+    _, rho = importance_recovery(default_cohort.ground_truth, default_result.importance())
     assert rho >= 0.8
 
 

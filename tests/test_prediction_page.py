@@ -120,7 +120,7 @@ def test_train_stores_the_run_shows_its_auc_and_a_new_session_reloads_it(empty_w
     ws = Workspace(empty_workspace)
     tiny = ws.load("tiny")
     run = default_run(tiny)
-    stored = ws.load_cv(run)
+    stored = ws.load_cv(run, tiny)
     assert stored is not None and len(stored.fold_models) == REPEATS * 5
     y = tiny.outcomes["responder"]
     auc = roc_auc(y, stored.prediction)
@@ -151,7 +151,7 @@ def test_continuous_outcome_shows_regression_metrics_of_the_stored_run(empty_wor
     at = train(open_page(outcome="improvement_pct"))
     ws = Workspace(empty_workspace)
     tiny = ws.load("tiny")
-    stored = ws.load_cv(default_run(tiny, "improvement_pct"))
+    stored = ws.load_cv(default_run(tiny, "improvement_pct"), tiny)
     assert stored is not None and stored.outcome == "improvement_pct"
     expected = regression_metrics(tiny.outcomes["improvement_pct"], stored.prediction)
     assert metric(at, "MAE (% points)") == f"{expected['mae']:.1f}"
@@ -165,7 +165,7 @@ def test_continuous_outcome_shows_regression_metrics_of_the_stored_run(empty_wor
 def test_threshold_slider_moves_sensitivity_and_specificity(trained_workspace):
     at = open_page()
     tiny = Workspace(trained_workspace).load("tiny")
-    stored = Workspace(trained_workspace).load_cv(default_run(tiny))
+    stored = Workspace(trained_workspace).load_cv(default_run(tiny), tiny)
     y, p = tiny.outcomes["responder"].to_numpy(), stored.prediction.to_numpy()
     for threshold in (0.5, 0.3):
         at.slider(key="pred-threshold").set_value(threshold).run()
@@ -181,7 +181,7 @@ def test_threshold_slider_moves_sensitivity_and_specificity(trained_workspace):
 def test_whatif_edit_gives_the_scenario_of_core(trained_workspace):
     at = open_view(open_page(), "What-if")
     tiny = Workspace(trained_workspace).load("tiny")
-    stored = Workspace(trained_workspace).load_cv(default_run(tiny))
+    stored = Workspace(trained_workspace).load_cv(default_run(tiny), tiny)
     whatif = WhatIf(stored, tiny.features)
     patient = at.selectbox(key="wi-patient-responder").value
     base = whatif.scenario(patient)
@@ -212,7 +212,7 @@ def test_whatif_edit_gives_the_scenario_of_core(trained_workspace):
 def test_edits_in_two_modalities_add_up_survive_switching_and_reset(trained_workspace):
     at = open_view(open_page(), "What-if")
     tiny = Workspace(trained_workspace).load("tiny")
-    whatif = WhatIf(Workspace(trained_workspace).load_cv(default_run(tiny)), tiny.features)
+    whatif = WhatIf(Workspace(trained_workspace).load_cv(default_run(tiny), tiny), tiny.features)
     patient = at.selectbox(key="wi-patient-responder").value
     own = tiny.features.loc[patient]
     dti = next(f for f in tiny.features if f.startswith("dti.") and pd.notna(own[f]))
@@ -248,7 +248,7 @@ def test_age_sex_and_indication_are_locked_until_unlocked(trained_workspace):
     no_exception(at)
     assert not any(at.number_input(key=f"wi-{patient}-{f}").disabled for f in IMMUTABLE_FEATURES)
     tiny = Workspace(trained_workspace).load("tiny")
-    stored = Workspace(trained_workspace).load_cv(default_run(tiny))
+    stored = Workspace(trained_workspace).load_cv(default_run(tiny), tiny)
     age = float(tiny.features["clin.age"].min())
     at.number_input(key=f"wi-{patient}-clin.age").set_value(age).run()
     no_exception(at)
@@ -290,7 +290,7 @@ def test_a_bad_cohort_shows_the_error_from_core_and_stays_loaded(empty_workspace
     assert [e.value for e in at.error] == [str(expected.value)]
     assert any(c.startswith(f"**{cohort.name}** · {cohort.n_patients} patients") for c in captions(at))
     assert at.sidebar.selectbox[0].value == cohort.name
-    assert ws.load_cv(run_digest(cohort, outcome, CohortSplitter(n_repeats=REPEATS), {}, list(cohort.features.columns))) is None
+    assert ws.load_cv(run_digest(cohort, outcome, CohortSplitter(n_repeats=REPEATS), {}, list(cohort.features.columns)), cohort) is None
 
 
 # --- the model report --------------------------------------------------------------------------------
@@ -303,7 +303,7 @@ def test_model_report_covers_the_tripod_items_with_the_runs_numbers(trained_work
     ws = Workspace(trained_workspace)
     tiny = ws.load("tiny")
     run = default_run(tiny)
-    stored = ws.load_cv(run)
+    stored = ws.load_cv(run, tiny)
     report = report_html(tiny, stored, run)
     y, p = tiny.outcomes["responder"].to_numpy(), stored.prediction.to_numpy()
     auc = metrics_with_ci(lambda a, b: binary_metrics(a, b, 0.5), y, p, n_boot=1000).loc["auc"]

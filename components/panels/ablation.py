@@ -28,7 +28,6 @@ from core.data.schema import MODALITY_LABELS
 from core.errors import InputError
 from core.evaluation.metrics import METRICS
 
-OUTCOME_LABELS = {"responder": "Responder (binary)", "improvement_pct": "Improvement % (continuous)"}
 DESIGN_LABELS = {"leave_one_out": "Leave one modality out", "single": "Single modality", "add_one": "Add one in order", "all_subsets": "All subsets"}
 ORDER_LABELS = {"best": "best single modality first", "cheapest": "cheapest first (cost table below)"}
 
@@ -47,9 +46,9 @@ COST_MEASURES = {"time": "Scanner + lab time (min)", "scanner_min": "Scanner tim
 
 # Page state that must outlive a visit to another page (Streamlit drops the state of widgets a run
 # does not draw): a copy of each remembered widget's value, and the cost table.
-_SETTINGS_KEY = "neuropredict.ablation.settings"
-_COSTS_KEY = "neuropredict.ablation.costs"
-_COST_BASE_KEY = "neuropredict.ablation.cost_base"
+_SETTINGS_KEY = "ablation.settings"
+_COSTS_KEY = "ablation.costs"
+_COST_BASE_KEY = "ablation.cost_base"
 
 
 # --- settings that survive page switches -------------------------------------------------------
@@ -58,39 +57,12 @@ _COST_BASE_KEY = "neuropredict.ablation.cost_base"
 def remembered(widget, label: str, *args, key: str, default, **kwargs):
     """Draw ``widget(label, *args, key=key, **kwargs)`` starting from its last value, also after a
     visit to another page; ``default`` on the first visit. The widget gets no default of its own."""
-    saved = st.session_state.setdefault(_SETTINGS_KEY, {})
-    if key not in st.session_state:
-        st.session_state[key] = saved.get(key, default)
+    saved = state.session_store(_SETTINGS_KEY)
+    if state.widget_value(key) is None:
+        state.set_widget_value(key, saved.get(key, default))
     value = widget(label, *args, key=key, **kwargs)
     saved[key] = value
     return value
-
-
-# --- runs: stored in the workspace under their digest ------------------------------------------
-
-
-class _NotSaved(Exception):
-    """Raised inside the cached loader so that "not saved yet" is never cached."""
-
-
-@st.cache_resource(max_entries=8, show_spinner="Loading the saved ablation run ...")
-def _load_run(workspace_path: str, digest: str, saved_at) -> AblationResult:
-    # saved_at is part of the key: a partial run saved again (resumed, completed) is reloaded.
-    result = state.workspace().load_ablation(digest)
-    if result is None:
-        raise _NotSaved(digest)
-    return result
-
-
-def saved_run(digest: str) -> AblationResult | None:
-    """The stored run (complete or partial) with this digest, or None. InputError when unreadable."""
-    saved_at = state.workspace().ablation_saved_at(digest)
-    if saved_at is None:
-        return None
-    try:
-        return _load_run(str(state.workspace_path()), digest, saved_at)
-    except _NotSaved:
-        return None
 
 
 # Runs under way in this server process, by digest. A click during a run (Cancel, any widget) makes
@@ -339,7 +311,7 @@ def permutation_panel(cohort: Cohort, result: AblationResult, metric: str) -> No
 
 
 def _cost_base(modalities: list[str]) -> pd.DataFrame:
-    saved = st.session_state.setdefault(_COSTS_KEY, {m: dict(v) for m, v in EXAMPLE_COSTS.items()})
+    saved = state.session_store(_COSTS_KEY, lambda: {m: dict(v) for m, v in EXAMPLE_COSTS.items()})
     rows = [{"modality": views.SHORT_NAMES.get(m, m), **saved.get(m, EXAMPLE_COSTS.get(m, dict.fromkeys(COST_COLUMNS, 0.0)))} for m in modalities]
     return pd.DataFrame(rows, index=modalities)
 
@@ -352,8 +324,8 @@ def _editor_base(modalities: list[str]) -> pd.DataFrame:
     """The table the cost editor starts from: fixed while the editor lives (its edits are relative
     to it), rebuilt from the last costs when the editor is new (first visit, back from another page)."""
     key = _editor_key(modalities)
-    bases = st.session_state.setdefault(_COST_BASE_KEY, {})
-    if key not in st.session_state or key not in bases:
+    bases = state.session_store(_COST_BASE_KEY)
+    if state.widget_value(key) is None or key not in bases:
         bases[key] = _cost_base(modalities)
     return bases[key]
 
@@ -362,7 +334,7 @@ def cost_table(modalities: list[str]) -> pd.DataFrame:
     """The cost table as the user left it: its base plus edits the editor has not drawn yet in this run."""
     key = _editor_key(modalities)
     table = _editor_base(modalities).copy()
-    for row, edits in (st.session_state.get(key) or {}).get("edited_rows", {}).items():
+    for row, edits in (state.widget_value(key) or {}).get("edited_rows", {}).items():
         for column, value in edits.items():
             if column in COST_COLUMNS:
                 table.iloc[int(row), table.columns.get_loc(column)] = np.nan if value is None else value
@@ -371,7 +343,7 @@ def cost_table(modalities: list[str]) -> pd.DataFrame:
 
 def modality_costs(modalities: list[str], measure: str | None = None) -> dict:
     """Cost per modality in the chosen measure (default: the one chosen on the page)."""
-    measure = measure or st.session_state.get(_SETTINGS_KEY, {}).get("abl-cost-measure", "time")
+    measure = measure or state.session_store(_SETTINGS_KEY).get("abl-cost-measure", "time")
     table = cost_table(modalities)
     values = table["scanner_min"] + table["lab_min"] if measure == "time" else table[measure]
     return {m: float(v) if pd.notna(v) else np.nan for m, v in values.items()}
@@ -386,7 +358,7 @@ def cost_panel(cohort: Cohort, result: AblationResult, metric: str) -> None:
             column_config={"modality": st.column_config.TextColumn("Modality"),
                            **{c: st.column_config.NumberColumn(label, min_value=0.0, step=1.0, format="%g") for c, label in COST_COLUMNS.items()}},
         )  # fmt: skip
-        saved = st.session_state.setdefault(_COSTS_KEY, {m: dict(v) for m, v in EXAMPLE_COSTS.items()})
+        saved = state.session_store(_COSTS_KEY, lambda: {m: dict(v) for m, v in EXAMPLE_COSTS.items()})
         for m, row in edited.iterrows():
             saved[m] = {c: row[c] for c in COST_COLUMNS}
         measure = remembered(st.radio, "Cost to weigh", list(COST_MEASURES), key="abl-cost-measure", default="time", format_func=COST_MEASURES.get)

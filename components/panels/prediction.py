@@ -21,44 +21,22 @@ from core.data.cohort import Cohort
 from core.data.schema import FEATURE_DESCRIPTIONS, MODALITY_LABELS, modality_of
 from core.evaluation.metrics import binary_metrics, calibration_curve, confusion_at, decision_curve, expected_calibration_error, fold_spread, metrics_with_ci, regression_metrics, roc_auc
 from core.modelling.baselines import clinical_baseline, prep2_score
-from core.modelling.estimators import ResponseModel
+from core.modelling.estimators import ResponseEstimator, estimator_for
+from core.evaluation.ground_truth import importance_recovery
 from core.modelling.validation import CVResult
 from core.modelling.whatif import IMMUTABLE_FEATURES, WhatIf
 
 MODEL, CLINICAL, PREP2 = "Model (xgboost)", "Clinical baseline", "PREP2 rule (stroke)"
 MODEL_STROKE = "Model on PREP2's patients"
 THRESHOLD_KEY = "pred-threshold"
-EDITS_KEY = "wi-edits"
+EDITS_KEY = "prediction.whatif_edits"
 VIEW_KEY = "view"  # the open tab of the Prediction page, also its query parameter (?view=What-if)
 N_BOOT = 1000
 
 
-# --- runs: load once per run digest ---------------------------------------------------------------
-
-
-class _NotSaved(Exception):
-    """Raised inside the cached loader so that "not saved yet" is never cached."""
-
-
-@st.cache_resource(max_entries=8, show_spinner="Loading the saved run ...")
-def _load_run(workspace_path: str, run: str) -> CVResult:
-    result = state.workspace().load_cv(run)
-    if result is None:
-        raise _NotSaved(run)
-    return result
-
-
-def saved_run(run: str) -> CVResult | None:
-    """The stored CV run with this digest, or None. Raises InputError when it cannot be read."""
-    try:
-        return _load_run(str(state.workspace_path()), run)
-    except _NotSaved:
-        return None
-
-
 def model_settings() -> dict:
     """xgboost settings a user may change; returns only those that differ from the defaults."""
-    defaults = ResponseModel().get_params()
+    defaults = ResponseEstimator().get_params()
     c = st.columns(4)
     chosen = {
         "max_depth": c[0].number_input("Tree depth", 1, 10, defaults["max_depth"], key="pred-depth"),
@@ -248,23 +226,22 @@ def _prediction_text(result: CVResult, value: float) -> str:
 
 
 def explanations_panel(cohort: Cohort, result: CVResult, run: str) -> None:
-    binary = result.is_binary
-    unit = "log-odds of response" if binary else "% improvement"
-    st.caption(f"Out-of-fold SHAP values (exact TreeSHAP, in {unit}), averaged over repeats: each patient is explained only by models that never saw them.")
-    fig, data = views.beeswarm_figure(result.shap, cohort.features[result.features], binary)
+    explanation = result.explanation
+    st.caption(f"Out-of-fold SHAP values (exact TreeSHAP, in {explanation.unit}), averaged over repeats: each patient is explained only by models that never saw them.")
+    fig, data = views.beeswarm_figure(explanation)
     show_figure(fig, key="pred-beeswarm", data=data, filename=f"{cohort.name}-shap-beeswarm")
     left, right = st.columns([3, 2])
     with left:
-        fig, data = views.importance_figure(result.importance(), binary)
+        fig, data = views.importance_figure(explanation)
         show_figure(fig, key="pred-importance", data=data, filename=f"{cohort.name}-shap-importance")
     with right:
-        fig, data = views.modality_importance_figure(result.modality_importance(), binary)
+        fig, data = views.modality_importance_figure(explanation)
         show_figure(fig, key="pred-modality-importance", data=data, filename=f"{cohort.name}-shap-importance-by-modality")
 
     st.markdown("**Dependence**: how one feature's value moves its SHAP value")
     feature = st.selectbox("Feature", list(result.importance().index), key="pred-dep-feature", format_func=column_label)
     partner, strength = views.strongest_partner(result.interaction, list(result.features), feature)
-    fig, data = views.dependence_figure(feature, cohort.features[feature], result.shap[feature], binary, partner, cohort.features[partner] if partner else None)
+    fig, data = views.dependence_figure(explanation, feature, result.interaction)
     show_figure(fig, key="pred-dependence", data=data, filename=f"{cohort.name}-dependence-{feature}")
     if partner:
         st.caption(f"Colour: {partner}, the feature with the largest mean |SHAP interaction| with {feature} ({strength.iloc[0]:.3f}; first repeat's out-of-fold interaction values).")
@@ -273,9 +250,9 @@ def explanations_panel(cohort: Cohort, result: CVResult, run: str) -> None:
     s = scores(cohort, result, run)
     patient = st.selectbox("Patient", list(cohort.features.index), key=f"pred-wf-patient-{result.outcome}",
                            format_func=lambda pid: f"{pid} · {s.at[pid, 'indication']} · {'responder' if s.at[pid, 'responder'] else 'non-responder'} · predicted {_prediction_text(result, s.at[pid, 'model'])}")
-    fig, data = views.waterfall_figure(result.shap.loc[patient], float(result.shap_base.loc[patient]), cohort.features.loc[patient], binary, title=patient)
+    fig, data = views.waterfall_figure(explanation[patient], title=patient)
     show_figure(fig, key="pred-waterfall", data=data, filename=f"{cohort.name}-waterfall-{patient}")
-    if binary:
+    if explanation.is_log_odds:
         st.caption(f"The bars sum to the mean out-of-fold log-odds. The page's prediction is the mean of the repeats' probabilities ({s.at[patient, 'model']:.3f}), which can differ slightly.")
 
 
@@ -323,11 +300,11 @@ def patient_edits(patient_id: str) -> dict:
     Kept apart from the inputs' own state: only one modality's inputs are drawn at a time, and
     Streamlit forgets the state of inputs it did not draw.
     """
-    return st.session_state.setdefault(EDITS_KEY, {}).setdefault(patient_id, {})
+    return state.session_store(EDITS_KEY).setdefault(patient_id, {})
 
 
 def _store_edit(patient_id: str, feature: str, original: float) -> None:
-    value, edits = st.session_state[whatif_key(patient_id, feature)], patient_edits(patient_id)
+    value, edits = state.widget_value(whatif_key(patient_id, feature)), patient_edits(patient_id)
     if _same(value, original):
         edits.pop(feature, None)
     else:
@@ -338,7 +315,7 @@ def _forget_edits(patient_id: str, features) -> None:
     edits = patient_edits(patient_id)
     for feature in list(features):
         edits.pop(feature, None)
-        st.session_state.pop(whatif_key(patient_id, feature), None)
+        state.forget_widget(whatif_key(patient_id, feature))
 
 
 def _feature_editor(wi: WhatIf, run: str, patient_id: str, unlock: bool) -> dict:
@@ -418,7 +395,7 @@ def _whatif_scenarios(cohort: Cohort, result: CVResult, run: str, patient: str) 
     if edited.out_of_range:
         st.warning("Outside the range seen in training, so the trees extrapolate flat from their edge: "
                    + ", ".join(f"{f} = {_fmt(changes.get(f, wi.features.at[patient, f]))} (seen {wi.low[f]:.4g} – {wi.high[f]:.4g})" for f in edited.out_of_range))
-    x_range = views.waterfall_range([(sc.shap, sc.base) for sc in (base, edited)], include_zero=result.is_binary)
+    x_range = views.waterfall_range([base.explanation, edited.explanation])
     left, right = st.columns(2)
     for col, name, scenario in ((left, "Baseline", base), (right, "Edited", edited)):
         with col:
@@ -428,11 +405,7 @@ def _whatif_scenarios(cohort: Cohort, result: CVResult, run: str, patient: str) 
             col.metric(f"{name} prediction", _prediction_text(result, scenario.prediction), delta=delta, delta_color="off" if neutral else "normal", delta_arrow="off" if neutral else "auto",
                        help="Probability of response: mean over the models" if result.is_binary else "Predicted improvement: mean over the models")
             col.caption(f"Range across the {n_models} models: {_prediction_text(result, scenario.spread[0])} – {_prediction_text(result, scenario.spread[1])}")
-            values = wi.features.loc[patient].copy()
-            if scenario is edited:
-                for f, v in changes.items():
-                    values[f] = np.nan if v is None else v
-            fig, data = views.waterfall_figure(scenario.shap, scenario.base, values, result.is_binary, title=name, x_range=x_range)
+            fig, data = views.waterfall_figure(scenario.explanation, title=name, x_range=x_range)
             show_figure(fig, key=f"wi-waterfall-{name.lower()}", data=data, filename=f"{patient}-whatif-{name.lower()}")
     if result.is_binary:
         st.caption("Waterfalls: SHAP values averaged over the models, in log-odds. The probability of that mean log-odds can differ slightly from the mean of the models' probabilities above.")
@@ -464,8 +437,8 @@ def ground_truth_panel(cohort: Cohort, result: CVResult, run: str) -> None:
         c[1].metric("Bayes-optimal AUC", f"{bayes[0]:.3f}", help="AUC of the true response probabilities: the ceiling for any model on this cohort.")
         c[1].caption(f"95% CI {bayes[1]:.3f} – {bayes[2]:.3f}")
         c[2].metric("Share of the ceiling reached", f"{oof_auc / bayes[0]:.3f}", help="Model AUC / Bayes-optimal AUC.")
-    fig, data, rho = views.planted_vs_recovered(truth, result.importance(), result.is_binary)
-    show_figure(fig, key="pred-planted", data=data, filename=f"{cohort.name}-planted-vs-recovered")
+    data, rho = importance_recovery(truth, result.importance())
+    show_figure(views.planted_vs_recovered(data, rho, result.explanation.unit), key="pred-planted", data=data, filename=f"{cohort.name}-planted-vs-recovered")
     st.caption(f"Spearman ρ = {rho:.2f} between the planted effect and mean |SHAP| over {len(data)} features. "
                "The planted effect is the mean |exact Shapley value| of the outcome terms that read a feature (0 for features no term reads, "
                "such as lesion load or MEP latency, which measure the same causes less directly). "
@@ -481,7 +454,7 @@ def report_html(cohort: Cohort, result: CVResult, run: str) -> str:
     per_repeat, spread = repeat_spread(result, s["observed"], run)
     notes = []
     if result.is_binary:
-        threshold = float(st.session_state.get(THRESHOLD_KEY, 0.5))
+        threshold = float(state.widget_value(THRESHOLD_KEY, 0.5))
         metrics = views.ci_table(binary_ci(s, run, round(threshold, 2)))
         calibration = calibration_curve(s["observed"], s["model"]).set_index("bin")
         ece = expected_calibration_error(s["observed"], s["model"])
@@ -493,7 +466,7 @@ def report_html(cohort: Cohort, result: CVResult, run: str) -> str:
         calibration, ece = pd.DataFrame({"value": [intercept, slope]}, index=["calibration intercept (% points)", "calibration slope"]), None
         summary = f"Improvement: mean {s['observed'].mean():.1f}%, SD {s['observed'].std():.1f}%."
     missing = (100 * (~cohort.modality_availability())).mean().round(1)
-    params = ResponseModel(**result.params).get_params()
+    params = estimator_for(result.outcome, **result.params).get_params()
     report = views.model_report_html(
         cohort_name=cohort.name, n_patients=cohort.n_patients, provenance=cohort.provenance, responder_threshold_pct=cohort.responder_threshold_pct,
         outcome=result.outcome, outcome_summary=summary, features=list(result.features), missing_by_modality=missing, model_params=params,
@@ -508,7 +481,7 @@ def export_panel(cohort: Cohort, result: CVResult, run: str) -> None:
     oof = s.join(result.prediction_by_repeat)
     c = st.columns(3)
     c[0].download_button("Out-of-fold predictions (CSV)", oof.to_csv().encode(), f"{cohort.name}-{result.outcome}-oof-predictions.csv", "text/csv", key="pred-dl-oof", icon=":material/download:")
-    shap = result.shap.assign(base_value=result.shap_base)
+    shap = result.explanation.to_frame()
     c[1].download_button("SHAP values (CSV)", shap.to_csv().encode(), f"{cohort.name}-{result.outcome}-shap.csv", "text/csv", key="pred-dl-shap", icon=":material/download:")
     c[2].download_button("Model report (HTML)", report_html(cohort, result, run).encode(), f"{cohort.name}-{result.outcome}-model-report.html", "text/html", key="pred-dl-report", icon=":material/description:")
     st.caption("The report follows the TRIPOD+AI items that apply to an internally validated model: data source, outcome, predictors, missing data, "

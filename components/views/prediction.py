@@ -9,7 +9,6 @@ Colours are Okabe-Ito (see :mod:`components.palette`).
 from __future__ import annotations
 
 import html
-import math
 
 import numpy as np
 import pandas as pd
@@ -18,6 +17,7 @@ import plotly.graph_objects as go
 from components.palette import BLACK, BLUE, GREEN, MODALITY_COLORS, OKABE_ITO, ORANGE, PURPLE, SKY_BLUE, VERMILLION
 from core.data.schema import FEATURE_DESCRIPTIONS, MODALITY_LABELS, modality_of
 from core.evaluation.metrics import calibration_curve, pr_curve_points, roc_curve_points
+from core.modelling.explanation import Explanation
 
 __all__ = [
     "SERIES_COLORS",
@@ -215,17 +215,14 @@ def _swarm_offsets(x: np.ndarray, width: float, n_bins: int = 80) -> np.ndarray:
     return offsets
 
 
-def _margin_unit(binary: bool) -> str:
-    return "log-odds of response" if binary else "% improvement"
-
-
-def beeswarm_figure(shap: pd.DataFrame, features: pd.DataFrame, binary: bool, top: int = 15) -> tuple[go.Figure, pd.DataFrame]:
+def beeswarm_figure(explanation: Explanation, top: int = 15) -> tuple[go.Figure, pd.DataFrame]:
     """SHAP beeswarm: one row per feature (top by mean |SHAP|), one point per patient.
 
-    x = out-of-fold SHAP value, colour = the feature's value scaled per feature (5th-95th
-    percentile to 0-1); patients missing the feature are grey.
+    x = SHAP value, colour = the feature's value scaled per feature (5th-95th percentile to 0-1);
+    patients missing the feature are grey.
     """
-    order = shap.abs().mean().sort_values(ascending=False).index[:top]
+    shap, features = explanation.frame(), explanation.data_frame()
+    order = explanation.mean_abs().index[:top]
     rows = []
     for pos, feature in enumerate(reversed(order)):
         x = shap[feature].to_numpy()
@@ -245,13 +242,14 @@ def beeswarm_figure(shap: pd.DataFrame, features: pd.DataFrame, binary: bool, to
         customdata=present[["patient_id", "feature", "value"]], hovertemplate="%{customdata[0]}<br>%{customdata[1]} = %{customdata[2]:.3g}<br>SHAP %{x:.3f}<extra></extra>",
     ))
     fig.add_vline(x=0, line=dict(color=BLACK, width=1))
-    fig.update_layout(xaxis_title=f"SHAP value (out-of-fold, {_margin_unit(binary)})", yaxis=dict(tickvals=list(range(len(order))), ticktext=list(reversed(order)), range=[-0.6, len(order) - 0.4]),
+    fig.update_layout(xaxis_title=f"SHAP value ({explanation.unit})", yaxis=dict(tickvals=list(range(len(order))), ticktext=list(reversed(order)), range=[-0.6, len(order) - 0.4]),
                       height=160 + 34 * len(order), margin=dict(t=40, l=10, r=10), legend=dict(orientation="h", yanchor="top", y=-0.08, x=0), title=f"SHAP beeswarm: top {len(order)} features")
     return fig, data.drop(columns=["y"])
 
 
-def importance_figure(importance: pd.Series, binary: bool) -> tuple[go.Figure, pd.DataFrame]:
+def importance_figure(explanation: Explanation) -> tuple[go.Figure, pd.DataFrame]:
     """Mean |SHAP| per feature, bars coloured by modality, largest at the top."""
+    importance = explanation.mean_abs()
     table = importance.rename("mean_abs_shap").to_frame().assign(modality=[modality_of(f) for f in importance.index])
     table.index.name = "feature"
     ordered = table.sort_values("mean_abs_shap")
@@ -261,17 +259,18 @@ def importance_figure(importance: pd.Series, binary: bool) -> tuple[go.Figure, p
         if len(part):
             fig.add_trace(go.Bar(x=part["mean_abs_shap"], y=part.index, orientation="h", name=MODALITY_LABELS[modality], marker_color=MODALITY_COLORS[modality],
                                  customdata=[FEATURE_DESCRIPTIONS.get(f, f) for f in part.index], hovertemplate="%{y}: %{x:.3f}<br>%{customdata}<extra></extra>"))
-    fig.update_layout(barmode="overlay", xaxis_title=f"mean |SHAP| ({_margin_unit(binary)})", yaxis=dict(categoryorder="array", categoryarray=list(ordered.index)),
+    fig.update_layout(barmode="overlay", xaxis_title=f"mean |SHAP| ({explanation.unit})", yaxis=dict(categoryorder="array", categoryarray=list(ordered.index)),
                       height=110 + 24 * len(table), margin=dict(t=30, l=10, r=10), legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0), title="Importance per feature")
     return fig, table
 
 
-def modality_importance_figure(modality_importance: pd.Series, binary: bool) -> tuple[go.Figure, pd.DataFrame]:
+def modality_importance_figure(explanation: Explanation) -> tuple[go.Figure, pd.DataFrame]:
     """Sum over each modality's features of their mean |SHAP|."""
+    modality_importance = explanation.mean_abs(by="modality")
     labels = [MODALITY_LABELS.get(m, m) for m in modality_importance.index]
     fig = go.Figure(go.Bar(x=labels, y=modality_importance.to_numpy(), marker_color=[MODALITY_COLORS.get(m, GREY) for m in modality_importance.index],
                            text=np.round(modality_importance.to_numpy(), 3), textposition="outside", hovertemplate="%{x}: %{y:.3f}<extra></extra>"))
-    fig.update_layout(yaxis_title=f"sum of mean |SHAP| ({_margin_unit(binary)})", height=380, margin=dict(t=40, l=10, r=10), title="Importance per modality",
+    fig.update_layout(yaxis_title=f"sum of mean |SHAP| ({explanation.unit})", height=380, margin=dict(t=40, l=10, r=10), title="Importance per modality",
                       yaxis_range=[0, float(modality_importance.max()) * 1.18 if len(modality_importance) else 1])
     return fig, modality_importance.rename("sum_mean_abs_shap").to_frame()
 
@@ -285,11 +284,14 @@ def strongest_partner(interaction: np.ndarray | None, features: list, feature: s
     return (strength.index[0] if len(strength) and strength.iloc[0] > 0 else None), strength
 
 
-def dependence_figure(feature: str, values: pd.Series, shap: pd.Series, binary: bool, partner: str | None = None, partner_values: pd.Series | None = None) -> tuple[go.Figure, pd.DataFrame]:
-    """SHAP of ``feature`` against its value, coloured by the value of its interaction partner."""
-    data = pd.DataFrame({"value": values, "shap": shap})
+def dependence_figure(explanation: Explanation, feature: str, interaction: np.ndarray | None = None) -> tuple[go.Figure, pd.DataFrame]:
+    """SHAP of ``feature`` against its value, coloured by the value of its strongest interaction
+    partner (largest mean |SHAP interaction|, from ``interaction`` (n, k, k) when given)."""
+    partner, _ = strongest_partner(interaction, list(explanation.feature_names), feature)
+    values = explanation.data_frame()
+    data = pd.DataFrame({"value": values[feature], "shap": explanation.column(feature)})
     if partner is not None:
-        data[partner] = partner_values
+        data[partner] = values[partner]
     shown = data[data["value"].notna()]
     fig = go.Figure()
     if partner is not None:
@@ -308,25 +310,25 @@ def dependence_figure(feature: str, values: pd.Series, shap: pd.Series, binary: 
     n_missing = int(data["value"].isna().sum())
     title = f"Dependence: {feature}" + (f", coloured by {partner} (strongest interaction)" if partner else "")
     fig.update_layout(xaxis_title=FEATURE_DESCRIPTIONS.get(feature, feature) + (f"  ({n_missing} patients missing it not shown)" if n_missing else ""),
-                      yaxis_title=f"SHAP of {feature} ({_margin_unit(binary)})", height=460, margin=dict(t=40, l=10, r=10), title=title, legend=LEGEND_BELOW)
+                      yaxis_title=f"SHAP of {feature} ({explanation.unit})", height=460, margin=dict(t=40, l=10, r=10), title=title, legend=LEGEND_BELOW)
     return fig, data
 
 
-def waterfall_figure(shap: pd.Series, base: float, values: pd.Series, binary: bool, title: str = "", max_features: int = 10, x_range: tuple | None = None) -> tuple[go.Figure, pd.DataFrame]:
-    """Base value -> largest contributions (rest summed) -> prediction, in margin units.
+def waterfall_figure(explanation: Explanation, title: str = "", max_features: int = 10, x_range: tuple | None = None) -> tuple[go.Figure, pd.DataFrame]:
+    """One patient's explanation: base value -> largest contributions (rest summed) -> prediction.
 
-    For the responder model the axis is log-odds, and the title gives the probability.
-    ``x_range`` fixes the axis, so two waterfalls side by side compare at a glance.
+    The axis is the explanation's output space (log-odds for the responder, with the probability
+    in the title). ``x_range`` fixes the axis, so two waterfalls side by side compare at a glance.
     """
-    labels, amounts = _waterfall_steps(shap, base, values, max_features)
-    margin = base + float(shap.sum())
+    labels, amounts = _waterfall_steps(explanation, max_features)
+    base, margin = float(explanation.base_values), explanation.margin
     labels.append("prediction")
     measures = ["absolute", *["relative"] * (len(amounts) - 1), "total"]
     amounts.append(margin)
     texts = [f"{base:.2f}", *[f"{a:+.2f}" for a in amounts[1:-1]], f"{margin:.2f}"]
-    unit = _margin_unit(binary)
-    headline = f"log-odds {margin:.2f} → probability {1 / (1 + math.exp(-margin)):.3f}" if binary else f"predicted improvement {margin:.1f}%"
-    x_range = list(x_range or waterfall_range([(shap, base)], max_features, include_zero=binary))
+    unit = explanation.unit
+    headline = f"log-odds {margin:.2f} → probability {explanation.output:.3f}" if explanation.is_log_odds else f"predicted improvement {margin:.1f}%"
+    x_range = list(x_range or waterfall_range([explanation], max_features))
     spec = {
         "data": [{"type": "waterfall", "orientation": "h", "y": labels, "x": amounts, "measure": measures, "text": texts, "textposition": "outside", "cliponaxis": False,
                   "increasing": {"marker": {"color": VERMILLION}}, "decreasing": {"marker": {"color": BLUE}}, "totals": {"marker": {"color": PURPLE}},
@@ -351,13 +353,14 @@ def _label_margin_px(labels: list[str]) -> int:
     return 12 + 6 * max(map(len, labels))
 
 
-def _waterfall_steps(shap: pd.Series, base: float, values: pd.Series | None, max_features: int) -> tuple[list, list]:
+def _waterfall_steps(explanation: Explanation, max_features: int) -> tuple[list, list]:
     """Labels and amounts of a waterfall's steps: base, largest contributions, the rest summed."""
+    shap, values, base = explanation.to_series(), explanation.data_series(), float(explanation.base_values)
     order = shap.abs().sort_values(ascending=False, kind="stable").index
     shown, rest = list(order[:max_features]), list(order[max_features:])
     labels, amounts = ["base value (mean of training)"], [float(base)]
     for f in shown:
-        v = np.nan if values is None else values.get(f, np.nan)
+        v = values[f]
         labels.append(f"{f} = {'missing' if pd.isna(v) else f'{v:.4g}'}")
         amounts.append(float(shap[f]))
     if rest:
@@ -366,13 +369,14 @@ def _waterfall_steps(shap: pd.Series, base: float, values: pd.Series | None, max
     return labels, amounts
 
 
-def waterfall_range(explanations: list, max_features: int = 10, pad: float = 0.25, include_zero: bool = True) -> tuple[float, float]:
-    """Axis range covering every running total of the waterfalls of ``[(shap, base), ...]``.
+def waterfall_range(explanations: list, max_features: int = 10, pad: float = 0.25) -> tuple[float, float]:
+    """Axis range covering every running total of the waterfalls of one-patient explanations.
 
-    ``include_zero``: for log-odds, 0 (probability 0.5) is a landmark; for an improvement in %,
+    For log-odds, 0 (probability 0.5) is kept in range as a landmark; for an improvement in %,
     leaving it out keeps the contributions readable next to a large base value.
     """
-    totals = np.concatenate([np.cumsum(_waterfall_steps(shap, base, None, max_features)[1]) for shap, base in explanations])
+    totals = np.concatenate([np.cumsum(_waterfall_steps(e, max_features)[1]) for e in explanations])
+    include_zero = all(e.is_log_odds for e in explanations)
     lo, hi = float(totals.min()), float(totals.max())
     if include_zero:
         lo, hi = min(lo, 0.0), max(hi, 0.0)
@@ -383,13 +387,12 @@ def waterfall_range(explanations: list, max_features: int = 10, pad: float = 0.2
 # --- ground truth -------------------------------------------------------------------------------
 
 
-def planted_vs_recovered(truth, importance: pd.Series, binary: bool) -> tuple[go.Figure, pd.DataFrame, float]:
+def planted_vs_recovered(data: pd.DataFrame, rho: float, unit: str) -> go.Figure:
     """Planted effect (ground truth) against recovered importance (mean |SHAP|), with Spearman rho.
 
-    ``truth`` is the cohort's :class:`~core.cohort.GroundTruth`; features the generator planted no
-    effect in count as 0. Returns ``(figure, data, rho)``.
+    ``data``: :func:`core.evaluation.ground_truth.importance_recovery`'s table (``planted_effect``,
+    ``mean_abs_shap``, ``modality`` by feature); ``unit``: the SHAP values' output space in words.
     """
-    data, rho = truth.importance_recovery(importance)
     fig = go.Figure()
     top = set(data["planted_effect"].nlargest(6).index) | set(data["mean_abs_shap"].nlargest(6).index)
     for modality in MODALITY_LABELS:
@@ -401,9 +404,9 @@ def planted_vs_recovered(truth, importance: pd.Series, binary: bool) -> tuple[go
                                      customdata=list(part.index), hovertemplate="%{customdata}<br>planted %{x:.3f}<br>recovered %{y:.3f}<extra></extra>"))
     fig.add_annotation(xref="paper", yref="paper", x=0.02, y=0.98, showarrow=False, xanchor="left", yanchor="top", font=dict(size=15), bgcolor="rgba(255,255,255,0.8)",
                        text=f"Spearman ρ = {rho:.2f} (n = {len(data)} features)")
-    fig.update_layout(xaxis_title="planted effect: mean |term| on the logit scale (0 = none planted)", yaxis_title=f"recovered: mean |SHAP| ({_margin_unit(binary)})",
+    fig.update_layout(xaxis_title="planted effect: mean |term| on the logit scale (0 = none planted)", yaxis_title=f"recovered: mean |SHAP| ({unit})",
                       height=480, margin=dict(t=40, l=10, r=10), legend=LEGEND_BELOW, title="Planted vs recovered importance")
-    return fig, data, rho
+    return fig
 
 
 # --- tables and the report ---------------------------------------------------------------------

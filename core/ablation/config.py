@@ -13,7 +13,7 @@ import pandas as pd
 from core.config import Settings
 from core.data.schema import OUTCOMES
 from core.errors import InputError
-from core.modelling.estimators import ResponseModel
+from core.modelling.estimators import estimator_params
 from core.modelling.validation import CohortSplitter
 
 # Bump when the way scores are computed changes, so cached runs of an older engine are not reused.
@@ -46,7 +46,7 @@ class AblationConfig(Settings):
         skip). Each permutation refits the full model on one repetition of K-fold, so it costs
         K fits; fits on permuted labels stop early and are about 4x cheaper than real ones. 100
         permutations resolve p-values down to 1/101 = 0.0099.
-    model_params : keyword arguments of :class:`core.model.ResponseModel` (not ``outcome`` or
+    model_params : keyword arguments of the outcome's estimator (:func:`core.modelling.estimators.estimator_params`; not
         ``n_jobs``, which the run sets).
     """
 
@@ -74,9 +74,9 @@ class AblationConfig(Settings):
             problems.append(f"group_by_site must be 'auto' or 'never', found {self.group_by_site!r}")
         if not 0 <= int(self.n_permutations) <= 10_000:
             problems.append(f"n_permutations must be 0..10000, found {self.n_permutations}")
-        bad = sorted(set(self.model_params) & {"outcome", "n_jobs"}) + sorted(set(self.model_params) - set(ResponseModel().get_params()))
+        bad = sorted(set(self.model_params) - set(estimator_params()))
         if bad:
-            problems.append(f"model_params may not contain {bad}; allowed: {sorted(set(ResponseModel().get_params()) - {'outcome', 'n_jobs'})}")
+            problems.append(f"model_params may not contain {bad}; allowed: {sorted(estimator_params())}")
         if problems:
             raise InputError("; ".join(problems) + ".", source="ablation settings")
 

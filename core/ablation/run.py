@@ -3,7 +3,7 @@
 How a run works
 ---------------
 1. Every non-empty subset of the cohort's modalities (2^k - 1 of them; 15 for four modalities) is
-   fitted with :class:`core.model.ResponseModel` on the **same** folds: one
+   fitted with the outcome's estimator (:func:`core.modelling.estimators.estimator_for`) on the **same** folds: one
    :meth:`core.validation.CohortSplitter.split` serves all subsets, so fold j of every subset has
    exactly the same training and test patients, and differences between subsets are paired.
 2. Each (subset, fold) fit is scored on its test fold with every metric of the outcome
@@ -55,7 +55,10 @@ from core.ablation.result import PERMUTATION_KEYS, SCORE_KEYS, AblationCancelled
 from core.data.schema import OUTCOMES
 from core.errors import InputError
 from core.evaluation.metrics import binary_metrics, regression_metrics
-from core.modelling.estimators import ResponseModel, check_features, check_outcome
+from sklearn.base import is_classifier
+
+from core.modelling.estimators import estimator_for
+from core.modelling.validation import training_data
 from core.modelling.validation import CohortSplitter
 
 
@@ -90,21 +93,19 @@ class _FitJob:
     test: np.ndarray
     X: pd.DataFrame
     y: np.ndarray
+    outcome: str
     params: dict
 
 
 def _fit_and_score(job: _FitJob) -> dict:
-    model = ResponseModel(**job.params)
+    model = estimator_for(job.outcome, **job.params)
     model.fit(job.X.iloc[job.train, job.columns], job.y[job.train])
-    prediction = model.predict(job.X.iloc[job.test, job.columns])
+    X_test = job.X.iloc[job.test, job.columns]
+    prediction = model.predict_proba(X_test)[:, 1] if is_classifier(model) else model.predict(X_test)
     y_train, y_test = job.y[job.train], job.y[job.test]
     keys = {"subset": job.key, "repeat": job.repeat} if job.kind == "subset" else {"permutation": job.key}
     return {**keys, "fold": job.fold, "n_train": len(job.train), "n_test": len(job.test),
-            "test_hash": positions_hash(job.test), **_fold_scores(_model_kind(job.params), y_train, y_test, prediction)}
-
-
-def _model_kind(params: dict) -> str:
-    return OUTCOMES[params["outcome"]]
+            "test_hash": positions_hash(job.test), **_fold_scores(OUTCOMES[job.outcome], y_train, y_test, prediction)}
 
 
 def positions_hash(positions: np.ndarray) -> str:
@@ -119,11 +120,7 @@ def _check_cohort(cohort, outcome: str) -> tuple[pd.DataFrame, np.ndarray, list[
             f"modality ablation compares modalities, so it needs features of at least two (e.g. dti.*, clin.*); this cohort has {found}.",
             source=cohort.name, field="features",
         )
-    X = check_features(cohort.features, source=cohort.name)
-    all_missing = [c for c in X.columns if X[c].isna().all()]
-    if all_missing:
-        raise InputError(f"feature(s) {all_missing} are missing for every patient; remove them or upload their data.", source=cohort.name)
-    y = check_outcome(cohort.outcomes[outcome].astype(float), outcome)
+    X, y = training_data(cohort, outcome)
     return X, y, modalities
 
 
@@ -187,7 +184,7 @@ def run_ablation(
     # few thousand patients), so a second OpenMP thread saves little (about 15% on an idle 2-core
     # machine), and when the cores are busy (other fits, other users) OpenMP's spinning threads make a
     # fit up to 10x slower. Parallelism comes from running fits side by side instead.
-    params = {**config.model_params, "outcome": config.outcome, "n_jobs": 1}
+    params = {**config.model_params, "n_jobs": 1}
     columns = {m: [X.columns.get_loc(c) for c in cohort.features_of(m)] for m in modalities}
 
     jobs = []
@@ -195,13 +192,13 @@ def run_ablation(
         for combo in itertools.combinations(modalities, size):
             label = subset_label(combo, modalities)
             cols = sorted(c for m in combo for c in columns[m])
-            jobs += [_FitJob("subset", label, f.repeat, f.fold, cols, f.train, f.test, X, y, params) for f in folds]
+            jobs += [_FitJob("subset", label, f.repeat, f.fold, cols, f.train, f.test, X, y, config.outcome, params) for f in folds]
     all_columns = list(range(X.shape[1]))
     one_repeat = CohortSplitter(config.n_splits, 1, config.seed, config.group_by_site)
     for p in range(config.n_permutations):
         y_permuted = np.random.default_rng([config.seed, 104_729, p]).permutation(y)
         for f in one_repeat.split(y_permuted, groups):  # folds built for the shuffled labels, as for the real ones
-            jobs.append(_FitJob("permutation", p, 0, f.fold, all_columns, f.train, f.test, X, y_permuted, params))
+            jobs.append(_FitJob("permutation", p, 0, f.fold, all_columns, f.train, f.test, X, y_permuted, config.outcome, params))
 
     meta = {"n_patients": int(len(y)), "features": {m: cohort.features_of(m) for m in modalities},
             "scheme": config.splitter().scheme(groups), "cohort_digest": cohort.digest, "engine": ENGINE_VERSION}

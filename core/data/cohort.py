@@ -26,21 +26,6 @@ class GroundTruth:
         """Planted contribution per modality (sum of its features' effects), largest first."""
         return self.feature_effects.groupby("modality")["effect"].sum().sort_values(ascending=False)
 
-    def importance_recovery(self, importance: pd.Series) -> tuple[pd.DataFrame, float]:
-        """Planted effect against a recovered importance (e.g. mean |SHAP|) for every feature.
-
-        Features with no planted effect count as 0, so a model that credits proxies is penalised.
-        Returns ``(table, rho)``: columns ``planted_effect``, ``mean_abs_shap``, ``modality``
-        indexed by feature, and Spearman's rho between the two (NaN below three features).
-        """
-        from scipy.stats import spearmanr
-
-        planted = self.feature_effects.set_index("feature")["effect"].reindex(importance.index).fillna(0.0)
-        table = pd.DataFrame({"planted_effect": planted, "mean_abs_shap": importance, "modality": [modality_of(f) for f in importance.index]})
-        table.index.name = "feature"
-        rho = float(spearmanr(table["planted_effect"], table["mean_abs_shap"]).statistic) if len(table) > 2 else float("nan")
-        return table, rho
-
 
 @dataclass
 class Cohort:

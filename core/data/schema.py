@@ -9,7 +9,11 @@ from __future__ import annotations
 from core.errors import InputError
 
 MODALITY_LABELS = {"dti": "Diffusion MRI (DTI)", "emg": "EMG / TMS", "kin": "Kinematics", "clin": "Clinical"}
+MODALITIES = tuple(MODALITY_LABELS)  # the canonical order
 
+# Outcome columns a model can predict, and their kind.
+OUTCOMES = {"responder": "binary", "improvement_pct": "continuous"}
+OUTCOME_LABELS = {"responder": "Responder (binary)", "improvement_pct": "Improvement % (continuous)"}
 
 FEATURE_DESCRIPTIONS = {
     "dti.cst_fa_affected": "Mean FA of the corticospinal tract, affected hemisphere",
@@ -43,6 +47,13 @@ FEATURE_DESCRIPTIONS = {
 }
 
 
+def outcome_kind(outcome: str) -> str:
+    """"binary" or "continuous"; an InputError naming the outcomes there are otherwise."""
+    if outcome not in OUTCOMES:
+        raise InputError(f"unknown outcome {outcome!r}; expected one of {list(OUTCOMES)}.", field="outcome")
+    return OUTCOMES[outcome]
+
+
 def modality_of(feature: str) -> str:
     """The modality prefix of a feature name: ``"dti.cst_fa_affected"`` -> ``"dti"``."""
     prefix, sep, rest = feature.partition(".")
@@ -53,9 +64,3 @@ def modality_of(feature: str) -> str:
             field=feature,
         )
     return prefix
-
-
-MODALITIES = ("dti", "emg", "kin", "clin")
-
-
-OUTCOMES = {"responder": "binary", "improvement_pct": "continuous"}

@@ -1,11 +1,12 @@
-"""The response model: gradient-boosted trees (xgboost) with scikit-learn conventions.
+"""Response models: gradient-boosted trees (xgboost) as a scikit-learn classifier and regressor.
 
 ``fit`` returns ``self``, ``__init__`` only stores parameters, learned attributes end in ``_``.
 Missing values (a patient without a modality) stay NaN: xgboost learns a default direction at
 every split, so nobody is dropped or imputed. The number of trees is tuned by early stopping on
 an inner split of the training data only, so a cross-validation fold's test patients never
-influence it. Explanations are exact TreeSHAP values from xgboost itself, in the model's margin
-units (log-odds for the responder model, % improvement for the continuous one).
+influence it. Explanations are exact TreeSHAP values from xgboost itself, returned as an
+:class:`~core.modelling.explanation.Explanation` in the model's output space (log-odds for
+:class:`ResponseClassifier`, % improvement for :class:`ResponseRegressor`).
 
 Models persist in xgboost's own UBJSON format plus a JSON sidecar; nothing is pickled.
 """
@@ -18,17 +19,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import xgboost as xgb
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.utils.validation import check_is_fitted
 
-from core.data.schema import OUTCOMES
+from core.data.schema import OUTCOMES, outcome_kind
 from core.errors import InputError
+from core.modelling.explanation import OUTPUT_SPACES, Explanation, output_of_margin
 
 
 def check_features(X: pd.DataFrame, source: str = "features") -> pd.DataFrame:
     """Numeric float matrix of the features, or an InputError naming the offending columns."""
+    return pd.DataFrame(feature_values(X, source), index=X.index, columns=X.columns)
+
+
+def feature_values(X: pd.DataFrame, source: str = "features") -> np.ndarray:
+    """(n, k) float array of a feature table (NaN = missing), or an InputError naming the bad columns."""
     if not isinstance(X, pd.DataFrame):
         raise InputError(f"expected a table of features with named columns, found {type(X).__name__}.", source=source)
-    bad = [c for c in X.columns if not (pd.api.types.is_numeric_dtype(X[c]) or pd.api.types.is_bool_dtype(X[c]))]
+    bad = [c for c, dtype in X.dtypes.items() if not (pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype))]
     if bad:
         examples = {c: X[c].dropna().astype(str).iloc[:2].tolist() for c in bad[:3]}
         raise InputError(f"non-numeric values in feature column(s) {bad}; expected numbers, found e.g. {examples}.", source=source)
@@ -36,17 +44,16 @@ def check_features(X: pd.DataFrame, source: str = "features") -> pd.DataFrame:
     if np.isinf(values).any():
         cols = X.columns[np.isinf(values).any(axis=0)].tolist()
         raise InputError(f"infinite values in feature column(s) {cols}; expected finite numbers or blanks.", source=source)
-    return X.astype(float)
+    return values
 
 
 def check_outcome(y, outcome: str) -> np.ndarray:
     """The outcome as floats (0/1 for the responder), or an InputError a user can act on."""
-    if outcome not in OUTCOMES:
-        raise InputError(f"unknown outcome {outcome!r}; expected one of {list(OUTCOMES)}.", field="outcome")
+    kind = outcome_kind(outcome)
     y = np.asarray(y, dtype=float)
     if np.isnan(y).any():
         raise InputError(f"{int(np.isnan(y).sum())} patients have no {outcome}; a model needs every training outcome.", field=outcome)
-    if OUTCOMES[outcome] == "binary":
+    if kind == "binary":
         n_pos = int(y.sum())
         if n_pos == 0 or n_pos == len(y):
             raise InputError(f"all {len(y)} patients are {'responders' if n_pos else 'non-responders'}; a classifier needs both classes.", field=outcome)
@@ -55,25 +62,37 @@ def check_outcome(y, outcome: str) -> np.ndarray:
     return y
 
 
-class ResponseModel(BaseEstimator):
-    """xgboost model of the binary responder label or the continuous improvement.
+def outcome_strata(y, binary: bool) -> np.ndarray:
+    """Strata for stratified splits: the label itself, or a continuous outcome's quintile (0-4)."""
+    y = np.asarray(y, dtype=float)
+    return y.astype(int) if binary else np.digitize(y, np.quantile(y, [0.2, 0.4, 0.6, 0.8]))
+
+
+class ResponseEstimator(BaseEstimator):
+    """The shared base of :class:`ResponseClassifier` and :class:`ResponseRegressor`.
 
     Parameters
     ----------
-    outcome : "responder" (binary, logistic loss) or "improvement_pct" (squared error).
     n_estimators : maximum number of trees; early stopping picks the number actually used.
     learning_rate, max_depth, min_child_weight, subsample, colsample_bytree, reg_lambda :
         xgboost's tree parameters.
     early_stopping_fraction : share of the training patients held out to choose the number of
-        trees (stratified for the responder).
+        trees (stratified by :func:`outcome_strata`).
     early_stopping_rounds : stop after this many trees without improvement on that share.
     seed : random seed of the inner split and of xgboost's subsampling.
     n_jobs : xgboost threads.
     """
 
+    _outcome: str  # the outcome column it predicts (see core.data.schema.OUTCOMES)
+    _objective: str
+    _eval_metric: str
+
+    @property
+    def _binary(self) -> bool:
+        return OUTCOMES[self._outcome] == "binary"
+
     def __init__(
         self,
-        outcome: str = "responder",
         n_estimators: int = 500,
         learning_rate: float = 0.05,
         max_depth: int = 3,
@@ -86,7 +105,6 @@ class ResponseModel(BaseEstimator):
         seed: int = 0,
         n_jobs: int = 1,
     ):
-        self.outcome = outcome
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
         self.max_depth = max_depth
@@ -100,13 +118,14 @@ class ResponseModel(BaseEstimator):
         self.n_jobs = n_jobs
 
     @property
-    def is_binary(self) -> bool:
-        return OUTCOMES[self.outcome] == "binary"
+    def output_space(self) -> str:
+        """Space of :meth:`predict_margin` and of the SHAP values: "log-odds" or "% improvement"."""
+        return OUTPUT_SPACES[OUTCOMES[self._outcome]]
 
     def _xgb_params(self) -> dict:
         return {
-            "objective": "binary:logistic" if self.is_binary else "reg:squarederror",
-            "eval_metric": "logloss" if self.is_binary else "rmse",
+            "objective": self._objective,
+            "eval_metric": self._eval_metric,
             "eta": self.learning_rate,
             "max_depth": self.max_depth,
             "min_child_weight": self.min_child_weight,
@@ -120,7 +139,7 @@ class ResponseModel(BaseEstimator):
 
     def _inner_split(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         rng = np.random.default_rng(self.seed)
-        strata = y if self.is_binary else np.digitize(y, np.quantile(y, [0.2, 0.4, 0.6, 0.8]))
+        strata = outcome_strata(y, self._binary)
         held = []
         for value in np.unique(strata):
             members = np.flatnonzero(strata == value)
@@ -129,9 +148,10 @@ class ResponseModel(BaseEstimator):
         keep = np.setdiff1d(np.arange(len(y)), held)
         return keep, held
 
-    def fit(self, X: pd.DataFrame, y) -> ResponseModel:
+    def fit(self, X: pd.DataFrame, y):
+        """Fit on a feature table (NaN = missing) and one outcome per row; returns ``self``."""
         X = check_features(X)
-        y = check_outcome(y, self.outcome)
+        y = check_outcome(y, self._outcome)
         if len(y) != len(X):
             raise InputError(f"{len(X)} feature rows but {len(y)} outcomes; expected one outcome per patient.")
         keep, held = self._inner_split(y)
@@ -152,67 +172,132 @@ class ResponseModel(BaseEstimator):
         return self
 
     # --- prediction and explanation ---------------------------------------------------------
-    def _matrix(self, X: pd.DataFrame) -> xgb.DMatrix:
-        if not hasattr(self, "booster_"):
-            raise InputError("the model is not trained yet; call fit first.")
-        missing = [c for c in self.feature_names_in_ if c not in X.columns]
-        if missing:
-            raise InputError(f"feature column(s) {missing} the model was trained on are missing.")
-        return xgb.DMatrix(check_features(X[list(self.feature_names_in_)]), missing=np.nan)
+    def _values(self, X: pd.DataFrame) -> np.ndarray:
+        """(n, k) float array of the trained-on columns of ``X``, checked."""
+        check_is_fitted(self, "booster_")
+        columns = list(self.feature_names_in_)
+        if list(getattr(X, "columns", [])) != columns:
+            missing = [c for c in columns if c not in getattr(X, "columns", [])]
+            if missing:
+                raise InputError(f"feature column(s) {missing} the model was trained on are missing.")
+            X = X[columns]
+        return feature_values(X)
+
+    def _matrix(self, values: np.ndarray) -> xgb.DMatrix:
+        # From a float array, not a DataFrame: the same values, without pandas' per-column overhead.
+        return xgb.DMatrix(values, missing=np.nan, feature_names=list(self.feature_names_in_), nthread=self.n_jobs)
 
     def _range(self) -> tuple[int, int]:
         return (0, self.best_iteration_ + 1)
 
     def predict_margin(self, X: pd.DataFrame) -> np.ndarray:
-        """Raw model output: log-odds (responder) or predicted improvement (%)."""
-        return self.booster_.predict(self._matrix(X), output_margin=True, iteration_range=self._range())
+        """(n,) raw model output in :attr:`output_space`: log-odds, or predicted improvement (%)."""
+        matrix = self._matrix(self._values(X))
+        return self.booster_.predict(matrix, output_margin=True, iteration_range=self._range())
 
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        """(n, 2) probabilities of non-response and response."""
-        if not self.is_binary:
-            raise InputError("predict_proba needs the responder model; this one predicts improvement.")
-        p = self.booster_.predict(self._matrix(X), iteration_range=self._range())
-        return np.column_stack([1 - p, p])
+    def output_from_margin(self, margin) -> np.ndarray:
+        """The model's output from its raw output: a probability of response, or the improvement (%)."""
+        return output_of_margin(margin, self.output_space)
 
-    def predict(self, X: pd.DataFrame) -> np.ndarray:
-        """Response probability (responder model) or predicted improvement in % (continuous)."""
-        if self.is_binary:
-            return self.predict_proba(X)[:, 1]
-        return self.booster_.predict(self._matrix(X), iteration_range=self._range())
-
-    def shap_values(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """Exact TreeSHAP: ``(values (n, n_features), base_values (n,))`` in margin units.
+    def explain(self, X: pd.DataFrame) -> Explanation:
+        """Exact TreeSHAP values of the rows of ``X`` as an :class:`Explanation`.
 
         ``values.sum(1) + base_values`` equals :meth:`predict_margin` (local accuracy).
         """
-        contrib = self.booster_.predict(self._matrix(X), pred_contribs=True, iteration_range=self._range())
-        return contrib[:, :-1], contrib[:, -1]
+        values = self._values(X)
+        contrib = self.booster_.predict(self._matrix(values), pred_contribs=True, iteration_range=self._range())
+        return Explanation(contrib[:, :-1], contrib[:, -1], values, tuple(self.feature_names_in_), self.output_space, X.index)
 
     def shap_interaction_values(self, X: pd.DataFrame) -> np.ndarray:
         """(n, n_features + 1, n_features + 1) SHAP interaction values; the last row/column is the bias."""
-        return self.booster_.predict(self._matrix(X), pred_interactions=True, iteration_range=self._range())
+        matrix = self._matrix(self._values(X))
+        return self.booster_.predict(matrix, pred_interactions=True, iteration_range=self._range())
 
     # --- persistence ---------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
-        """Write ``<path>.ubj`` (the booster) and ``<path>.json`` (parameters, feature names)."""
+        """Write ``<path>.ubj`` (the booster) and ``<path>.json`` (class, parameters, feature names)."""
+        check_is_fitted(self, "booster_")
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         self.booster_.save_model(str(path.with_suffix(".ubj")))
-        meta = {"params": self.get_params(), "best_iteration": self.best_iteration_, "features": list(self.feature_names_in_)}
+        meta = {"estimator": type(self).__name__, "params": self.get_params(), "best_iteration": self.best_iteration_, "features": list(self.feature_names_in_)}
         path.with_suffix(".json").write_text(json.dumps(meta))
 
-    @classmethod
-    def load(cls, path: str | Path) -> ResponseModel:
-        path = Path(path)
-        try:
-            meta = json.loads(path.with_suffix(".json").read_text())
-            booster = xgb.Booster()
-            booster.load_model(str(path.with_suffix(".ubj")))
-        except (OSError, ValueError, xgb.core.XGBoostError) as exc:
-            raise InputError(f"cannot read the saved model ({exc}); train it again.", source=str(path)) from exc
-        model = cls(**meta["params"])
-        model.booster_ = booster
-        model.best_iteration_ = int(meta["best_iteration"])
-        model.feature_names_in_ = np.array(meta["features"], dtype=object)
-        model.n_features_in_ = len(meta["features"])
-        return model
+
+class ResponseClassifier(ClassifierMixin, ResponseEstimator):
+    """xgboost classifier of the responder label (logistic loss).
+
+    ``predict`` gives labels (``classes_``: 0 = non-responder, 1 = responder), ``predict_proba``
+    the probabilities of both, :meth:`explain` SHAP values in log-odds.
+    """
+
+    _outcome = "responder"
+    _objective = "binary:logistic"
+    _eval_metric = "logloss"
+
+    def fit(self, X: pd.DataFrame, y) -> ResponseClassifier:
+        super().fit(X, y)
+        self.classes_ = np.array([0, 1])
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """(n, 2) probabilities of non-response and response."""
+        matrix = self._matrix(self._values(X))
+        p = self.booster_.predict(matrix, iteration_range=self._range())
+        return np.column_stack([1 - p, p])
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """(n,) predicted label: 1 where the probability of response is at least 0.5."""
+        return self.classes_[(self.predict_proba(X)[:, 1] >= 0.5).astype(int)]
+
+
+class ResponseRegressor(RegressorMixin, ResponseEstimator):
+    """xgboost regressor of the improvement in % (squared error); SHAP values in % improvement."""
+
+    _outcome = "improvement_pct"
+    _objective = "reg:squarederror"
+    _eval_metric = "rmse"
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """(n,) predicted improvement (%)."""
+        matrix = self._matrix(self._values(X))
+        return self.booster_.predict(matrix, iteration_range=self._range())
+
+
+_ESTIMATORS = {"binary": ResponseClassifier, "continuous": ResponseRegressor}
+
+
+def estimator_for(outcome: str, **params) -> ResponseEstimator:
+    """A :class:`ResponseClassifier` for the responder label, a :class:`ResponseRegressor` for the improvement."""
+    return _ESTIMATORS[outcome_kind(outcome)](**params)
+
+
+def estimator_params() -> list[str]:
+    """The parameters a user may set on either estimator (``n_jobs`` excluded: the engine sets it)."""
+    return [p for p in ResponseEstimator().get_params() if p != "n_jobs"]
+
+
+def load_estimator(path: str | Path) -> ResponseEstimator:
+    """A fitted estimator written by :meth:`ResponseEstimator.save`; InputError when unreadable.
+
+    Files written before the classifier and regressor were separate name the outcome among their
+    parameters instead of the class; both are read.
+    """
+    path = Path(path)
+    try:
+        meta = json.loads(path.with_suffix(".json").read_text())
+        params = dict(meta["params"])
+        outcome = params.pop("outcome", None)
+        cls = {c.__name__: c for c in _ESTIMATORS.values()}.get(meta.get("estimator")) or _ESTIMATORS[OUTCOMES[outcome]]
+        booster = xgb.Booster()
+        booster.load_model(str(path.with_suffix(".ubj")))
+    except (OSError, ValueError, KeyError, TypeError, xgb.core.XGBoostError) as exc:
+        raise InputError(f"cannot read the saved model ({exc}); train it again.", source=str(path)) from exc
+    model = cls(**params)
+    model.booster_ = booster
+    model.best_iteration_ = int(meta["best_iteration"])
+    model.feature_names_in_ = np.array(meta["features"], dtype=object)
+    model.n_features_in_ = len(meta["features"])
+    if isinstance(model, ResponseClassifier):
+        model.classes_ = np.array([0, 1])
+    return model

@@ -14,9 +14,10 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
-from core.data.schema import OUTCOMES
+from core.data.schema import OUTCOMES, outcome_kind
 from core.errors import InputError
-from core.modelling.estimators import ResponseModel, check_features, check_outcome
+from core.modelling.estimators import ResponseEstimator, check_features, check_outcome, estimator_for, outcome_strata
+from core.modelling.explanation import OUTPUT_SPACES, Explanation
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ class CohortSplitter:
         y = np.asarray(y, dtype=float)
         n = len(y)
         binary = set(np.unique(y)) <= {0.0, 1.0}
-        strata = y.astype(int) if binary else np.digitize(y, np.quantile(y, [0.2, 0.4, 0.6, 0.8]))
+        strata = outcome_strata(y, binary)
         smallest = np.bincount(strata).min() if binary else n
         if n < 2 * self.n_splits or smallest < self.n_splits:
             raise InputError(
@@ -93,21 +94,22 @@ class CVResult:
     prediction : (n,) out-of-fold prediction, mean over repeats: response probability, or
         predicted improvement (%).
     prediction_by_repeat : (n, n_repeats) the same per repeat (each a full out-of-fold pass).
-    shap : (n, n_features) out-of-fold SHAP values (margin units), mean over repeats.
-    shap_base : (n,) matching base values; ``shap.sum(1) + shap_base`` is the mean OOF margin.
+    explanation : :class:`~core.modelling.explanation.Explanation` of every patient by the models
+        that never saw them: SHAP values and base values averaged over repeats, in the model's
+        output space; ``values.sum(1) + base_values`` is the mean out-of-fold margin.
     interaction : (n, n_features, n_features) out-of-fold SHAP interaction values of the first
         repeat, or None.
     folds : the folds, shared with baselines and ablation.
-    fold_models : models per fold, in ``folds`` order.
+    fold_models : fitted estimators per fold, in ``folds`` order.
     scheme : the splitter's description.
+    params : the estimator parameters that differ from the defaults.
     """
 
     outcome: str
     features: list
     prediction: pd.Series
     prediction_by_repeat: pd.DataFrame
-    shap: pd.DataFrame
-    shap_base: pd.Series
+    explanation: Explanation
     interaction: np.ndarray | None
     folds: list
     fold_models: list
@@ -120,25 +122,40 @@ class CVResult:
 
     def importance(self) -> pd.Series:
         """Mean |SHAP| per feature, largest first."""
-        return self.shap.abs().mean().sort_values(ascending=False)
+        return self.explanation.mean_abs()
 
     def modality_importance(self) -> pd.Series:
-        """Sum over each modality's features of their mean |SHAP|."""
-        imp = self.importance()
-        return imp.groupby(imp.index.str.split(".").str[0]).sum().sort_values(ascending=False)
+        """Sum over each modality's features of their mean |SHAP|, largest first."""
+        return self.explanation.mean_abs(by="modality")
 
-    def models_blind_to(self, position: int) -> list[ResponseModel]:
+    def models_blind_to(self, position: int) -> list[ResponseEstimator]:
         """The fold models that never saw the patient at this row position (one per repeat)."""
         return [m for f, m in zip(self.folds, self.fold_models) if position in set(f.test.tolist())]
 
 
+def training_data(cohort, outcome: str, features: list | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+    """The checked feature table and outcome of a cohort: what every model here is trained on.
+
+    Raises InputError for non-numeric or infinite features, a feature missing for every patient,
+    and an outcome a model cannot learn (missing values, a single class, a constant).
+    """
+    outcome_kind(outcome)
+    features = list(features or cohort.features.columns)
+    X = check_features(cohort.features[features], source=cohort.name)
+    all_missing = [c for c in features if X[c].isna().all()]
+    if all_missing:
+        raise InputError(f"feature(s) {all_missing} are missing for every patient; remove them or upload their data.", source=cohort.name)
+    y = check_outcome(cohort.outcomes[outcome].astype(float), outcome)
+    return X, y
+
+
 def _fit_fold(args):
-    X, y, fold, params, with_interactions = args
-    model = ResponseModel(**params).fit(X.iloc[fold.train], y[fold.train])
+    X, y, fold, outcome, params, with_interactions = args
+    model = estimator_for(outcome, **params).fit(X.iloc[fold.train], y[fold.train])
     X_test = X.iloc[fold.test]
-    values, base = model.shap_values(X_test)
+    explanation = model.explain(X_test)
     interaction = model.shap_interaction_values(X_test)[:, :-1, :-1] if with_interactions else None
-    return model, model.predict_margin(X_test), values, base, interaction
+    return model, model.predict_margin(X_test), explanation.values, explanation.base_values, interaction
 
 
 def cross_validate(
@@ -152,23 +169,21 @@ def cross_validate(
     n_jobs: int = -1,
     progress=None,
 ) -> CVResult:
-    """Out-of-fold predictions and SHAP values of :class:`~core.model.ResponseModel` on a cohort.
+    """Out-of-fold predictions and SHAP values of the outcome's estimator on a cohort.
 
-    All preprocessing and tuning (early stopping) happen inside each training fold.
-    ``progress(done, total)`` reports finished folds.
+    A :class:`~core.modelling.estimators.ResponseClassifier` for the responder label, a
+    :class:`~core.modelling.estimators.ResponseRegressor` for the improvement. All preprocessing and
+    tuning (early stopping) happen inside each training fold. ``progress(done, total)`` reports
+    finished folds.
     """
     from core.parallel import parallel_map
 
     splitter = splitter or CohortSplitter()
     features = list(features or cohort.features.columns)
-    X = check_features(cohort.features[features], source=cohort.name)
-    all_missing = [c for c in features if X[c].isna().all()]
-    if all_missing:
-        raise InputError(f"feature(s) {all_missing} are missing for every patient; remove them or upload their data.", source=cohort.name)
-    y = check_outcome(cohort.outcomes[outcome].astype(float), outcome)
+    X, y = training_data(cohort, outcome, features)
     folds = splitter.split(y, cohort.groups)
-    params = {"outcome": outcome, **(params or {})}
-    jobs = [(X, y, f, params, interactions and f.repeat == 0) for f in folds]
+    params = dict(params or {})
+    jobs = [(X, y, f, outcome, params, interactions and f.repeat == 0) for f in folds]
     results = parallel_map(_fit_fold, jobs, n_jobs=n_jobs, prefer="threads", progress=progress)
 
     n, k = X.shape
@@ -182,19 +197,20 @@ def cross_validate(
         base_sum[fold.test] += base
         if inter is not None:
             interaction[fold.test] = inter
-    to_output = (lambda m: 1 / (1 + np.exp(-m))) if OUTCOMES[outcome] == "binary" else (lambda m: m)  # noqa: E731
+    fold_models = [r[0] for r in results]
     index = cohort.features.index
-    by_repeat = pd.DataFrame(to_output(margin), index=index, columns=[f"repeat_{r}" for r in range(splitter.n_repeats)])
+    by_repeat = pd.DataFrame(fold_models[0].output_from_margin(margin), index=index, columns=[f"repeat_{r}" for r in range(splitter.n_repeats)])
+    explanation = Explanation(shap_sum / splitter.n_repeats, base_sum / splitter.n_repeats, X.to_numpy(dtype=float), tuple(features),
+                              OUTPUT_SPACES[OUTCOMES[outcome]], index)
     return CVResult(
         outcome=outcome,
         features=features,
         prediction=by_repeat.mean(axis=1).rename("prediction"),
         prediction_by_repeat=by_repeat,
-        shap=pd.DataFrame(shap_sum / splitter.n_repeats, index=index, columns=features),
-        shap_base=pd.Series(base_sum / splitter.n_repeats, index=index, name="base"),
+        explanation=explanation,
         interaction=interaction,
         folds=folds,
-        fold_models=[r[0] for r in results],
+        fold_models=fold_models,
         scheme=splitter.scheme(cohort.groups),
         params=params,
     )

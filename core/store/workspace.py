@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from core.data.cohort import Cohort, GroundTruth
+from core.data.schema import OUTCOMES
 from core.errors import InputError
 
 DEFAULT_WORKSPACE_ENV = "NEUROPREDICT_WORKSPACE"
@@ -179,8 +180,9 @@ class Workspace:
         for i, model in enumerate(result.fold_models):
             model.save(folder / f"fold_{i:03d}")
         result.prediction_by_repeat.to_parquet(folder / "prediction_by_repeat.parquet")
-        result.shap.to_parquet(folder / "shap.parquet")
-        result.shap_base.to_frame().to_parquet(folder / "shap_base.parquet")
+        explanation = result.explanation
+        explanation.frame().to_parquet(folder / "shap.parquet")
+        pd.Series(explanation.base_values, index=explanation.index, name="base").to_frame().to_parquet(folder / "shap_base.parquet")
         if result.interaction is not None:
             np.save(folder / "interaction.npy", result.interaction.astype(np.float32), allow_pickle=False)
         folds = pd.DataFrame([{"repeat": f.repeat, "fold": f.fold, "test": f.test.tolist(), "train": f.train.tolist()} for f in result.folds])
@@ -194,9 +196,13 @@ class Workspace:
                 [run, cohort.name, cohort.digest, result.outcome, result.scheme, datetime.now(timezone.utc).replace(tzinfo=None)],
             )
 
-    def load_cv(self, run: str):
-        """The stored run, or None when this run was never saved."""
-        from core.modelling.estimators import ResponseModel
+    def load_cv(self, run: str, cohort: Cohort):
+        """The stored run of this cohort, or None when this run was never saved.
+
+        The cohort gives the feature values the stored SHAP values explain.
+        """
+        from core.modelling.estimators import load_estimator
+        from core.modelling.explanation import OUTPUT_SPACES, Explanation
         from core.modelling.validation import CVResult, Fold
 
         folder = self.path / "models" / run
@@ -207,19 +213,23 @@ class Workspace:
             folds_table = pd.read_parquet(folder / "folds.parquet")
             folds = [Fold(int(r.repeat), int(r.fold), np.asarray(r.train), np.asarray(r.test)) for r in folds_table.itertuples()]
             by_repeat = pd.read_parquet(folder / "prediction_by_repeat.parquet")
+            shap = pd.read_parquet(folder / "shap.parquet")
+            base = pd.read_parquet(folder / "shap_base.parquet")["base"]
+            features = list(meta["features"])
+            explanation = Explanation(shap[features].to_numpy(), base.to_numpy(), cohort.features.loc[shap.index, features].to_numpy(dtype=float),
+                                      tuple(features), OUTPUT_SPACES[OUTCOMES[meta["outcome"]]], shap.index)
             interaction_file = folder / "interaction.npy"
             return CVResult(
                 outcome=meta["outcome"],
-                features=meta["features"],
+                features=features,
                 prediction=by_repeat.mean(axis=1).rename("prediction"),
                 prediction_by_repeat=by_repeat,
-                shap=pd.read_parquet(folder / "shap.parquet"),
-                shap_base=pd.read_parquet(folder / "shap_base.parquet")["base"],
+                explanation=explanation,
                 interaction=np.load(interaction_file, allow_pickle=False) if interaction_file.exists() else None,
                 folds=folds,
-                fold_models=[ResponseModel.load(folder / f"fold_{i:03d}") for i in range(len(folds))],
+                fold_models=[load_estimator(folder / f"fold_{i:03d}") for i in range(len(folds))],
                 scheme=meta["scheme"],
-                params=meta["params"],
+                params={k: v for k, v in meta["params"].items() if k != "outcome"},
             )
         except (OSError, ValueError, KeyError) as exc:
             raise InputError(f"the saved model run {run} cannot be read ({exc}); train it again.", source=str(folder)) from exc
