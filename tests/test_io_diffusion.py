@@ -9,9 +9,9 @@ from hypothesis import strategies as st
 
 from core.anatomy import load_anatomy
 from core.errors import InputError
-from core.io.diffusion import dti_feature_row, fit_tensor, read_bvals, read_bvecs, read_diffusion
+from core.io.diffusion import diffusion_companions, diffusion_to_mni, dti_feature_row, fit_tensor, read_bvals, read_bvecs, read_diffusion
 from core.io.volumes import read_nifti, to_mni
-from tests.io_support import FUZZ, assert_only_input_error, mutated, nifti_bytes, synthetic_cohort, text_mutated
+from tests.io_support import FUZZ, assert_only_input_error, dwi_files, mutated, nifti_bytes, synthetic_cohort, text_mutated
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +76,95 @@ def test_tensor_fit_recovers_a_known_fa_and_md(dipy_files):
     maps = fit_tensor(read_diffusion(dwi, bval_text, bvec_text, names=("sim_dwi.nii", "sim.bval", "sim.bvec")))
     np.testing.assert_allclose(maps.fa, 0.7990, atol=2e-4)
     np.testing.assert_allclose(maps.md, 0.7667e-3, rtol=1e-3)
+
+
+# ---------------------------------------------------------------- one path to the MNI grid
+
+
+def _step_by_step(files: dict):
+    """Read, fit, then resample FA (MNI-space series) or register the b0 and carry FA along (native)."""
+    series = read_diffusion(*files.values(), names=tuple(files))
+    maps = fit_tensor(series)
+    if series.volume.in_standard_space:
+        placed = to_mni(maps.fa_volume(), space="mni")
+        fa = placed.data
+    else:
+        placed = to_mni(maps.b0_volume(), space="native")
+        fa = np.clip(placed.registration.apply(maps.fa_volume()), 0.0, 1.0)
+    return fa, placed, series.report + maps.report + placed.report
+
+
+@pytest.mark.parametrize("native", [False, True], ids=["mni", "native"])
+def test_diffusion_to_mni_is_the_step_by_step_path(native):
+    files = dwi_files(native=native)
+    diffusion = diffusion_to_mni(*files.values(), names=tuple(files))
+    fa, placed, report = _step_by_step(files)
+    np.testing.assert_array_equal(diffusion.fa_mni, fa)
+    assert diffusion.fa_mni.dtype == np.float32 and diffusion.fa_mni.shape == load_anatomy().shape
+    assert [(e.status, e.source, e.message) for e in diffusion.report] == [(e.status, e.source, e.message) for e in report]
+    assert diffusion.placed.method == placed.method == ("registered" if native else "resampled")
+    assert diffusion.needs_review is native and (diffusion.registration is not None) is native
+    # the series holds one tensor of FA 0.80 inside the brain: so does the map on the MNI grid
+    assert float(np.median(diffusion.fa_mni[load_anatomy().brain_mask])) == pytest.approx(0.799, abs=2e-3)
+    assert diffusion.fa_mni.min() >= 0.0 and diffusion.fa_mni.max() <= 1.0
+
+
+def test_a_native_series_is_registered_through_its_b0():
+    """The native series is the MNI one moved 6 / -6 / 4 mm: the registration finds that shift."""
+    files = dwi_files(native=True)
+    diffusion = diffusion_to_mni(*files.values(), names=tuple(files))
+    transform = diffusion.registration.transform  # MNI mm -> native mm
+    np.testing.assert_allclose(transform[:3, 3], [6.0, -6.0, 4.0], atol=0.5)
+    np.testing.assert_allclose(transform[:3, :3], np.eye(3), atol=0.01)
+    assert diffusion.registration.registered.max() > 500  # the b0 (x 1000), not FA, is what was registered
+    assert diffusion.report[-1].status == "warning" and "check the overlay" in diffusion.report[-1].message
+    in_mni = diffusion_to_mni(*dwi_files(native=False).values(), names=tuple(files))
+    brain = load_anatomy().brain_mask
+    assert np.abs(diffusion.fa_mni - in_mni.fa_mni)[brain].mean() < 0.01
+
+
+def test_diffusion_to_mni_takes_a_volume_already_read():
+    files = dwi_files()
+    names = tuple(files)
+    volume = read_nifti(files[names[0]], names[0], dims="4d")
+    from_volume = diffusion_to_mni(volume, files[names[1]], files[names[2]], names=names)
+    np.testing.assert_array_equal(from_volume.fa_mni, diffusion_to_mni(*files.values(), names=names).fa_mni)
+
+
+# ---------------------------------------------------------------- which .bval and .bvec go with a series
+
+
+def test_companions_named_after_the_series_win():
+    folder = ["sub-01/dwi/sub-01_dwi.bval", "sub-01/dwi/sub-01_dwi.bvec", "sub-01/dwi/sub-01_run-2_dwi.bval",
+              "sub-01/dwi/sub-01_run-2_dwi.bvec", "sub-01/anat/sub-01_T1w.nii.gz"]
+    assert diffusion_companions("sub-01/dwi/sub-01_dwi.nii.gz", folder) == ("sub-01/dwi/sub-01_dwi.bval", "sub-01/dwi/sub-01_dwi.bvec")
+    assert diffusion_companions("sub-01/dwi/sub-01_run-2_dwi.nii", folder) == ("sub-01/dwi/sub-01_run-2_dwi.bval", "sub-01/dwi/sub-01_run-2_dwi.bvec")
+    assert diffusion_companions("scan.NII.GZ", ["scan.bvals", "scan.bvecs"]) == ("scan.bvals", "scan.bvecs")
+
+
+def test_the_only_companions_beside_a_series_are_its_own():
+    assert diffusion_companions("dwi.nii.gz", ["bvals.bval", "bvecs.bvec", "notes.txt"]) == ("bvals.bval", "bvecs.bvec")
+    # files in another folder do not count
+    with pytest.raises(InputError) as found:
+        diffusion_companions("P1/dwi/P1_dwi.nii.gz", ["P1/P1_dwi.bval", "P1/dwi/P1_dwi.bvec"])
+    assert str(found.value) == ("P1/dwi/P1_dwi.nii.gz: [bval] found no .bval file for this diffusion series; "
+                                "expected P1_dwi.bval beside it (upload the series, its .bval and its .bvec together).")
+
+
+def test_unpaired_and_ambiguous_series_give_the_exact_input_error():
+    with pytest.raises(InputError) as found:
+        diffusion_companions("sub-01_dwi.nii.gz", ["sub-01_dwi.bval"])
+    assert str(found.value) == ("sub-01_dwi.nii.gz: [bvec] found no .bvec file for this diffusion series; "
+                                "expected sub-01_dwi.bvec beside it (upload the series, its .bval and its .bvec together).")
+    assert (found.value.source, found.value.field) == ("sub-01_dwi.nii.gz", "bvec")
+    with pytest.raises(InputError) as found:
+        diffusion_companions("sub-01_dwi.nii.gz", ["a.bval", "b.bval", "sub-01_dwi.bvec"])
+    assert str(found.value) == ("sub-01_dwi.nii.gz: [bval] found 2 .bval files (a.bval, b.bval) and cannot tell which belongs to "
+                                "this diffusion series; expected exactly one, or one named sub-01_dwi.bval.")
+    with pytest.raises(InputError) as found:
+        diffusion_companions("s.nii", ["s.bval", "s.bvec", "s.bvecs"])
+    assert str(found.value) == ("s.nii: [bvec] found 2 .bvec files (s.bvec, s.bvecs) and cannot tell which belongs to "
+                                "this diffusion series; expected exactly one, or one named s.bvec.")
 
 
 # ---------------------------------------------------------------- the generator's DTI features

@@ -12,8 +12,9 @@ from hypothesis import given
 
 from core.anatomy import load_anatomy
 from core.errors import InputError
+from core.io.diffusion import diffusion_to_mni, dti_feature_row
 from core.io.upload import build_cohort, classify_file, read_cohort, scan_upload
-from tests.io_support import FUZZ, assert_only_input_error, continuous_emg, csv_bytes, mutated, nifti_bytes, synthetic_cohort, write_c3d, write_edf
+from tests.io_support import FUZZ, assert_only_input_error, continuous_emg, csv_bytes, dwi_files, mutated, nifti_bytes, synthetic_cohort, write_c3d, write_edf
 
 
 def _fa_map(cohort, pid):
@@ -194,6 +195,36 @@ def test_raw_data_of_uploaded_patients(uploaded, upload_folder):
     np.testing.assert_allclose(raw.fa[load_anatomy().brain_mask], _fa_map(cohort, ids[0])[load_anatomy().brain_mask], atol=1e-7)
     assert raw.emg.mep_sweeps_uv.shape == (2, 10, 200) and raw.trajectory.position_mm.shape == (1500, 3)
     assert uploaded.cohort.raw_data(ids[3]).emg is None
+
+
+def test_diffusion_series_give_the_features_of_diffusion_to_mni(tmp_path):
+    """P1: a series in MNI space; P2: one in native space (registered); P3: a series without its .bval."""
+    root = tmp_path / "dwi-cohort"
+    for pid, native in (("P1", False), ("P2", True), ("P3", False)):
+        folder = root / f"sub-{pid}" / "dwi"
+        folder.mkdir(parents=True)
+        for name, data in dwi_files(native=native, stem=f"sub-{pid}_dwi").items():
+            if not (pid == "P3" and name.endswith(".bval")):
+                (folder / name).write_bytes(data)
+    pd.DataFrame({"participant_id": ["sub-P1", "sub-P2", "sub-P3"], "affected_hemisphere": ["left", "right", "left"],
+                  "improvement_pct": [60.0, 20.0, 40.0]}).to_csv(root / "participants.tsv", sep="\t", index=False)
+    result = read_cohort(root, cohort_name="dwi")
+    brain = load_anatomy().brain_mask
+    for pid, native, hemisphere in (("P1", False, "left"), ("P2", True, "right")):
+        files = dwi_files(native=native, stem=f"sub-{pid}_dwi")
+        diffusion = diffusion_to_mni(*files.values(), names=tuple(files))
+        expected = dti_feature_row(diffusion.fa_mni, hemisphere, pid)
+        np.testing.assert_array_equal(result.cohort.features.loc[pid, expected.columns].to_numpy(float), expected.loc[pid].to_numpy(float))
+        np.testing.assert_array_equal(result.cohort.raw_data(pid).fa[brain], diffusion.fa_mni[brain])
+        messages = result.report_frame().query("patient_id == @pid and modality == 'dti'")["message"].tolist()
+        assert messages == [e.message for e in diffusion.report]
+    assert list(result.registrations) == ["P2"]
+    np.testing.assert_array_equal(result.registrations["P2"].transform, diffusion.registration.transform)
+    frame = result.report_frame()
+    (error,) = frame[frame.status == "error"].itertuples()
+    assert (error.source, error.patient_id, error.modality, error.field) == ("sub-P3/dwi/sub-P3_dwi.nii.gz", "P3", "dti", "bval")
+    assert error.message == "found no .bval file for this diffusion series; expected sub-P3_dwi.bval beside it (upload the series, its .bval and its .bvec together)."
+    assert result.cohort.features.loc["P3", result.cohort.features_of("dti")].isna().all()
 
 
 def test_flat_layout_and_a_confirmed_mapping(tmp_path):

@@ -27,7 +27,8 @@ from core.anatomy import load_anatomy
 from core.store.workspace import DEFAULT_WORKSPACE_ENV, Workspace
 from core.synth.config import CohortConfig
 from core.synth.generator import generate_cohort
-from tests.io_support import nifti_bytes, write_c3d
+from core.io.diffusion import diffusion_to_mni
+from tests.io_support import dwi_files, nifti_bytes, write_c3d
 from tests.test_io_upload import _emg_csv, _emg_edf, _fa_map
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
@@ -352,3 +353,23 @@ def test_a_diffusion_series_with_its_bval_and_bvec_is_fitted_and_shown_as_fa(wor
     assert frame.loc[frame["source"].isin(["sub-01_dwi.bval", "sub-01_dwi.bvec"]), "message"].str.contains("read with its diffusion series").sum() == 2
     (fa,) = [m for m in at.metric if m.label == "FA at crosshair"]
     assert float(fa.value) == pytest.approx(0.8, abs=0.05)  # the origin lies inside the ellipsoid
+
+
+def test_a_native_diffusion_series_goes_the_engines_way_and_an_unpaired_one_says_what_it_needs(workspace):
+    files = dwi_files(native=True)
+    at = upload(open_page(), *files.items())
+    assert not errors(at)
+    (item,) = [i for i in at.session_state["neuropredict.upload"].loaded.values() if i.kind == "diffusion"]
+    expected = diffusion_to_mni(*files.values(), names=tuple(files))
+    np.testing.assert_array_equal(item.data["fa"], expected.fa_mni)
+    assert [(e.status, e.message) for e in item.report] == [(e.status, e.message) for e in expected.report]
+    assert any(m.label.startswith("Similarity to the template") for m in at.metric)  # the b0's registration, to review
+    (verdict,) = [r for r in at.radio if r.label == "Registration"]
+    verdict.set_value("accept").run()
+    no_exception(at)
+    assert any(m.label == "FA at crosshair" for m in at.metric)
+
+    series, bvec = "sub-01_dwi.nii.gz", "sub-01_dwi.bvec"
+    upload(at, (series, files[series]), (bvec, files[bvec]))
+    assert errors(at) == [("sub-01_dwi.nii.gz: [bval] found no .bval file for this diffusion series; expected sub-01_dwi.bval beside it "
+                           "(upload the series, its .bval and its .bvec together).")]

@@ -42,11 +42,11 @@ from core.io import (
     apply_column_mapping,
     build_cohort,
     classify_file,
+    diffusion_companions,
+    diffusion_to_mni,
     emg_recording,
-    fit_tensor,
     hand_trajectory,
     mapping_table,
-    read_diffusion,
     read_emg,
     read_kinematics,
     read_nifti,
@@ -281,28 +281,13 @@ def _read_volume(name, digest, data, companions, limits) -> Loaded:
     if volume.data.ndim == 3:
         mni = to_mni(volume)
         return Loaded(name, digest, "volume", mni.report, {"mni": mni, "label": "FA" if classify_file(name) == "fa" else "intensity"})
-    stem = re.sub(r"\.nii(\.gz)?$", "", name, flags=re.I)
-    pick = {}
-    for ext in (".bval", ".bvec"):
-        found = [n for n in companions if n.lower().endswith(ext)]
-        same = [n for n in found if n.rsplit(".", 1)[0] == stem]
-        if not (same or len(found) == 1):
-            raise InputError(f"a 4-D diffusion series needs its {ext} file: upload the DWI, .bval and .bvec together.", source=name, field=ext[1:])
-        pick[ext] = (same or found)[0]
-    b = [companions[pick[e]][1].getvalue() for e in (".bval", ".bvec")]
+    bval, bvec = diffusion_companions(name, companions)
     try:
-        series = read_diffusion(data, b[0], b[1], names=(name, pick[".bval"], pick[".bvec"]), limits=limits)
-        maps = fit_tensor(series)
-        report = series.report + maps.report
-        if series.volume.in_standard_space:
-            mni, fa = to_mni(maps.fa_volume(), space="mni"), None
-        else:  # register the b0 (it has the contrast of the template), then carry FA along
-            mni = to_mni(maps.b0_volume(), space="native")
-            fa = np.clip(mni.registration.apply(maps.fa_volume()), 0.0, 1.0)
+        diffusion = diffusion_to_mni(volume, companions[bval][1].getvalue(), companions[bvec][1].getvalue(), names=(name, bval, bvec), limits=limits)
     except InputError as exc:  # still say which .bval/.bvec went with it
-        return Loaded(name, digest, "diffusion", [ReportEntry.from_error(exc, name)], {"companions": list(pick.values())}, error=str(exc))
-    report += mni.report
-    return Loaded(name, digest, "diffusion", report, {"mni": mni, "fa": fa, "label": "FA", "companions": list(pick.values())})
+        return Loaded(name, digest, "diffusion", [ReportEntry.from_error(exc, name)], {"companions": [bval, bvec]}, error=str(exc))
+    return Loaded(name, digest, "diffusion", diffusion.report,
+                  {"mni": diffusion.placed, "fa": diffusion.fa_mni, "label": "FA", "companions": [bval, bvec]})
 
 
 def choose_cohort_upload(items: list[Loaded]) -> Loaded | None:

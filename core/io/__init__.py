@@ -16,8 +16,10 @@ Volumes       NIfTI-1/2, ``.nii`` / ``.nii.gz``, 3-D (a 4-D file with one volume
               the MNI152 2 mm grid; native-space ones are registered (affine, dipy) and need
               review (overlay). No NaN/inf voxels; voxel sizes 0.05-20 mm.
 Diffusion     4-D NIfTI + ``.bval`` (s/mm², one row or column) + ``.bvec`` (3 x n FSL, or
-              n x 3); at least one b = 0 (b <= 50) and 6 non-collinear directions. Tensor
-              fit (WLS) -> FA (0..1), MD (mm²/s) -> the five ``dti.*`` features.
+              n x 3); at least one b = 0 (b <= 50) and 6 non-collinear directions. The
+              ``.bval`` and ``.bvec`` beside the series and named after it (``sub-01_dwi.bval``),
+              or the only ones there. Tensor fit (WLS) -> FA (0..1), MD (mm²/s); FA onto the
+              MNI grid (a native series: its b0 registered) -> the five ``dti.*`` features.
 EMG           EDF/EDF+/BDF/BDF+ or CSV (time column + channels). Channels named FDI and ECR,
               one rate >= 1000 Hz, units V/mV/µV/nV (-> µV). TMS pulses from a given list,
               EDF+ annotations ("TMS", "pulse", "trigger", "stim", "MEP"), or a trigger
@@ -43,9 +45,27 @@ Typical use (the Upload page)::
     result = build_cohort(scan, mapping, name="my-cohort")
     report_frame(result.report)                       # per-file ok / warning / error
     result.cohort                                     # a Cohort for prediction and ablation
+
+One diffusion series (the Upload page's single files, and each patient of ``build_cohort``)::
+
+    bval, bvec = diffusion_companions("sub-01_dwi.nii.gz", uploaded_names)   # InputError if unpaired
+    diffusion = diffusion_to_mni(dwi_bytes, bval_bytes, bvec_bytes, names=("sub-01_dwi.nii.gz", bval, bvec))
+    diffusion.fa_mni                                  # FA (99, 117, 95) on the MNI152 2 mm grid
+    diffusion.needs_review                            # native series: check diffusion.registration
 """
 
-from core.io.diffusion import DiffusionSeries, TensorMaps, dti_feature_row, fit_tensor, read_bvals, read_bvecs, read_diffusion
+from core.io.diffusion import (
+    DiffusionOnMNI,
+    DiffusionSeries,
+    TensorMaps,
+    diffusion_companions,
+    diffusion_to_mni,
+    dti_feature_row,
+    fit_tensor,
+    read_bvals,
+    read_bvecs,
+    read_diffusion,
+)
 from core.io.emg import EMGExtraction, EMGSignals, emg_feature_row, emg_recording, read_edf, read_emg, read_emg_csv
 from core.io.kinematics import MarkerTrajectories, hand_trajectory, kinematic_feature_row, read_c3d, read_kinematics, read_trajectory_csv
 from core.io.report import ReportEntry, report_frame, worst_status
@@ -60,7 +80,8 @@ __all__ = [
     # volumes
     "Volume", "MNIVolume", "Registration", "read_nifti", "to_mni", "register_to_mni", "load_volume_to_mni",
     # diffusion
-    "DiffusionSeries", "TensorMaps", "read_bvals", "read_bvecs", "read_diffusion", "fit_tensor", "dti_feature_row",
+    "DiffusionSeries", "TensorMaps", "DiffusionOnMNI", "read_bvals", "read_bvecs", "read_diffusion", "fit_tensor",
+    "diffusion_to_mni", "diffusion_companions", "dti_feature_row",
     # EMG
     "EMGSignals", "EMGExtraction", "read_edf", "read_emg_csv", "read_emg", "emg_recording", "emg_feature_row",
     # kinematics

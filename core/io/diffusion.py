@@ -10,8 +10,14 @@ Files (FSL / BIDS convention):
 
 The tensor is fitted by weighted least squares (dipy) inside a mask of voxels with signal
 (mean b0 above 5% of its 99th percentile); FA (0..1) and MD (mm²/s) are 0 outside it. FA maps
-then go onto the MNI grid (:func:`core.io.volumes.to_mni`) and give the same five
-``dti.*`` features as the synthetic generator (:func:`dti_feature_row`).
+then go onto the MNI grid and give the same five ``dti.*`` features as the synthetic generator
+(:func:`dti_feature_row`).
+
+:func:`diffusion_to_mni` is the one path from the three files to an FA map on the MNI152 2 mm
+grid, for a single upload and for every patient of a multi-patient one: read and check, fit the
+tensor, then resample the FA map (a series in MNI space) or register the mean b0 to the template
+and carry the FA map along with the same transform (a native-space series; the registration
+needs review). :func:`diffusion_companions` says which ``.bval`` and ``.bvec`` go with a series.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import re
 import warnings
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 
 import numpy as np
 import pandas as pd
@@ -26,15 +33,28 @@ import pandas as pd
 from core.errors import InputError
 from core.io.report import ReportEntry, attribute
 from core.io.safety import DEFAULT_LIMITS, Budget, UploadLimits, read_source
-from core.io.volumes import Volume, nifti_from_bytes
+from core.io.volumes import MNIVolume, Registration, Volume, nifti_from_bytes, to_mni
 
-__all__ = ["DiffusionSeries", "TensorMaps", "read_bvals", "read_bvecs", "read_diffusion", "fit_tensor", "dti_feature_row"]
+__all__ = [
+    "DiffusionSeries",
+    "TensorMaps",
+    "DiffusionOnMNI",
+    "read_bvals",
+    "read_bvecs",
+    "read_diffusion",
+    "fit_tensor",
+    "diffusion_to_mni",
+    "diffusion_companions",
+    "dti_feature_row",
+]
 
 B0_THRESHOLD = 50.0  # s/mm²: volumes at or below count as b = 0
 MIN_DIRECTIONS = 6  # a tensor has 6 unknowns
 MAX_B_VALUE = 30_000.0  # s/mm²; above is a unit error (e.g. s/m²)
 UNIT_NORM_TOLERANCE = 0.1  # |norm - 1| above this for a diffusion-weighted direction is a warning
 MASK_FRACTION = 0.05
+COMPANION_SUFFIXES = {"bval": (".bval", ".bvals"), "bvec": (".bvec", ".bvecs")}
+_NIFTI_SUFFIX = re.compile(r"\.nii(\.gz)?$", re.I)
 
 
 @dataclass
@@ -197,14 +217,19 @@ def parse_bvecs(rows, label) -> np.ndarray:
     raise InputError(f"expected 3 rows of n values (FSL) or n rows of 3 values, found a {table.shape[0]} x {table.shape[1]} table.", source=label)
 
 
-def read_diffusion(dwi, bval, bvec, *, names: tuple | None = None, limits: UploadLimits = DEFAULT_LIMITS) -> DiffusionSeries:
+def read_diffusion(
+    dwi, bval, bvec, *, names: tuple | None = None, limits: UploadLimits = DEFAULT_LIMITS, budget: Budget | None = None
+) -> DiffusionSeries:
     """Read and check a diffusion series: 4-D NIfTI, ``.bval`` and ``.bvec``.
 
     Parameters
     ----------
-    dwi, bval, bvec : paths, bytes or binary file objects.
+    dwi : path, bytes or binary file object of the 4-D NIfTI, or a 4-D
+        :class:`~core.io.volumes.Volume` already read from it.
+    bval, bvec : paths, bytes or binary file objects.
     names : optional (dwi name, bval name, bvec name) for messages.
     limits : upload and decompression caps.
+    budget : the decompression budget of the upload the files belong to (default: a fresh one).
 
     Returns
     -------
@@ -218,9 +243,11 @@ def read_diffusion(dwi, bval, bvec, *, names: tuple | None = None, limits: Uploa
         non-collinear diffusion directions, or a zero / NaN direction for a weighted volume.
     """
     names = names or (None, None, None)
-    budget = Budget(limits)
-    label, raw = read_source(dwi, names[0], limits)
-    volume = nifti_from_bytes(label, raw, dims="4d", budget=budget)
+    if isinstance(dwi, Volume):
+        volume = dwi
+    else:
+        label, raw = read_source(dwi, names[0], limits)
+        volume = nifti_from_bytes(label, raw, dims="4d", budget=budget or Budget(limits))
     bval_label, bval_text = _text(bval, names[1], limits)
     bvec_label, bvec_text = _text(bvec, names[2], limits)
     return series_from_parts(volume, parse_bvals(number_rows(bval_text, bval_label), bval_label), bval_label, number_rows(bvec_text, bvec_label), bvec_label)
@@ -319,6 +346,119 @@ def fit_tensor(series: DiffusionSeries, mask: np.ndarray | None = None) -> Tenso
         )
     ]
     return TensorMaps(fa, md, b0, mask, series.affine, series.source, report)
+
+
+@dataclass
+class DiffusionOnMNI:
+    """A diffusion series, its tensor fit, and its FA map on the MNI152 2 mm grid.
+
+    Attributes
+    ----------
+    series : the checked :class:`DiffusionSeries`.
+    maps : the :class:`TensorMaps` in the series' own space.
+    fa_mni : float32 (99, 117, 95), FA 0..1 on the MNI152 2 mm grid (0 outside the fitted mask
+        and outside the series' field of view).
+    placed : the :class:`~core.io.volumes.MNIVolume` that went onto the grid: the FA map itself
+        (a series in MNI space, resampled) or the mean b0 (a native-space series, registered;
+        show its overlay for review).
+    report : findings about the three files, the fit and the placement, in that order.
+    """
+
+    series: DiffusionSeries
+    maps: TensorMaps
+    fa_mni: np.ndarray
+    placed: MNIVolume
+    report: list = field(default_factory=list)
+
+    @property
+    def registration(self) -> Registration | None:
+        """The registration of the mean b0 to the template (native-space series), else None."""
+        return self.placed.registration
+
+    @property
+    def needs_review(self) -> bool:
+        """True when the series was registered: a person checks the overlay before trusting FA."""
+        return self.placed.needs_review
+
+
+def diffusion_to_mni(
+    dwi, bval, bvec, *, names: tuple | None = None, limits: UploadLimits = DEFAULT_LIMITS, budget: Budget | None = None
+) -> DiffusionOnMNI:
+    """A diffusion series (4-D NIfTI, ``.bval``, ``.bvec``) -> tensor maps and FA on the MNI152 2 mm grid.
+
+    Steps: :func:`read_diffusion`, :func:`fit_tensor`, then
+
+    - a series whose header declares a standard space (sform/qform code 3-5): the FA map is
+      resampled onto the grid (:func:`~core.io.volumes.to_mni`, ``space="mni"``);
+    - any other series: the mean b0, which has the template's contrast, is registered to the
+      MNI152 template (affine) and the FA map is carried onto the grid with that transform,
+      clipped to 0..1 (interpolation may overshoot).
+
+    Parameters
+    ----------
+    dwi, bval, bvec, names, limits, budget : as :func:`read_diffusion`.
+
+    Returns
+    -------
+    DiffusionOnMNI
+
+    Raises
+    ------
+    InputError
+        Everything :func:`read_diffusion` and :func:`fit_tensor` raise; an MNI-space series
+        covering less than half of the MNI brain; a native series too small to register.
+    """
+    series = read_diffusion(dwi, bval, bvec, names=names, limits=limits, budget=budget)
+    maps = fit_tensor(series)
+    if series.volume.in_standard_space:
+        placed = to_mni(maps.fa_volume(), space="mni")
+        fa_mni = placed.data
+    else:
+        placed = to_mni(maps.b0_volume(), space="native")
+        fa_mni = np.clip(placed.registration.apply(maps.fa_volume()), 0.0, 1.0)
+    return DiffusionOnMNI(series, maps, fa_mni, placed, series.report + maps.report + placed.report)
+
+
+def diffusion_companions(dwi_path: str, candidates) -> tuple[str, str]:
+    """The ``.bval`` and ``.bvec`` files that go with a diffusion series, chosen by name.
+
+    Only candidates in the series' folder count. For each of the two, the file named after the
+    series (``sub-01_dwi.nii.gz`` -> ``sub-01_dwi.bval``; ``.bvals`` / ``.bvecs`` accepted) wins;
+    without one, the folder's only file of that kind is taken.
+
+    Parameters
+    ----------
+    dwi_path : path (or name) of the 4-D NIfTI, POSIX separators.
+    candidates : paths (or names) of the files beside it; files of other kinds are ignored.
+
+    Returns
+    -------
+    (bval path, bvec path)
+
+    Raises
+    ------
+    InputError
+        Naming ``dwi_path``, with field ``bval`` or ``bvec``: no file of that kind in the folder,
+        or several and not exactly one named after the series.
+    """
+    stem = _NIFTI_SUFFIX.sub("", dwi_path)
+    folder = PurePosixPath(dwi_path).parent
+    expected_name = PurePosixPath(stem).name
+    beside = [str(c) for c in candidates if PurePosixPath(str(c)).parent == folder]
+    picked = []
+    for kind, suffixes in COMPANION_SUFFIXES.items():
+        found = sorted(c for c in beside if c.lower().endswith(suffixes))
+        named = [c for c in found if c.rsplit(".", 1)[0] == stem]
+        if len(named) == 1 or (not named and len(found) == 1):
+            picked.append((named or found)[0])
+            continue
+        expected = f"expected {expected_name}.{kind} beside it (upload the series, its .bval and its .bvec together)"
+        if not found:
+            raise InputError(f"found no .{kind} file for this diffusion series; {expected}.", source=dwi_path, field=kind)
+        shown = ", ".join(PurePosixPath(c).name for c in (named or found))
+        raise InputError(f"found {len(named or found)} .{kind} files ({shown}) and cannot tell which belongs to this diffusion series; "
+                         f"expected exactly one, or one named {expected_name}.{kind}.", source=dwi_path, field=kind)
+    return picked[0], picked[1]
 
 
 def dti_feature_row(fa_mni: np.ndarray, affected_hemisphere: str, patient_id: str, *, source: str | None = None) -> pd.DataFrame:

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import InputError
+from core.io.diffusion import diffusion_companions, diffusion_to_mni, dti_feature_row
 from core.io.report import ReportEntry, report_frame
 from core.io.safety import DEFAULT_LIMITS, UploadLimits, UploadTree
 from core.io.tables import ClinicalTable, ColumnMapping, apply_column_mapping, infer_column_mapping, normalise_patient_id, table_from_bytes
@@ -266,7 +267,7 @@ def _patient_of(path: str, ids_lower: dict, root: str) -> str | None:
 def _assign(paths: list[str], ids: list[str], root: str, table_path: str) -> tuple[dict, list, list]:
     ids_lower = {pid.lower(): pid for pid in ids}
     found: dict = {}
-    extras: dict = {}  # bval/bvec by folder
+    companions: dict = {}  # patient id -> its .bval/.bvec paths
     unassigned, report = [], []
     for path in paths:
         if path == table_path:
@@ -280,7 +281,7 @@ def _assign(paths: list[str], ids: list[str], root: str, table_path: str) -> tup
                 unassigned.append(path)
             continue
         if kind in ("bval", "bvec"):
-            extras.setdefault((pid, str(PurePosixPath(path).parent)), {}).setdefault(kind, []).append(path)
+            companions.setdefault(pid, []).append(path)
             continue
         if kind == "other":
             if not PurePosixPath(path).name.lower().endswith((".json", ".md", ".txt")):
@@ -297,25 +298,15 @@ def _assign(paths: list[str], ids: list[str], root: str, table_path: str) -> tup
             if len(candidates) > 1:
                 report.append(ReportEntry.warning(path, f"{len(candidates)} {modality} files for patient {pid}; using this one.", patient_id=pid, modality=modality))
             if kind == "dwi":
-                folder = str(PurePosixPath(path).parent)
-                side = extras.get((pid, folder), {})
-                stem = _NIFTI.sub("", path)
-                bval = _companion(side.get("bval", []), stem)
-                bvec = _companion(side.get("bvec", []), stem)
-                if bval is None or bvec is None:
-                    report.append(ReportEntry.error(path, "diffusion series without its .bval and .bvec beside it; DTI features are missing.", patient_id=pid, modality="dti"))
+                try:
+                    bval, bvec = diffusion_companions(path, companions.get(pid, []))
+                except InputError as exc:
+                    report.append(ReportEntry.from_error(exc, path, patient_id=pid, modality="dti"))
                     continue
                 files.setdefault(pid, {})["dti"] = FileSet("dwi", (path, bval, bvec))
             else:
                 files.setdefault(pid, {})[modality] = FileSet(kind, (path,))
     return files, unassigned, report
-
-
-def _companion(candidates: list[str], stem: str) -> str | None:
-    for path in candidates:
-        if path.rsplit(".", 1)[0] == stem:
-            return path
-    return candidates[0] if len(candidates) == 1 else None
 
 
 # ---------------------------------------------------------------- building
@@ -329,38 +320,22 @@ def _check_fa(data: np.ndarray, source: str) -> None:
 
 
 def _dti_row(tree, files: FileSet, pid, hemisphere, raw_source, registrations):
-    from core.io.diffusion import dti_feature_row, fit_tensor, number_rows, parse_bvals, series_from_parts
     from core.io.volumes import nifti_from_bytes, to_mni
 
-    report = []
     if files.kind == "fa":
         volume = nifti_from_bytes(files.label, tree.read(files.label), dims="3d", budget=tree.budget)
         _check_fa(volume.data, files.label)
-        mni = to_mni(volume)
-        report += mni.report
-        fa = mni.data
-        if mni.registration is not None:
-            registrations[pid] = mni.registration
+        placed = to_mni(volume)
+        fa, registration, report = placed.data, placed.registration, placed.report
     else:
-        dwi, bval, bvec = files.paths
-        volume = nifti_from_bytes(dwi, tree.read(dwi), dims="4d", budget=tree.budget)
-        bval_text = tree.read(bval).decode("utf-8", errors="replace")
-        bvec_text = tree.read(bvec).decode("utf-8", errors="replace")
-        series = series_from_parts(volume, parse_bvals(number_rows(bval_text, bval), bval), bval, number_rows(bvec_text, bvec), bvec)
-        maps = fit_tensor(series)
-        report += series.report + maps.report
-        if volume.in_standard_space:
-            mni = to_mni(maps.fa_volume(), space="mni")
-            fa = mni.data
-        else:
-            mni = to_mni(maps.b0_volume(), space="native")
-            registrations[pid] = mni.registration
-            fa = np.clip(mni.registration.apply(maps.fa_volume()), 0.0, 1.0)
-            report += [e for e in mni.report if e.status == "warning"]
+        diffusion = diffusion_to_mni(*(tree.read(p) for p in files.paths), names=files.paths, limits=tree.limits, budget=tree.budget)
+        fa, registration, report = diffusion.fa_mni, diffusion.registration, diffusion.report
+    if registration is not None:
+        registrations[pid] = registration
     raw_source.add_fa(pid, fa)
     if hemisphere not in ("left", "right"):
         raise InputError("DTI features need the affected hemisphere (left/right); map the hemisphere column of the table.", source=files.label, field="affected_hemisphere")
-    return dti_feature_row(fa, hemisphere, pid, source=files.label), report
+    return dti_feature_row(fa, hemisphere, pid, source=files.label), list(report)
 
 
 def _emg_row(tree, files: FileSet, pid, raw_source, emg_options):
