@@ -24,10 +24,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.anatomy import load_anatomy
+from core.io.diffusion import diffusion_to_mni
 from core.store.workspace import DEFAULT_WORKSPACE_ENV, Workspace
 from core.synth.config import CohortConfig
 from core.synth.generator import generate_cohort
-from core.io.diffusion import diffusion_to_mni
 from tests.io_support import dwi_files, nifti_bytes, write_c3d
 from tests.test_io_upload import _emg_csv, _emg_edf, _fa_map
 
