@@ -11,7 +11,9 @@ from core.tms.cortex import (
     GRID_POINTS,
     GRID_SPACING_MM,
     LAYER_RELATIVE_DEPTHS,
+    PRESET_HANDLE_DEG,
     SCALP_OFFSET_MM,
+    CoilSpec,
     cell_frame,
     coil_preset,
     efield_grid,
@@ -20,6 +22,7 @@ from core.tms.cortex import (
     hand_knob_placement,
     layer_efield_v_per_m,
     load_cortex,
+    placement_of,
     vertex_efield_grid,
 )
 from core.tms.efield import FigureEightCoil, efield_v_per_m
@@ -135,6 +138,44 @@ def test_hand_knob_hotspot(left, hotspot):
         coil_preset(left, "dlpfc")
     with pytest.raises(InputError, match="not loaded"):
         hand_knob_placement(left, "right")
+
+
+@pytest.mark.parametrize("preset", ["hand_knob_left", "hand_knob_right"])
+@pytest.mark.parametrize("tilt_deg", [0.0, 10.0])
+def test_a_coil_spec_without_offsets_is_its_preset_exactly(cortex, preset, tilt_deg):
+    assert placement_of(cortex, CoilSpec(preset, tilt_deg=tilt_deg)) == coil_preset(cortex, preset, tilt_deg)
+
+
+@pytest.mark.parametrize("preset, outwards", [("hand_knob_left", -1.0), ("hand_knob_right", 1.0)])
+def test_offsets_move_the_target_by_that_many_mm(cortex, preset, outwards):
+    home = CoilSpec(preset)
+    moved = CoilSpec(preset, anterior_mm=10.0, lateral_mm=-5.0)
+    np.testing.assert_allclose(moved.target_mm(cortex) - home.target_mm(cortex), [outwards * -5.0, 10.0, 0.0], atol=1e-12)
+    placement = placement_of(cortex, moved)
+    centre, normal = np.asarray(placement.centre_mm), np.asarray(placement.normal)
+    # the coil sits on the scalp, straight above the moved target
+    towards_target = moved.target_mm(cortex) - cortex.sphere_centre_mm
+    np.testing.assert_allclose(normal, towards_target / np.linalg.norm(towards_target), atol=1e-12)
+    assert np.linalg.norm(centre - cortex.sphere_centre_mm) == pytest.approx(cortex.scalp_radius_mm, abs=1e-9)
+    # the handle keeps the presets' heading seen from above: 45 degrees posterior-lateral
+    handle = np.asarray(placement.handle_direction)
+    assert np.degrees(np.arctan2(outwards * handle[0], -handle[1])) == pytest.approx(PRESET_HANDLE_DEG, abs=1e-9)
+    preset_centre = np.asarray(coil_preset(cortex, preset).centre_mm)
+    assert 8.0 < np.linalg.norm(centre - preset_centre) < 16.0  # ~11 mm at the cortex, a little more on the scalp
+
+
+def test_turning_the_handle_keeps_the_centre(cortex):
+    straight_back = placement_of(cortex, CoilSpec(handle_deg=0.0))
+    handle = np.asarray(straight_back.handle_direction)
+    assert handle[0] == pytest.approx(0.0, abs=1e-12) and handle[1] < 0
+    np.testing.assert_allclose(straight_back.centre_mm, coil_preset(cortex, "hand_knob_left").centre_mm, atol=1e-9)
+
+
+def test_bad_coil_specs_raise_input_error(cortex):
+    with pytest.raises(InputError, match=r"^\[preset\] unknown coil preset 'dlpfc'"):
+        placement_of(cortex, CoilSpec("dlpfc"))
+    with pytest.raises(InputError, match=r"^\[anterior_mm\] anterior_mm must be a finite number, found nan\.$"):
+        placement_of(cortex, CoilSpec(anterior_mm=float("nan")))
 
 
 def test_hemisphere_efield_is_fast_and_plausible(left, hotspot):

@@ -1,6 +1,8 @@
 """TMS threshold maps (core.tms.maps): invariants in the intensity, the screen, the linearised
 grids against exact ones, exports (CSV frame, GIFTI round trip) and bad input."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -68,6 +70,41 @@ def test_thresholds_do_not_change_with_intensity_and_the_fraction_rises(hemisphe
             assert np.all(med[frac > 0.5] <= i)
         e1, e2 = tm.efield_magnitude_v_per_m(ct, 100.0), tm.efield_magnitude_v_per_m(ct, 200.0)
         np.testing.assert_allclose(e2, 2 * e1)
+
+
+@pytest.mark.parametrize("intensity_a_per_us", [0.0, 120.0, 250.0])
+def test_summary_numbers_are_those_of_the_maps_arrays(hemisphere_map, intensity_a_per_us):
+    tm = hemisphere_map
+    for ct in CELL_TYPES:
+        thresholds = tm.thresholds_a_per_us[ct].reshape(tm.n_vertices, -1).astype(float)
+        fraction = (thresholds <= intensity_a_per_us).mean(axis=1)
+        medians = np.median(thresholds, axis=1)
+        within = medians[np.isfinite(medians)]
+        summary = tm.summary(ct, intensity_a_per_us)
+        assert summary["max_e_v_per_m"] == np.linalg.norm(tm.efield_per_a_per_us[ct], axis=1).max() * intensity_a_per_us
+        assert summary["vertices_activated"] == int((fraction > 0).sum())
+        assert summary["mean_fraction_activated"] == (fraction[fraction > 0].mean() if (fraction > 0).any() else 0.0)
+        assert summary["lowest_threshold_a_per_us"] == within.min()
+        assert summary["median_threshold_a_per_us"] == np.median(within)
+        assert summary["vertices_below_range"] == len(within)
+        assert summary["vertices_evaluated"] == int(tm.evaluated[ct].sum())
+        assert all(type(v) in (int, float) for v in summary.values())
+    assert tm.summary("L5_PC", 0.0)["vertices_activated"] == 0  # no cell fires without a pulse
+    assert tm.summary("L5_PC", 250.0)["vertices_activated"] > tm.summary("L5_PC", 120.0)["vertices_activated"] > 0
+
+
+def test_summary_of_a_map_where_nothing_fires(hemisphere_map):
+    """Far from the coil no median is within range: the threshold numbers are NaN, the counts 0."""
+    tm = hemisphere_map
+    far = np.flatnonzero(~tm.evaluated["L5_PC"])[:50]
+    thresholds = {ct: t[far] for ct, t in tm.thresholds_a_per_us.items()}
+    quiet = dataclasses.replace(tm, vertices=tm.vertices[far], positions_mm={ct: p[far] for ct, p in tm.positions_mm.items()},
+                                efield_per_a_per_us={ct: e[far] for ct, e in tm.efield_per_a_per_us.items()},
+                                thresholds_a_per_us=thresholds, evaluated={ct: v[far] for ct, v in tm.evaluated.items()})
+    summary = quiet.summary("L5_PC", 300.0)
+    assert np.isnan(summary["lowest_threshold_a_per_us"]) and np.isnan(summary["median_threshold_a_per_us"])
+    assert summary["vertices_activated"] == summary["vertices_below_range"] == summary["vertices_evaluated"] == 0
+    assert summary["mean_fraction_activated"] == 0.0
 
 
 def test_screen_changes_nothing(cortex, placement, near_target):
@@ -178,6 +215,10 @@ def test_bad_input_raises_input_error(hemisphere_map, cortex, placement):
             tm.fraction_activated("L5_PC", bad)
     with pytest.raises(InputError, match="unknown cell type"):
         tm.fraction_activated("L6_XYZ", 100.0)
+    with pytest.raises(InputError, match="unknown cell type"):
+        tm.summary("L6_XYZ", 100.0)
+    with pytest.raises(InputError, match="above this map's range"):
+        tm.summary("L5_PC", 301.0)
     with pytest.raises(InputError, match="unknown cell type"):
         threshold_map(placement, cortex=cortex, cell_types=["L6_XYZ"])
     with pytest.raises(InputError, match="monophasic"):

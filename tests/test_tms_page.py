@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from components.panels.tms import DEFAULT_INTENSITY, CoilSpec, placement_of
+from components.panels.tms import DEFAULT_INTENSITY
 from core.store.workspace import DEFAULT_WORKSPACE_ENV
-from core.tms.cortex import coil_preset, load_cortex
+from core.tms.cortex import CoilSpec, coil_preset, load_cortex, placement_of
 from core.tms.maps import threshold_map
 
 APP = Path(__file__).resolve().parent.parent / "app.py"

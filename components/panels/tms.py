@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -18,8 +17,7 @@ import streamlit as st
 
 from components.figures import show_figure
 from components.views import tms as views
-from core.tms.cortex import COIL_PRESETS, coil_preset, load_cortex
-from core.tms.efield import CoilPlacement
+from core.tms.cortex import PRESET_HANDLE_DEG, CoilSpec, load_cortex, placement_of
 from core.tms.maps import MAX_INTENSITY_A_PER_US, check_against_neuron, threshold_map
 from core.tms.surrogate import DEFAULT_SURROGATE_DIR
 
@@ -27,39 +25,7 @@ PRESET_LABELS = {"hand_knob_left": "Hand knob, left M1 (motor hotspot)", "hand_k
 WAVEFORMS = {"monophasic": "Monophasic", "biphasic": "Biphasic (no surrogate yet)"}
 QUANTITY_LABELS = {"efield": "|E| (V/m)", "threshold": "Threshold (A/µs)", "fraction": "Activated fraction"}
 SURFACES = {"soma": "Soma layer of the cell type", "pial": "Pial surface", "white": "White-matter surface"}
-PRESET_HANDLE_DEG = 45.0  # the presets' handle: 45 degrees to the midline, backwards and outwards
 DEFAULT_INTENSITY = 150.0
-
-
-@dataclass(frozen=True)
-class CoilSpec:
-    """The page's coil settings: a preset hotspot, offsets from it (mm), handle angle and tilt (deg).
-
-    ``handle_deg`` is the handle's angle from the posterior direction towards lateral, seen from
-    above (45 = the presets' classic posterior-lateral handle, 0 = straight back, 90 = lateral).
-    """
-
-    preset: str = "hand_knob_left"
-    anterior_mm: float = 0.0
-    lateral_mm: float = 0.0
-    handle_deg: float = PRESET_HANDLE_DEG
-    tilt_deg: float = 0.0
-
-
-def placement_of(cortex, spec: CoilSpec) -> CoilPlacement:
-    """The CoilPlacement of a spec; exactly ``coil_preset`` when there is no offset or turn."""
-    if spec.anterior_mm == 0 and spec.lateral_mm == 0 and spec.handle_deg == PRESET_HANDLE_DEG:
-        return coil_preset(cortex, spec.preset, spec.tilt_deg)
-    preset = COIL_PRESETS[spec.preset]
-    side = -1.0 if preset["hemisphere"] == "left" else 1.0
-    hotspot = cortex.vertices_mm[cortex.nearest_vertex(preset["target_mm"], preset["hemisphere"])]
-    target = hotspot + np.array([side * spec.lateral_mm, spec.anterior_mm, 0.0])
-    normal = (target - cortex.sphere_centre_mm) / np.linalg.norm(target - cortex.sphere_centre_mm)
-    angle = math.radians(spec.handle_deg)
-    heading = np.array([side * math.sin(angle), -math.cos(angle), 0.0])
-    # as coil_preset: keep the heading seen from above, in the scalp's tangent plane
-    handle = heading - heading.dot(normal) / normal[2] * np.array([0.0, 0.0, 1.0])
-    return CoilPlacement.on_sphere(target, cortex.sphere_centre_mm, cortex.scalp_radius_mm, handle, spec.tilt_deg)
 
 
 @st.cache_resource(show_spinner="Loading the fsaverage5 cortex ...")
@@ -120,21 +86,8 @@ def view_controls(tmap) -> tuple[str, str, str]:
 # --- views ------------------------------------------------------------------------------------------
 
 
-def summary(tmap, cell_type: str, intensity: float) -> dict:
-    """The numbers in the page's metric row, for one cell type at one intensity."""
-    e = tmap.efield_magnitude_v_per_m(cell_type, intensity)
-    thr = tmap.median_threshold_a_per_us(cell_type)
-    frac = tmap.fraction_activated(cell_type, intensity)
-    finite = thr[np.isfinite(thr)]
-    return {"max_e_v_per_m": float(e.max()), "vertices_activated": int((frac > 0).sum()),
-            "mean_fraction_activated": float(frac[frac > 0].mean()) if (frac > 0).any() else 0.0,
-            "lowest_threshold_a_per_us": float(finite.min()) if len(finite) else float("nan"),
-            "median_threshold_a_per_us": float(np.median(finite)) if len(finite) else float("nan"),
-            "vertices_below_range": int(len(finite)), "vertices_evaluated": int(tmap.evaluated[cell_type].sum())}
-
-
 def summary_row(tmap, cell_type: str, intensity: float) -> None:
-    s = summary(tmap, cell_type, intensity)
+    s = tmap.summary(cell_type, intensity)
     c = st.columns(5)
     c[0].metric("Max |E| (V/m)", f"{s['max_e_v_per_m']:.1f}", help=f"At {intensity:g} A/µs on the {tmap.layers[cell_type]} soma layer.")
     c[1].metric("Vertices activated", f"{s['vertices_activated']:,}", help="Vertices where at least one of the cells "

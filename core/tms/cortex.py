@@ -22,6 +22,9 @@ Everything is built from the fsaverage5 meshes that ship inside nilearn (no down
   not copied from its data files; check them against its layer table before quoting them.
 - **Normals.** Per vertex: the area-weighted mean of the adjacent face normals of that surface,
   unit length, pointing out of the brain (FreeSurfer winding). On sulcal walls "out" is sideways.
+- **Coil positions.** Named presets over the hand knob (``COIL_PRESETS``, :func:`coil_preset`);
+  a :class:`CoilSpec` (a preset's target moved by anterior and lateral offsets in mm, the handle
+  angle and the tilt in degrees) becomes a placement with :func:`placement_of`.
 - **E-field grids.** For the CNN surrogate: the E-field on a 9 x 9 x 9 grid around a soma, in the
   cell's frame (z along the local normal, x/y in the tangent plane turned by an azimuth), divided
   by |E| at the soma (Aberra et al. 2023, NeuroImage 275:120184).
@@ -29,6 +32,7 @@ Everything is built from the fsaverage5 meshes that ship inside nilearn (no down
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from types import MappingProxyType
@@ -49,7 +53,10 @@ __all__ = [
     "load_cortex",
     "fit_sphere",
     "vertex_normals",
+    "PRESET_HANDLE_DEG",
+    "CoilSpec",
     "coil_preset",
+    "placement_of",
     "hand_knob_placement",
     "layer_efield_v_per_m",
     "cell_frame",
@@ -87,6 +94,11 @@ COIL_PRESETS = {
         "handle_heading": (1.0, -1.0),
     },
 }
+
+
+# Every preset's handle heading, as an angle seen from above: 45 degrees from pointing straight back
+# towards lateral (the (-1, -1) / (1, -1) headings above).
+PRESET_HANDLE_DEG = 45.0
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
@@ -335,6 +347,66 @@ def coil_preset(cortex: Cortex, name: str = "hand_knob_left", tilt_deg: float = 
     # angle to the midline seen from above is kept (the clinical description of coil orientation).
     handle = heading - heading.dot(normal) / normal[2] * np.array([0.0, 0.0, 1.0])
     return CoilPlacement.from_scalp_point(centre, normal, handle, tilt_deg)
+
+
+@dataclass(frozen=True)
+class CoilSpec:
+    """A coil position as a person sets it: a preset hotspot, offsets from it, handle angle and tilt.
+
+    Attributes
+    ----------
+    preset : a key of ``COIL_PRESETS``.
+    anterior_mm : moves the target forwards (+, towards +y) or backwards (-) from the hotspot (mm).
+    lateral_mm : moves the target outwards (+, away from the midline) or towards it (-) (mm).
+    handle_deg : the handle's angle seen from above, from pointing straight back (0) towards
+        lateral (90); ``PRESET_HANDLE_DEG`` (45) is the presets' posterior-lateral handle.
+    tilt_deg : rotation of the coil about its handle axis (degrees, see ``CoilPlacement``).
+    """
+
+    preset: str = "hand_knob_left"
+    anterior_mm: float = 0.0
+    lateral_mm: float = 0.0
+    handle_deg: float = PRESET_HANDLE_DEG
+    tilt_deg: float = 0.0
+
+    @property
+    def is_preset(self) -> bool:
+        """True when neither offset nor handle differ from the preset (tilt may)."""
+        return self.anterior_mm == 0 and self.lateral_mm == 0 and self.handle_deg == PRESET_HANDLE_DEG
+
+    def target_mm(self, cortex: Cortex) -> np.ndarray:
+        """(3,) float array: the point the coil aims at, the preset's hotspot (its pial vertex)
+        moved ``lateral_mm`` along x (away from the midline) and ``anterior_mm`` along y (mm)."""
+        if self.preset not in COIL_PRESETS:
+            raise InputError(f"unknown coil preset {self.preset!r}; expected one of {list(COIL_PRESETS)}", field="preset")
+        values = {"anterior_mm": self.anterior_mm, "lateral_mm": self.lateral_mm, "handle_deg": self.handle_deg, "tilt_deg": self.tilt_deg}
+        for name, value in values.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not np.isfinite(value):
+                raise InputError(f"{name} must be a finite number, found {value!r}.", field=name)
+        preset = COIL_PRESETS[self.preset]
+        outwards = -1.0 if preset["hemisphere"] == "left" else 1.0
+        hotspot = cortex.vertices_mm[cortex.nearest_vertex(preset["target_mm"], preset["hemisphere"])]
+        return hotspot + np.array([outwards * self.lateral_mm, self.anterior_mm, 0.0])
+
+
+def placement_of(cortex: Cortex, spec: CoilSpec) -> CoilPlacement:
+    """The CoilPlacement of a :class:`CoilSpec`: the coil over its target, handle turned as asked.
+
+    Without an offset or a turned handle this is exactly ``coil_preset(cortex, spec.preset,
+    spec.tilt_deg)``. Otherwise the coil centre is the scalp point above ``spec.target_mm``
+    (radial projection) and the handle the scalp tangent whose heading seen from above makes
+    ``handle_deg`` with the posterior direction, towards lateral.
+    """
+    target = spec.target_mm(cortex)
+    if spec.is_preset:
+        return coil_preset(cortex, spec.preset, spec.tilt_deg)
+    outwards = -1.0 if COIL_PRESETS[spec.preset]["hemisphere"] == "left" else 1.0
+    normal = (target - cortex.sphere_centre_mm) / np.linalg.norm(target - cortex.sphere_centre_mm)
+    angle = math.radians(spec.handle_deg)
+    heading = np.array([outwards * math.sin(angle), -math.cos(angle), 0.0])
+    # as coil_preset: keep the heading seen from above, in the scalp's tangent plane
+    handle = heading - heading.dot(normal) / normal[2] * np.array([0.0, 0.0, 1.0])
+    return CoilPlacement.on_sphere(target, cortex.sphere_centre_mm, cortex.scalp_radius_mm, handle, spec.tilt_deg)
 
 
 def hand_knob_placement(cortex: Cortex, hemisphere: str = "left", tilt_deg: float = 0.0) -> CoilPlacement:

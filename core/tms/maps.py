@@ -51,14 +51,16 @@ for another waveform raises ``InputError`` (train a biphasic surrogate first).
 
 Usage (what the TMS page needs)::
 
-    from core.tms.cortex import coil_preset, load_cortex
+    from core.tms.cortex import CoilSpec, coil_preset, load_cortex, placement_of
     from core.tms.maps import threshold_map, check_against_neuron
 
     cortex = load_cortex()
     tm = threshold_map(coil_preset(cortex, "hand_knob_left"), cortex=cortex)   # ~1-3 s, cache it
+    # or a moved coil: threshold_map(placement_of(cortex, CoilSpec(anterior_mm=10.0)), cortex=cortex)
     tm.efield_magnitude_v_per_m("L5_PC", 120.0)     # |E| (V/m) on L5 at 120 A/us
     tm.median_threshold_a_per_us("L5_PC")           # A/us, NaN = not activated within 300 A/us
     tm.fraction_activated("L5_PC", 120.0)           # 0..1, instant for a slider
+    tm.summary("L5_PC", 120.0)                      # max |E|, vertices activated, lowest/median threshold
     tm.to_frame(120.0).to_csv(...); tm.to_gifti(120.0, "map.gii")
     check_against_neuron(tm, "L5_PC", 5, progress=...)   # NEURON vs surrogate at 5 random cells
 
@@ -238,6 +240,34 @@ class ThresholdMap:
         value = self._intensity(intensity_a_per_us)
         t = self.thresholds_a_per_us[self._cell(cell_type)]
         return (t.reshape(len(t), -1) <= value).mean(axis=1)
+
+    def summary(self, cell_type: str, intensity_a_per_us: float) -> dict:
+        """The headline numbers of one cell type's map at one intensity (the TMS page's metric row).
+
+        Returns
+        -------
+        dict with
+            ``max_e_v_per_m`` : largest |E| on the soma layer at ``intensity_a_per_us`` (V/m);
+            ``vertices_activated`` : vertices where at least one (rotation, variant) cell has a
+            threshold <= ``intensity_a_per_us``;
+            ``mean_fraction_activated`` : mean activated fraction (0..1) over those vertices, 0
+            when there are none;
+            ``lowest_threshold_a_per_us``, ``median_threshold_a_per_us`` : the lowest and the
+            median of the vertices' median thresholds (A/us, :meth:`median_threshold_a_per_us`),
+            over the vertices where that is within ``max_intensity_a_per_us``; NaN when none is;
+            ``vertices_below_range`` : how many vertices that is;
+            ``vertices_evaluated`` : vertices where the CNN ran (the others were screened out).
+        """
+        e = self.efield_magnitude_v_per_m(cell_type, intensity_a_per_us)
+        fraction = self.fraction_activated(cell_type, intensity_a_per_us)
+        medians = self.median_threshold_a_per_us(cell_type)
+        within = medians[np.isfinite(medians)]
+        activated = fraction > 0
+        return {"max_e_v_per_m": float(e.max()), "vertices_activated": int(activated.sum()),
+                "mean_fraction_activated": float(fraction[activated].mean()) if activated.any() else 0.0,
+                "lowest_threshold_a_per_us": float(within.min()) if len(within) else float("nan"),
+                "median_threshold_a_per_us": float(np.median(within)) if len(within) else float("nan"),
+                "vertices_below_range": int(len(within)), "vertices_evaluated": int(self.evaluated[cell_type].sum())}
 
     def to_frame(self, intensity_a_per_us: float, cell_types=None):
         """The map at one intensity as a long DataFrame (one row per cell type x vertex), for CSV:
