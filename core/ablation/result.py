@@ -380,7 +380,7 @@ class AblationResult:
         except (KeyError, TypeError) as exc:
             raise InputError(f"the saved ablation run lacks {exc}; run it again.", source="ablation") from exc
         kind = OUTCOMES[config.outcome]
-        metric_columns = [n for n, m in METRICS.items() if m.outcome_kind == kind]
+        metric_columns = [n for n, m in METRICS.items() if m.outcome_kind == kind and m.chance is not None]
         need = set(SCORE_KEYS)
         if isinstance(scores, pd.DataFrame) and len(scores):  # a run cancelled before its first fit has no score columns yet
             need |= {"n_train", "n_test", *metric_columns, *(f"chance_{m}" for m in metric_columns)}
