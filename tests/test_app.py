@@ -14,7 +14,8 @@ from core.data.schema import FEATURE_DESCRIPTIONS, MODALITIES
 from core.evaluation.ground_truth import bayes_optimal_auc
 from core.modelling.prep2 import prep2_evaluation
 from core.store.workspace import DEFAULT_WORKSPACE_ENV, Workspace
-from core.synth.config import INDICATIONS, presets
+from core.synth.config import INDICATIONS, CohortConfig, presets
+from core.synth.outcome import outcome_formula
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
 TABS = ["Distributions", "Correlations", "Patient", "Ground truth", "Export"]
@@ -115,6 +116,8 @@ def test_ground_truth_tab_shows_what_core_computes(app, tiny):
     planted = figure(at, "fig-planted")
     shown = sorted(f for t in planted["data"] for f in t["y"])
     assert shown == sorted(tiny.ground_truth.feature_effects["feature"])
+    # The outcome model is written from the generator's own constants and this cohort's config.
+    assert "Outcome model: " + outcome_formula(CohortConfig.from_dict(tiny.provenance["config"])) in [c.value for c in at.caption]
 
 
 def test_split_by_and_variable_redraw_the_distribution(app, tiny):

@@ -19,7 +19,8 @@ from components.panels.prediction import VIEW_KEY
 from core.data.cohort import Cohort
 from core.data.schema import modality_of
 from core.errors import InputError
-from core.evaluation.metrics import regression_metrics, roc_auc
+from core.evaluation.ground_truth import cause_recovery, importance_recovery, top_k_recall
+from core.evaluation.metrics import METRICS, regression_metrics, roc_auc
 from core.modelling.validation import CohortSplitter, cross_validate, run_digest
 from core.modelling.whatif import IMMUTABLE_FEATURES, WhatIf
 from core.store.workspace import DEFAULT_WORKSPACE_ENV, Workspace
@@ -131,6 +132,12 @@ def test_train_stores_the_run_shows_its_auc_and_a_new_session_reloads_it(empty_w
     assert any(f"Run `{run}` (trained and saved)" in c and stored.scheme in c for c in captions(at))
     open_view(at, "Ground truth")
     assert metric(at, "Model AUC (out-of-fold)") == f"{auc:.3f}"  # same run, another tab
+    _, feature_rho = importance_recovery(tiny.ground_truth, stored.importance())
+    _, cause_rho = cause_recovery(tiny.ground_truth, stored.importance())
+    recall = top_k_recall(tiny.ground_truth, stored.importance())
+    assert metric(at, "Agreement by feature (Spearman ρ)") == f"{feature_rho:.2f}"
+    assert metric(at, "Agreement by cause (Spearman ρ)") == f"{cause_rho:.2f}"
+    assert metric(at, f"Planted features in the top {recall['k']}") == f"{len(recall['found'])} of {recall['k']}"
 
     # A fresh session (caches emptied, as after a restart) loads the stored run and never retrains.
     def refuse(*args, **kwargs):
@@ -154,9 +161,9 @@ def test_continuous_outcome_shows_regression_metrics_of_the_stored_run(empty_wor
     stored = ws.load_cv(default_run(tiny, "improvement_pct"), tiny)
     assert stored is not None and stored.outcome == "improvement_pct"
     expected = regression_metrics(tiny.outcomes["improvement_pct"], stored.prediction)
-    assert metric(at, "MAE (% points)") == f"{expected['mae']:.1f}"
-    assert metric(at, "R²") == f"{expected['r2']:.3f}"
-    assert metric(at, "Pearson r") == f"{expected['pearson_r']:.3f}"
+    assert metric(at, METRICS["mae"].label) == f"{expected['mae']:.1f}"
+    assert metric(at, METRICS["r2"].label) == f"{expected['r2']:.3f}"
+    assert metric(at, METRICS["pearson_r"].label) == f"{expected['pearson_r']:.3f}"
 
 
 # --- the saved run's views --------------------------------------------------------------------------

@@ -133,3 +133,31 @@ def test_planted_effects_are_exact_shapley_values_of_the_terms():
     np.testing.assert_allclose(swapped[0], phi_w, atol=1e-12)
     # A factor that does not vary gets nothing.
     assert np.allclose(term_shapley((u, np.where(applies, 3.0, 0)), applies)[1], 0)
+
+
+def test_the_outcome_formula_is_the_one_the_generator_applies(small_cohort, small_config):
+    from scipy.special import expit
+
+    from core.synth.outcome import IMPROVEMENT_RANGE_PCT, outcome_formula
+
+    truth = small_cohort.ground_truth
+    eta = truth.terms.sum(axis=1) + truth.latents["site_outcome_shift"]
+    expected = 100 * expit(eta)
+    # improvement = expected + noise, clipped: the residual is the outcome noise with the config's SD
+    residual = small_cohort.outcomes["improvement_pct"] - expected
+    inside = small_cohort.outcomes["improvement_pct"].between(*IMPROVEMENT_RANGE_PCT, inclusive="neither")
+    assert residual[inside].std() == pytest.approx(small_config.outcome_noise_pct, rel=0.15)
+    assert (small_cohort.outcomes["responder"] == (small_cohort.outcomes["improvement_pct"] >= small_config.responder_threshold_pct)).all()
+    text = outcome_formula(small_config)
+    assert f"SD {small_config.outcome_noise_pct:g} percentage points" in text and f">= {small_config.responder_threshold_pct:g}%" in text
+    assert f"clipped to {IMPROVEMENT_RANGE_PCT[0]:g}..{IMPROVEMENT_RANGE_PCT[1]:g}" in text
+
+
+def test_every_feature_has_a_documented_cause_and_each_term_reads_features_of_its_cause():
+    from core.data.schema import FEATURE_DESCRIPTIONS
+    from core.synth.outcome import CAUSES, FEATURE_CAUSES, OUTCOME_TERMS
+
+    assert set(FEATURE_CAUSES) == set(FEATURE_DESCRIPTIONS)
+    assert set(FEATURE_CAUSES.values()) <= set(CAUSES)
+    planted_on = {f for term in OUTCOME_TERMS for f in term.features}
+    assert all(FEATURE_CAUSES[f] != "none" for f in planted_on)

@@ -26,6 +26,7 @@ from core.ablation.result import AblationResult
 from core.data.cohort import Cohort
 from core.data.schema import MODALITY_LABELS
 from core.errors import InputError
+from core.evaluation.ground_truth import modality_recovery
 from core.evaluation.metrics import METRICS
 
 DESIGN_LABELS = {"leave_one_out": "Leave one modality out", "single": "Single modality", "add_one": "Add one in order", "all_subsets": "All subsets"}
@@ -263,7 +264,8 @@ def shapley_panel(cohort: Cohort, result: AblationResult, metric: str) -> None:
         show_figure(fig, key="abl-shapley", data=data, filename=f"{cohort.name}-ablation-shapley-{metric}")
     if right is not None:
         with right:
-            fig, data, rho = views.planted_vs_shapley_figure(truth.modality_effects(), t["shapley"])
+            table, rho = modality_recovery(truth, t["shapley"])
+            fig, data = views.planted_vs_shapley_figure(table, rho)
             show_figure(fig, key="abl-planted", data=data, filename=f"{cohort.name}-ablation-planted-vs-shapley-{metric}")
             st.caption(f"Synthetic cohort, so the truth is known: Spearman ρ = {rho:.2f} between each modality's planted contribution "
                        "(sum of its features' planted effects, logit scale) and its Shapley value. Shares make the two scales comparable; # is the rank.")

@@ -19,7 +19,7 @@ from core.features.emg import mep_features
 from core.features.kinematics import reach_segments, speed_mm_s
 from core.modelling.prep2 import PUBLISHED_ACCURACY, prep2_evaluation
 from core.synth.config import INDICATIONS, CohortConfig, presets
-from core.synth.outcome import OUTCOME_TERMS
+from core.synth.outcome import OUTCOME_TERMS, outcome_formula
 
 
 def config_form(key: str = "generate") -> CohortConfig | None:
@@ -165,7 +165,8 @@ def ground_truth_panel(cohort: Cohort) -> None:
         figures.show_figure(cohort_views.modality_effects_figure(modality), key="modality-effects", data=modality.to_frame("effect"), filename="planted-modality-effects")
     with st.expander("Outcome model: the planted terms"):
         st.dataframe(pd.DataFrame([{"term": t.name, "indication": t.indication, "features": ", ".join(t.features), "formula": t.formula} for t in OUTCOME_TERMS]), width="stretch", hide_index=True)
-        st.caption("Improvement % = 100 x sigmoid(sum of terms x modality strength + site shift) + Gaussian noise; responder = improvement >= threshold.")
+        if "config" in cohort.provenance:
+            st.caption("Outcome model: " + outcome_formula(CohortConfig.from_dict(cohort.provenance["config"])))
 
     result = cached_prep2(cohort, cohort.digest)
     if result["n_evaluated"]:

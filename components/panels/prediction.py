@@ -19,10 +19,11 @@ from components.panels import cohort as cohort_panels
 from components.views import prediction as views
 from core.data.cohort import Cohort
 from core.data.schema import FEATURE_DESCRIPTIONS, MODALITY_LABELS, modality_of
-from core.evaluation.metrics import binary_metrics, calibration_curve, confusion_at, decision_curve, expected_calibration_error, fold_spread, metrics_with_ci, regression_metrics, roc_auc
+from core.evaluation.metrics import (METRICS, binary_metrics, binary_metrics_ci, calibration_curve, confusion_at, decision_curve, expected_calibration_error,
+                                     fold_spread, metrics_with_ci, regression_metrics, roc_auc)
 from core.modelling.baselines import clinical_baseline, prep2_score
 from core.modelling.estimators import ResponseEstimator, estimator_for
-from core.evaluation.ground_truth import importance_recovery
+from core.evaluation.ground_truth import cause_recovery, importance_recovery, top_k_recall
 from core.modelling.validation import CVResult
 from core.modelling.whatif import IMMUTABLE_FEATURES, WhatIf
 
@@ -79,15 +80,16 @@ def _prep2_usable(s: pd.DataFrame) -> pd.Series | None:
 def binary_ci(_s: pd.DataFrame, run: str, threshold: float) -> dict:
     """metrics_with_ci of the model, the clinical baseline, PREP2 and the model on PREP2's patients."""
     y = _s["observed"].to_numpy()
-    fn = lambda a, b: binary_metrics(a, b, threshold)  # noqa: E731
-    tables = {MODEL: metrics_with_ci(fn, y, _s["model"].to_numpy(), n_boot=N_BOOT), CLINICAL: metrics_with_ci(fn, y, _s["clinical"].to_numpy(), n_boot=N_BOOT)}
+    tables = {MODEL: binary_metrics_ci(y, _s["model"].to_numpy(), threshold, n_boot=N_BOOT),
+              CLINICAL: binary_metrics_ci(y, _s["clinical"].to_numpy(), threshold, n_boot=N_BOOT)}
     stroke = _prep2_usable(_s)
     if stroke is not None:
         part = _s[stroke]
         # PREP2's categories as a 0-1 score; a category says nothing about calibration.
-        prep2_fn = lambda a, b: {**binary_metrics(a, b, threshold), "brier": np.nan, "ece": np.nan}  # noqa: E731
-        tables[PREP2] = metrics_with_ci(prep2_fn, part["observed"].to_numpy(), part["prep2_score"].to_numpy() / 3, n_boot=N_BOOT)
-        tables[MODEL_STROKE] = metrics_with_ci(fn, part["observed"].to_numpy(), part["model"].to_numpy(), n_boot=N_BOOT)
+        prep2 = binary_metrics_ci(part["observed"].to_numpy(), part["prep2_score"].to_numpy() / 3, threshold, n_boot=N_BOOT)
+        prep2.loc[["brier", "ece"], ["estimate", "ci_low", "ci_high", "n_valid"]] = [np.nan, np.nan, np.nan, 0]
+        tables[PREP2] = prep2
+        tables[MODEL_STROKE] = binary_metrics_ci(part["observed"].to_numpy(), part["model"].to_numpy(), threshold, n_boot=N_BOOT)
     return tables
 
 
@@ -200,8 +202,8 @@ def _continuous_performance(cohort: Cohort, result: CVResult, run: str) -> None:
     ci = regression_ci(s, run)
     per_repeat, spread = repeat_spread(result, s["observed"], run)
     m = st.columns(5)
-    for col, (metric, label, digits) in zip(m, (("mae", "MAE (% points)", 1), ("rmse", "RMSE (% points)", 1), ("r2", "R²", 3), ("pearson_r", "Pearson r", 3))):
-        col.metric(label, f"{ci[MODEL].loc[metric, 'estimate']:.{digits}f}")
+    for col, (metric, digits) in zip(m, (("mae", 1), ("rmse", 1), ("r2", 3), ("pearson_r", 3))):
+        col.metric(METRICS[metric].label, f"{ci[MODEL].loc[metric, 'estimate']:.{digits}f}")
         col.caption(_ci_caption(ci[MODEL], metric, digits) + f" · clinical {ci[CLINICAL].loc[metric, 'estimate']:.{digits}f}")
     _spread_metric(m[4], spread.loc["r2"], "R²")
     left, right = st.columns(2)
@@ -437,12 +439,28 @@ def ground_truth_panel(cohort: Cohort, result: CVResult, run: str) -> None:
         c[1].metric("Bayes-optimal AUC", f"{bayes[0]:.3f}", help="AUC of the true response probabilities: the ceiling for any model on this cohort.")
         c[1].caption(f"95% CI {bayes[1]:.3f} – {bayes[2]:.3f}")
         c[2].metric("Share of the ceiling reached", f"{oof_auc / bayes[0]:.3f}", help="Model AUC / Bayes-optimal AUC.")
-    data, rho = importance_recovery(truth, result.importance())
-    show_figure(views.planted_vs_recovered(data, rho, result.explanation.unit), key="pred-planted", data=data, filename=f"{cohort.name}-planted-vs-recovered")
-    st.caption(f"Spearman ρ = {rho:.2f} between the planted effect and mean |SHAP| over {len(data)} features. "
-               "The planted effect is the mean |exact Shapley value| of the outcome terms that read a feature (0 for features no term reads, "
-               "such as lesion load or MEP latency, which measure the same causes less directly). "
-               "Correlated features share credit, and a modality missing for many patients loses some, so ρ < 1 even for a good model.")
+    importance = result.importance()
+    by_feature, rho = importance_recovery(truth, importance)
+    by_cause, cause_rho = cause_recovery(truth, importance)
+    recall = top_k_recall(truth, importance)
+    m = st.columns(3)
+    m[0].metric("Agreement by feature (Spearman ρ)", f"{rho:.2f}", help=f"Planted effect against mean |SHAP| over {len(by_feature)} features.")
+    m[1].metric("Agreement by cause (Spearman ρ)", f"{cause_rho:.2f}", help=f"The same, with the features of each of the {len(by_cause)} causes summed.")
+    m[2].metric(f"Planted features in the top {recall['k']}", f"{len(recall['found'])} of {recall['k']}",
+                help="Of the features the outcome was planted on, how many are among the model's top features by mean |SHAP|. "
+                     "Missing: " + (", ".join(sorted(set(recall["planted"]) - set(recall["found"]))) or "none") + ".")
+    st.markdown(f"**Why the two differ.** SHAP splits a cause's credit among the correlated features that measure it (lesion load and FA "
+                f"asymmetry take part of what was planted on affected-CST FA), so agreement by feature (ρ = {rho:.2f}) is lower than by cause "
+                f"(ρ = {cause_rho:.2f}), where the shared credit adds up again.")
+    left, right = st.columns(2)
+    with left:
+        show_figure(views.planted_vs_recovered(by_feature, rho, result.explanation.unit), key="pred-planted", data=by_feature, filename=f"{cohort.name}-planted-vs-recovered")
+    with right:
+        show_figure(views.cause_recovery_figure(by_cause, cause_rho, result.explanation.unit), key="pred-planted-causes", data=by_cause,
+                    filename=f"{cohort.name}-planted-vs-recovered-by-cause")
+    st.caption("The planted effect is the mean |exact Shapley value| of the outcome terms that read a feature (0 for features no term reads, "
+               "such as lesion load or MEP latency, which measure the same causes less directly); a cause's is the sum over its features. "
+               "A modality missing for many patients also loses some credit, so ρ < 1 even for a good model.")
 
 
 # --- exports ----------------------------------------------------------------------------------

@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
-from scipy import stats
 
 from components.palette import BLACK, BLUE, MODALITY_COLORS, SKY_BLUE, VERMILLION
 from core.ablation.result import subset_modalities
@@ -235,20 +234,14 @@ def shapley_waterfall_figure(shapley: pd.DataFrame, chance: float, full: pd.Seri
     return fig, data
 
 
-def planted_vs_shapley_figure(planted: pd.Series, shapley: pd.DataFrame) -> tuple[go.Figure, pd.DataFrame, float]:
+def planted_vs_shapley_figure(table: pd.DataFrame, rho: float) -> tuple[go.Figure, pd.DataFrame]:
     """Each modality's share of the planted contributions beside its share of the Shapley values.
 
-    ``planted`` is :meth:`core.cohort.GroundTruth.modality_effects` (logit scale) and ``shapley``
-    :meth:`~core.ablation.AblationResult.shapley`. Shares make the two scales comparable. Returns
-    ``(figure, data, rho)`` with Spearman's rho between planted contribution and Shapley value.
+    ``table`` and ``rho``: :func:`core.evaluation.ground_truth.modality_recovery` (planted and
+    Shapley values, their shares and ranks per modality; Spearman's rho). Shares make the two
+    scales comparable.
     """
-    modalities = list(shapley.index)
-    data = pd.DataFrame({"planted": planted.reindex(modalities).fillna(0.0), "shapley": shapley["value"]})
-    data["planted_share"] = data["planted"] / data["planted"].sum() if data["planted"].sum() else 0.0
-    data["shapley_share"] = shapley["share"]
-    data["planted_rank"] = data["planted"].rank(ascending=False, method="min").astype(int)
-    data["shapley_rank"] = shapley["rank"]
-    rho = float(stats.spearmanr(data["planted"], data["shapley"]).statistic) if len(data) > 2 else float("nan")
+    data = table.copy()
     data = data.sort_values("planted", ascending=True, kind="stable")
     data.index.name = "modality"
     names = [_short(m) for m in data.index]
@@ -266,7 +259,7 @@ def planted_vs_shapley_figure(planted: pd.Series, shapley: pd.DataFrame) -> tupl
     top = float(np.nanmax(100 * data[["planted_share", "shapley_share"]].to_numpy())) if len(data) else 100.0
     fig.update_layout(barmode="group", yaxis=dict(type="category", categoryorder="array", categoryarray=names), xaxis=dict(title="share of the total (%)", range=[min(0.0, float(np.nanmin(100 * data["shapley_share"]))) * 1.2, top * 1.3]),
                       height=470, margin=dict(t=50, l=10, r=10, b=40), legend=LEGEND_BELOW, title=f"Planted vs recovered: Spearman ρ = {rho:.2f}")
-    return fig, data, rho
+    return fig, data
 
 
 # --- permutation test -------------------------------------------------------------------------------

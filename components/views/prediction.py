@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 
 from components.palette import BLACK, BLUE, GREEN, MODALITY_COLORS, OKABE_ITO, ORANGE, PURPLE, SKY_BLUE, VERMILLION
 from core.data.schema import FEATURE_DESCRIPTIONS, MODALITY_LABELS, modality_of
-from core.evaluation.metrics import calibration_curve, pr_curve_points, roc_curve_points
+from core.evaluation.metrics import METRICS, calibration_curve, pr_curve_points, roc_curve_points
 from core.modelling.explanation import Explanation
 
 __all__ = [
@@ -37,6 +37,8 @@ __all__ = [
     "waterfall_figure",
     "waterfall_range",
     "planted_vs_recovered",
+    "cause_recovery_figure",
+    "place_labels",
     "ci_table",
     "model_report_html",
 ]
@@ -45,12 +47,6 @@ GREY = "#999999"
 # Blue (low) through reddish purple to vermillion (high): readable with the common colour-vision deficiencies.
 VALUE_SCALE = [[0.0, BLUE], [0.5, PURPLE], [1.0, VERMILLION]]
 SERIES_COLORS = {"model": BLUE, "clinical": ORANGE, "prep2": GREEN, "treat all": GREY, "treat none": BLACK}
-METRIC_LABELS = {
-    "auc": "ROC AUC", "pr_auc": "PR AUC", "balanced_accuracy": "Balanced accuracy",
-    "sensitivity": "Sensitivity", "specificity": "Specificity", "ppv": "PPV", "npv": "NPV",
-    "brier": "Brier score", "ece": "ECE", "mae": "MAE (% points)", "rmse": "RMSE (% points)",
-    "r2": "R²", "pearson_r": "Pearson r",
-}  # fmt: skip
 LEGEND_BELOW = dict(orientation="h", yanchor="top", y=-0.2, x=0)
 
 
@@ -387,26 +383,101 @@ def waterfall_range(explanations: list, max_features: int = 10, pad: float = 0.2
 # --- ground truth -------------------------------------------------------------------------------
 
 
-def planted_vs_recovered(data: pd.DataFrame, rho: float, unit: str) -> go.Figure:
-    """Planted effect (ground truth) against recovered importance (mean |SHAP|), with Spearman rho.
+LABEL_FONT_PX = 11
+_CHAR_PX = 0.62 * LABEL_FONT_PX  # mean glyph width of the label font
+_NOMINAL_PLOT_WIDTH_PX = 460  # the narrowest plot area these figures get (half a wide page)
+
+
+def place_labels(x_px: np.ndarray, y_px: np.ndarray, texts: list[str], *, width_px: float, height_px: float) -> list[tuple[float, float, str]]:
+    """Where to put each point's label so that no two labels and no label and point overlap.
+
+    Points are in pixels of the plot area (origin bottom left). Labels are placed greedily in the
+    given order, each at the first free spot among offsets around its point, going further out
+    in steps of 12 px until one is free, and kept inside the plot area. Returns per label ``(ax, ay, xanchor)``:
+    plotly's pixel offsets of the label from its point (``ay`` negative = up) and its anchor.
+    """
+    boxes: list[tuple[float, float, float, float]] = []
+    points = list(zip(x_px, y_px))
+
+    def free(box) -> bool:
+        x0, y0, x1, y1 = box
+        if x0 < 0 or x1 > width_px or y0 < 0 or y1 > height_px:
+            return False
+        if any(x0 < b[2] and b[0] < x1 and y0 < b[3] and b[1] < y1 for b in boxes):
+            return False
+        return not any(x0 - 4 < px < x1 + 4 and y0 - 4 < py < y1 + 4 for px, py in points)
+
+    placed = []
+    for (px, py), text in zip(points, texts):
+        w, h = len(text) * _CHAR_PX + 6, LABEL_FONT_PX + 6
+        choice = None
+        for distance in np.arange(10.0, max(width_px, height_px), 12.0):
+            for dx, dy in ((1, 1), (-1, 1), (1, -1), (-1, -1), (1, 0), (-1, 0), (0, 1), (0, -1)):
+                cx, cy = px + dx * distance, py + dy * distance  # the label's anchor point
+                x0 = cx if dx > 0 else cx - w if dx < 0 else cx - w / 2
+                box = (x0, cy - h / 2, x0 + w, cy + h / 2)
+                if free(box):
+                    choice = (dx * distance, -dy * distance, "left" if dx > 0 else "right" if dx < 0 else "center", box)
+                    break
+            if choice:
+                break
+        if choice is None:  # crowded beyond every offset tried: straight above, on top of the rest
+            choice = (0.0, -12.0, "center", (px - w / 2, py + 6, px + w / 2, py + 6 + h))
+        boxes.append(choice[3])
+        placed.append(choice[:3])
+    return placed
+
+
+def _planted_scatter(data: pd.DataFrame, labels: dict, colors: dict, names: dict, rho: float, what: str, unit: str, title: str) -> go.Figure:
+    """Planted effect (x) against recovered mean |SHAP| (y), one trace per group, labels that never overlap."""
+    height, plot_height = 500, 500 - 40 - 150  # figure height less the top margin and the legend and axis below
+    x_top = float(data["planted_effect"].max()) * 1.08 + 1e-9
+    x_low = -0.04 * x_top
+    y_top = float(data["mean_abs_shap"].max()) * 1.15 + 1e-9
+    fig = go.Figure()
+    for group, color in colors.items():
+        part = data[data["group"] == group]
+        if len(part):
+            fig.add_trace(go.Scatter(x=part["planted_effect"], y=part["mean_abs_shap"], mode="markers", name=names[group],
+                                     marker=dict(size=11, color=color, line=dict(color="white", width=1)), customdata=list(part.index),
+                                     hovertemplate="%{customdata}<br>planted %{x:.3f}<br>recovered %{y:.3f}<extra></extra>"))
+    # Labels in order of importance: the most important ones get the spots next to their points.
+    labelled = data.loc[[k for k in labels if k in data.index]].sort_values("mean_abs_shap", ascending=False)
+    to_px = lambda v, low, high, size: (np.asarray(v, float) - low) / (high - low) * size  # noqa: E731
+    spots = place_labels(to_px(labelled["planted_effect"], x_low, x_top, _NOMINAL_PLOT_WIDTH_PX), to_px(labelled["mean_abs_shap"], 0.0, y_top, plot_height),
+                         [labels[k] for k in labelled.index], width_px=_NOMINAL_PLOT_WIDTH_PX, height_px=plot_height)
+    for (key, row), (ax, ay, anchor) in zip(labelled.iterrows(), spots):
+        fig.add_annotation(x=row["planted_effect"], y=row["mean_abs_shap"], text=labels[key], ax=ax, ay=ay, xanchor=anchor, showarrow=True, arrowhead=0,
+                           arrowwidth=0.8, arrowcolor=GREY, font=dict(size=LABEL_FONT_PX), bgcolor="rgba(255,255,255,0.7)")
+    fig.update_layout(xaxis=dict(title="planted effect: mean |term| on the logit scale (0 = none planted)", range=[x_low, x_top]),
+                      yaxis=dict(title=f"recovered: mean |SHAP| ({unit})", range=[0, y_top]),
+                      height=height, margin=dict(t=40, l=10, r=10), legend=LEGEND_BELOW, title=f"{title}: Spearman ρ = {rho:.2f} ({len(data)} {what})")
+    return fig
+
+
+def planted_vs_recovered(data: pd.DataFrame, rho: float, unit: str, n_labels: int = 6) -> go.Figure:
+    """Planted effect (ground truth) against recovered importance (mean |SHAP|) per feature, with Spearman rho.
 
     ``data``: :func:`core.evaluation.ground_truth.importance_recovery`'s table (``planted_effect``,
     ``mean_abs_shap``, ``modality`` by feature); ``unit``: the SHAP values' output space in words.
+    The ``n_labels`` largest by planted effect and by recovered importance are labelled, and the
+    three proxies (nothing planted) that take the most credit.
     """
-    fig = go.Figure()
-    top = set(data["planted_effect"].nlargest(6).index) | set(data["mean_abs_shap"].nlargest(6).index)
-    for modality in MODALITY_LABELS:
-        part = data[data["modality"] == modality]
-        if len(part):
-            fig.add_trace(go.Scatter(x=part["planted_effect"], y=part["mean_abs_shap"], mode="markers+text", name=MODALITY_LABELS[modality],
-                                     marker=dict(size=11, color=MODALITY_COLORS[modality], line=dict(color="white", width=1)),
-                                     text=[f.split(".", 1)[1] if f in top else "" for f in part.index], textposition="top center", textfont=dict(size=11),
-                                     customdata=list(part.index), hovertemplate="%{customdata}<br>planted %{x:.3f}<br>recovered %{y:.3f}<extra></extra>"))
-    fig.add_annotation(xref="paper", yref="paper", x=0.02, y=0.98, showarrow=False, xanchor="left", yanchor="top", font=dict(size=15), bgcolor="rgba(255,255,255,0.8)",
-                       text=f"Spearman ρ = {rho:.2f} (n = {len(data)} features)")
-    fig.update_layout(xaxis_title="planted effect: mean |term| on the logit scale (0 = none planted)", yaxis_title=f"recovered: mean |SHAP| ({unit})",
-                      height=480, margin=dict(t=40, l=10, r=10), legend=LEGEND_BELOW, title="Planted vs recovered importance")
-    return fig
+    proxies = data[data["planted_effect"] == 0]
+    shown = set(data["planted_effect"].nlargest(n_labels).index) | set(data["mean_abs_shap"].nlargest(n_labels).index) | set(proxies["mean_abs_shap"].nlargest(3).index)
+    labels = {f: f.split(".", 1)[1] for f in data.sort_values("mean_abs_shap").index if f in shown}
+    return _planted_scatter(data.assign(group=data["modality"]), labels, MODALITY_COLORS, MODALITY_LABELS, rho, "features", unit, "Planted vs recovered, by feature")
+
+
+def cause_recovery_figure(data: pd.DataFrame, rho: float, unit: str) -> go.Figure:
+    """Planted effect against recovered importance summed by cause, with Spearman rho; every cause labelled.
+
+    ``data``: :func:`core.evaluation.ground_truth.cause_recovery`'s table (``cause``, ``features``,
+    ``planted_effect``, ``mean_abs_shap`` by cause key).
+    """
+    labels = {key: row["cause"] for key, row in data.sort_values("mean_abs_shap").iterrows()}
+    return _planted_scatter(data.assign(group="cause"), labels, {"cause": BLUE}, {"cause": "cause (features summed)"}, rho, "causes", unit,
+                            "Planted vs recovered, by cause")
 
 
 # --- tables and the report ---------------------------------------------------------------------
@@ -420,7 +491,7 @@ def ci_table(tables: dict, digits: int = 3) -> pd.DataFrame:
         for metric, row in table.iterrows():
             if metric in ("n", "prevalence"):
                 continue
-            label = METRIC_LABELS.get(metric, metric)
+            label = METRICS[metric].label if metric in METRICS else metric
             if not np.isfinite(row["estimate"]):
                 col[label] = "—"
             elif np.isfinite(row["ci_low"]):

@@ -12,7 +12,7 @@ from scipy.special import expit
 
 from core.anatomy import CST_WAYPOINTS_MM, load_anatomy
 from core.data.schema import MODALITIES
-from core.synth.config import SITE_FA_OFFSET_SD, CohortConfig
+from core.synth.config import SITE_OUTCOME_SHIFT_SD, SITE_FA_OFFSET_SD, CohortConfig
 from core.synth.fa_phantom import FAParameters, lesion_weight, transected_fraction
 
 
@@ -66,7 +66,7 @@ def sample_latents(config: CohortConfig) -> pd.DataFrame:
     se = config.site_effect
     site_fa_offset = site_rng.normal(0, SITE_FA_OFFSET_SD * se, config.n_sites)
     site_emg_gain = np.exp(site_rng.normal(0, 0.15 * se, config.n_sites))
-    site_outcome_shift = site_rng.normal(0, 0.25 * se, config.n_sites)
+    site_outcome_shift = site_rng.normal(0, SITE_OUTCOME_SHIFT_SD * se, config.n_sites)
 
     hemisphere = np.where(rng.random(n) < 0.5, "left", "right")
     age = np.where(stroke, np.clip(rng.normal(68, 11, n), 30, 95), np.clip(rng.normal(61, 8, n), 40, 80))

@@ -11,7 +11,7 @@ import pandas as pd
 from scipy.special import expit
 from scipy.stats import norm
 
-from core.synth.config import CohortConfig
+from core.synth.config import SITE_OUTCOME_SHIFT_SD, CohortConfig
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,53 @@ OUTCOME_TERMS = (
 """Each term reads the true (noise-free, offset-free) value behind the feature that best measures
 its cause, so a perfect model would credit that feature; features that measure the same cause less
 directly (lesion load, MEP latency, movement time, FM-UE) carry no planted effect of their own."""
+
+
+# What each feature measures most directly, among the latent factors of sample_latents. Features of
+# one cause are correlated, so a model spreads the cause's credit over them: importance is judged by
+# cause as well as by feature (core.evaluation.ground_truth.cause_recovery).
+CAUSES = {
+    "cst_integrity": "Corticospinal tract integrity",
+    "mep_size": "Corticospinal excitability (MEP size)",
+    "motor_severity": "Motor severity",
+    "white_matter": "White-matter reserve",
+    "tremor": "Tremor",
+    "age": "Age",
+    "levodopa_response": "Levodopa response",
+    "rtms_dose": "rTMS dose",
+    "dbs_amplitude": "DBS amplitude",
+    "none": "No planted cause",
+}
+FEATURE_CAUSES = {
+    "dti.cst_fa_affected": "cst_integrity",
+    "dti.cst_fa_asymmetry": "cst_integrity",
+    "dti.cst_lesion_load_ml": "cst_integrity",
+    "emg.mep_latency_fdi_ms": "cst_integrity",
+    "dti.cst_fa_unaffected": "white_matter",
+    "dti.wm_fa_mean": "white_matter",
+    "emg.mep_present": "mep_size",
+    "emg.mep_amplitude_fdi_uv": "mep_size",
+    "emg.mep_amplitude_ecr_uv": "mep_size",
+    "emg.rms_fdi_uv": "motor_severity",
+    "emg.median_freq_fdi_hz": "motor_severity",
+    "kin.peak_velocity_m_s": "motor_severity",
+    "kin.movement_time_s": "motor_severity",
+    "kin.sparc": "motor_severity",
+    "clin.safe_score": "motor_severity",
+    "clin.nihss": "motor_severity",
+    "clin.fm_ue": "motor_severity",
+    "clin.updrs_iii": "motor_severity",
+    "kin.tremor_band_power_mm2": "tremor",
+    "clin.age": "age",
+    "clin.levodopa_response_pct": "levodopa_response",
+    "clin.rtms_sessions": "rtms_dose",
+    "clin.dbs_amplitude_ma": "dbs_amplitude",
+    "clin.sex_male": "none",
+    "clin.indication_pd": "none",
+    "clin.disease_duration_months": "none",
+    "clin.rtms_intensity_pct_rmt": "none",
+    "clin.dbs_frequency_hz": "none",
+}
 
 
 def term_factors(latents: pd.DataFrame, clinical: pd.DataFrame, config: CohortConfig) -> dict[str, tuple[np.ndarray, ...]]:
@@ -101,12 +148,24 @@ def outcome_terms(latents: pd.DataFrame, clinical: pd.DataFrame, config: CohortC
     return terms_from_factors(term_factors(latents, clinical, config), latents.index)
 
 
+IMPROVEMENT_RANGE_PCT = (-50.0, 100.0)  # a patient can worsen, but by at most half; 100 = fully recovered
+
+
+def outcome_formula(config: CohortConfig) -> str:
+    """The outcome model of :func:`outcomes_from_terms` in words, with this config's numbers."""
+    low, high = IMPROVEMENT_RANGE_PCT
+    return (f"eta = sum of the planted terms (each scaled by its modalities' effect strength) + the site's shift "
+            f"(SD {SITE_OUTCOME_SHIFT_SD * config.site_effect:g} logit); improvement % = 100 x sigmoid(eta) + Gaussian noise "
+            f"(SD {config.outcome_noise_pct:g} percentage points), clipped to {low:g}..{high:g}; "
+            f"responder = improvement >= {config.responder_threshold_pct:g}%.")
+
+
 def outcomes_from_terms(terms: pd.DataFrame, latents: pd.DataFrame, config: CohortConfig) -> pd.DataFrame:
     """Improvement (%), responder label and the exact true response probability."""
     eta = terms.sum(axis=1).to_numpy() + latents["site_outcome_shift"].to_numpy()
     expected = 100 * expit(eta)
     rng = np.random.default_rng([config.seed, 4])
-    improvement = np.clip(expected + rng.normal(0, config.outcome_noise_pct, len(eta)), -50, 100)
+    improvement = np.clip(expected + rng.normal(0, config.outcome_noise_pct, len(eta)), *IMPROVEMENT_RANGE_PCT)
     threshold = config.responder_threshold_pct
     return pd.DataFrame(
         {
