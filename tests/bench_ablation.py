@@ -2,7 +2,7 @@
 
 Not a test: nothing here asserts a time. Figures:
 
-- ``ablation_15x5_2000``: the issue's bar, all 15 modality subsets x 5 folds (1 repeat, no
+- ``ablation_15x5_2000``: the target setting, all 15 modality subsets x 5 folds (1 repeat, no
   permutations) on the 2,000-patient default preset, through :func:`core.ablation.run_ablation` on
   all local cores. Baselines in the same run: a plain sequential for-loop over subsets x folds
   fitting :class:`core.modelling.estimators.ResponseClassifier` on one xgboost thread (``baseline_seconds``), and the

@@ -83,3 +83,40 @@ def fresh_streamlit(monkeypatch):
     yield
     st.cache_resource.clear()
     st.cache_data.clear()
+
+
+# --- browser tests: pytest-playwright pointed at Debian's chromium (see tests/browser_support.py) ---
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    from tests.browser_support import CHROMIUM, CHROMIUM_ARGS
+
+    if not CHROMIUM.exists():  # only reached in CI: elsewhere the browser tests are skipped
+        pytest.fail(f"CI is set but {CHROMIUM} is missing: CI must install Debian's chromium for the browser tests.")
+    return {**browser_type_launch_args, "executable_path": str(CHROMIUM), "args": CHROMIUM_ARGS}
+
+
+@pytest.fixture(scope="session")
+def browser_context_args(browser_context_args):
+    # Streamlit scrolls inside its own container, so a full-page screenshot shows no more than the
+    # viewport: make the viewport tall instead.
+    return {**browser_context_args, "viewport": {"width": 1400, "height": 3200}}
+
+
+@pytest.fixture(scope="session")
+def artifacts():
+    """tests/artifacts/, where browser tests leave screenshots for a person to look at."""
+    from tests.browser_support import ARTIFACTS
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+@pytest.fixture
+def empty_workspace(app_workspace, monkeypatch):
+    """The one-cohort workspace ("tiny"), private to the test, opened by the app under test."""
+    from core.store.workspace import DEFAULT_WORKSPACE_ENV
+
+    monkeypatch.setenv(DEFAULT_WORKSPACE_ENV, str(app_workspace))
+    return app_workspace

@@ -47,12 +47,12 @@ def null_dti():
 
 @pytest.fixture(scope="module")
 def default_preset():
-    """The default demo preset as shipped (2,000 patients), 1 x 5 folds: the issue's benchmark setting."""
+    """The default demo preset as shipped (2,000 patients), 1 x 5 folds: the benchmark setting."""
     cohort = generate_cohort(presets()["default"])
     return cohort, run_ablation(cohort, AblationConfig(n_repeats=1, n_permutations=0))
 
 
-# --- bars of the issue ------------------------------------------------------------------------------
+# --- what the ablation must recover on the shipped presets --------------------------------------------------
 
 
 def test_null_modality_costs_nothing_and_the_strongest_modality_is_significant_and_first(null_dti):

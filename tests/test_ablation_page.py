@@ -55,12 +55,6 @@ def ablated_workspace(ablated_template, tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def empty_workspace(app_workspace, monkeypatch):
-    monkeypatch.setenv(DEFAULT_WORKSPACE_ENV, str(app_workspace))
-    return app_workspace
-
-
-@pytest.fixture
 def no_refit(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("refitted an ablation run that is saved")

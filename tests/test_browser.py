@@ -1,121 +1,15 @@
-"""The app in a real browser: `streamlit run` in a subprocess, driven by headless Chromium.
+"""The app in a real browser: `streamlit run` in a subprocess, driven by headless Chromium
+(see tests/browser_support.py)."""
 
-Playwright cannot download its own browser here, so Debian's /usr/bin/chromium is launched through
-``executable_path``. Without it the module is skipped, except in CI (env var CI set), where it is an
-error. Screenshots go to tests/artifacts/ (git-ignored) for a person to look at.
-"""
-
-import contextlib
-import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 
-ROOT = Path(__file__).resolve().parent.parent
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-IDLE = "[data-testid=stApp][data-test-script-state=notRunning]"
-RUNNING = "[data-testid=stApp][data-test-script-state=running]"
-TIMEOUT_MS = 120_000
-expect.set_options(timeout=30_000)
+from tests.browser_support import BROWSER_ONLY, IDLE, TIMEOUT_MS, assert_no_exception, choose, streamlit_server
 
-# Every browser test module sets ``pytestmark = BROWSER_ONLY``: skipped without Chromium, except in CI.
-BROWSER_ONLY = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists() and not os.environ.get("CI"),
-        reason=f"browser tests need Debian's chromium at {CHROMIUM} (apt-get install chromium)",
-    ),
-]
 pytestmark = BROWSER_ONLY
-
-
-# --- browser: pytest-playwright, pointed at Debian's chromium -------------------------------------
-
-
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args):
-    if not CHROMIUM.exists():  # only reached in CI: elsewhere the module is skipped
-        pytest.fail(f"CI is set but {CHROMIUM} is missing: CI must install Debian's chromium for the browser tests.")
-    return {**browser_type_launch_args, "executable_path": str(CHROMIUM), "args": CHROMIUM_ARGS}
-
-
-@pytest.fixture(scope="session")
-def browser_context_args(browser_context_args):
-    # Streamlit scrolls inside its own container, so a full-page screenshot shows no more than the
-    # viewport: make the viewport tall instead.
-    return {**browser_context_args, "viewport": {"width": 1400, "height": 3200}}
-
-
-# --- server: `streamlit run app.py` on a free port ------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def streamlit_server(workspace: Path, log: Path):
-    """Yield the base URL of `streamlit run app.py` on ``workspace``; kill it and its children after."""
-    port = _free_port()
-    command = [
-        sys.executable, "-m", "streamlit", "run", "app.py",
-        "--server.port", str(port),
-        "--server.address", "127.0.0.1",
-        "--server.headless", "true",
-        "--browser.gatherUsageStats", "false",
-        "--server.fileWatcherType", "none",
-        "--client.toolbarMode", "minimal",
-    ]  # fmt: skip
-    env = {**os.environ, "NEUROPREDICT_WORKSPACE": str(workspace)}
-    with open(log, "wb") as out:
-        # A session of its own, so that teardown can end the server and every worker it started.
-        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"streamlit exited with code {server.returncode} before answering:\n{log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not answer on port {port} within 60 s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.25)
-        yield url
-    finally:
-        for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(server.pid, sig)
-            try:
-                server.wait(timeout=wait)
-                break
-            except subprocess.TimeoutExpired:
-                continue
 
 
 @pytest.fixture(scope="module")
@@ -125,34 +19,6 @@ def app_url(app_workspace_template, tmp_path_factory):
     workspace = shutil.copytree(app_workspace_template, folder / "workspace")
     with streamlit_server(workspace, folder / "streamlit.log") as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def artifacts():
-    ARTIFACTS.mkdir(exist_ok=True)
-    return ARTIFACTS
-
-
-# --- helpers --------------------------------------------------------------------------------------
-
-
-def settle(page, started_within_ms=3_000):
-    """Wait for the rerun an interaction triggers (if it starts in time) to finish."""
-    with contextlib.suppress(Exception):
-        page.wait_for_selector(RUNNING, timeout=started_within_ms)
-    page.wait_for_selector(IDLE, timeout=TIMEOUT_MS)
-
-
-def choose(page, label, option):
-    """Pick ``option`` in the selectbox labelled ``label`` (a combobox in Streamlit >= 1.50)."""
-    page.locator(f'input[aria-label="{label}"]').click()
-    page.get_by_role("option", name=option, exact=True).click()
-    settle(page)
-
-
-def assert_no_exception(page):
-    shown = page.locator("[data-testid=stException]")
-    assert shown.count() == 0, shown.all_inner_texts()
 
 
 # --- tests ----------------------------------------------------------------------------------------

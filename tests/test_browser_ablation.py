@@ -22,17 +22,7 @@ from playwright.sync_api import expect
 from core.store.workspace import Workspace
 from core.synth.config import CohortConfig
 from core.synth.generator import generate_cohort
-from tests.test_browser import (  # noqa: F401  (fixtures are used by name)
-    BROWSER_ONLY,
-    IDLE,
-    TIMEOUT_MS,
-    artifacts,
-    assert_no_exception,
-    browser_context_args,
-    browser_type_launch_args,
-    settle,
-    streamlit_server,
-)
+from tests.browser_support import BROWSER_ONLY, IDLE, TIMEOUT_MS, assert_no_exception, settle, streamlit_server
 
 COHORT = CohortConfig(name="tiny", n_patients=200, seed=3)
 RUN_TIMEOUT_MS = 300_000  # the run itself: about 15-30 s on two idle cores

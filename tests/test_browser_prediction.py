@@ -20,17 +20,7 @@ from core.modelling.validation import CohortSplitter, cross_validate, run_digest
 from core.store.workspace import Workspace
 from core.synth.config import CohortConfig
 from core.synth.generator import generate_cohort
-from tests.test_browser import (  # noqa: F401  (fixtures are used by name)
-    BROWSER_ONLY,
-    IDLE,
-    TIMEOUT_MS,
-    artifacts,
-    assert_no_exception,
-    browser_context_args,
-    browser_type_launch_args,
-    settle,
-    streamlit_server,
-)
+from tests.browser_support import BROWSER_ONLY, IDLE, TIMEOUT_MS, assert_no_exception, settle, streamlit_server
 
 COHORT = CohortConfig(name="tiny", n_patients=200, seed=3)
 OUTCOME = "responder"

@@ -13,17 +13,7 @@ from pathlib import Path
 
 from playwright.sync_api import expect
 
-from tests.test_browser import (  # noqa: F401  (fixtures are used by name)
-    BROWSER_ONLY,
-    IDLE,
-    TIMEOUT_MS,
-    artifacts,
-    assert_no_exception,
-    browser_context_args,
-    browser_type_launch_args,
-    settle,
-    streamlit_server,
-)
+from tests.browser_support import BROWSER_ONLY, IDLE, TIMEOUT_MS, assert_no_exception, settle, streamlit_server
 
 pytestmark = BROWSER_ONLY
 

@@ -15,18 +15,7 @@ from pathlib import Path
 from playwright.sync_api import expect
 
 from core.store.workspace import Workspace
-from tests.test_browser import (  # noqa: F401  (fixtures are used by name)
-    BROWSER_ONLY,
-    IDLE,
-    TIMEOUT_MS,
-    artifacts,
-    assert_no_exception,
-    browser_context_args,
-    browser_type_launch_args,
-    choose,
-    settle,
-    streamlit_server,
-)
+from tests.browser_support import BROWSER_ONLY, IDLE, TIMEOUT_MS, assert_no_exception, choose, settle, streamlit_server
 from tests.test_upload_page import cohort_zip
 
 N_PATIENTS = 40

@@ -13,7 +13,6 @@ from components.views import recordings
 from core.anatomy import CST_WAYPOINTS_MM, load_anatomy
 from core.data.cohort import Cohort, feature_correlations
 from core.data.schema import FEATURE_DESCRIPTIONS, MODALITIES, MODALITY_LABELS
-from core.errors import InputError
 from core.evaluation.ground_truth import bayes_optimal_auc
 from core.features.emg import mep_features
 from core.features.kinematics import reach_segments, speed_mm_s
@@ -53,10 +52,7 @@ def config_form(key: str = "generate") -> CohortConfig | None:
     if not submitted:
         return None
     # Check the name before generating, not after minutes of work.
-    workspace = state.workspace()
-    workspace.check_name(name.strip())
-    if name.strip() in workspace and not replace:
-        raise InputError(f"a cohort named {name.strip()!r} is already saved; choose another name or tick 'Replace'.", field="name")
+    state.workspace().check_new_name(name.strip(), replace=replace)
     return CohortConfig(
         name=name.strip(), n_patients=int(n_patients), seed=int(seed), indications={k: v for k, v in indications.items() if v > 0},
         n_sites=int(n_sites), site_effect=site_effect, missing_rate=missing, effect_strength=strength,

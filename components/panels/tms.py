@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from components import state
 from components.figures import show_figure
 from components.views import tms as views
 from core.tms.cortex import PRESET_HANDLE_DEG, CoilSpec, load_cortex, placement_of
@@ -145,7 +146,7 @@ def neuron_check_panel(tmap, cell_type: str) -> None:
     n_sites = int(c[0].number_input("Cells (N)", 1, 20, 3, key="tms-neuron-n"))
     signature = (cell_type, repr(getattr(tmap, "placement", None)))  # a result belongs to one map and cell type
     if not c[1].button("Check against NEURON", key="tms-neuron", icon=":material/science:"):
-        saved = st.session_state.get("tms-neuron-result")
+        saved = state.session_store("tms", dict).get("neuron_result")
         if saved is not None and saved[0] == signature:  # keep the last check on screen across reruns
             _show_neuron_result(saved[1])
         return
@@ -161,7 +162,7 @@ def neuron_check_panel(tmap, cell_type: str) -> None:
     table = check_against_neuron(tmap, cell_type, n_sites, progress=progress)
     bar.empty()
     live.empty()
-    st.session_state["tms-neuron-result"] = (signature, table)
+    state.session_store("tms", dict)["neuron_result"] = (signature, table)
     _show_neuron_result(table)
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from components import figures
+from components import figures, state
 from components.figures import brain_slice_viewer
 from components.palette import GREEN, ORANGE, VERMILLION
 from components.views import recordings
@@ -56,7 +56,7 @@ from core.io import (
 )
 from core.io.tables import COLUMN_TYPES
 
-_SESSION_KEY = "neuropredict.upload"
+_SESSION_KEY = "upload"
 MiB = 1 << 20
 ACCEPTED = ["zip", "nii", "gz", "bval", "bvec", "edf", "bdf", "csv", "tsv", "xlsx", "c3d"]
 READ_AS = {"auto": "as named", "table": "clinical table", "emg": "EMG", "kin": "kinematics"}
@@ -105,9 +105,7 @@ class UploadSession:
 
 
 def session() -> UploadSession:
-    if _SESSION_KEY not in st.session_state:
-        st.session_state[_SESSION_KEY] = UploadSession()
-    return st.session_state[_SESSION_KEY]
+    return state.session_store(_SESSION_KEY, UploadSession)
 
 
 # ---------------------------------------------------------------- the spec, from core.io's docstrings
@@ -507,7 +505,7 @@ def registrations_panel(result: UploadedCohort, key: str) -> dict | None:
                "registration drops that patient's DTI features (NaN).")
     pid = st.selectbox("Patient", sorted(result.registrations), key=f"{key}-reg-patient")
     review_registration(result.registrations[pid], key=f"{key}-reg-{pid}", title=f"{pid}: registered image over MNI152")
-    verdicts = {p: st.session_state.get(f"{key}-reg-{p}-verdict") for p in result.registrations}
+    verdicts = {p: state.widget_value(f"{key}-reg-{p}-verdict") for p in result.registrations}
     waiting = [p for p, v in verdicts.items() if v is None]
     if waiting:
         st.warning(f"Not checked yet: {', '.join(waiting)}. Save is possible once every registration is accepted or rejected.")
@@ -526,10 +524,7 @@ def save_form(result: UploadedCohort, verdicts: dict, default_name: str, workspa
         return None
     name = name.strip()
     try:
-        workspace.check_name(name)
-        if name in workspace and not replace_it:
-            raise InputError(f"a cohort named {name!r} is already saved; choose another name or tick 'Replace'.", field="name")
-        workspace.save(replace(reviewed_cohort(result, verdicts), name=name))
+        workspace.save(replace(reviewed_cohort(result, verdicts), name=name), overwrite=replace_it)
     except InputError as exc:
         st.error(str(exc), icon=":material/error:")
         return None

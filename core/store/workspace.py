@@ -81,6 +81,13 @@ class Workspace:
                 field="name",
             )
 
+    def check_new_name(self, name: str, *, replace: bool = False) -> None:
+        """Raise InputError unless a cohort can be saved under ``name``: an allowed name, and not
+        already taken unless ``replace``. Check before long work, not after it."""
+        self.check_name(name)
+        if not replace and name in self:
+            raise InputError(f"a cohort named {name!r} is already saved; choose another name or tick 'Replace'.", field="name")
+
     def _folder(self, name: str) -> Path:
         self.check_name(name)
         return self.path / "cohorts" / name
@@ -102,8 +109,7 @@ class Workspace:
     # --- save / load ---------------------------------------------------------------------------
     def save(self, cohort: Cohort, *, overwrite: bool = True) -> None:
         folder = self._folder(cohort.name)
-        if not overwrite and cohort.name in self:
-            raise InputError(f"a cohort named {cohort.name!r} is already saved; choose another name.", field="name")
+        self.check_new_name(cohort.name, replace=overwrite)
         staging = folder.with_name(folder.name + ".saving")
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
@@ -173,7 +179,7 @@ class Workspace:
 
     # --- cross-validation runs: trained fold models and out-of-fold results ---------------------
     def save_cv(self, cohort: Cohort, run: str, result) -> None:
-        """Store a :class:`~core.validation.CVResult` under its run digest (see ``run_digest``)."""
+        """Store a :class:`~core.modelling.validation.CVResult` under its run digest (see ``run_digest``)."""
         folder = self.path / "models" / run
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
