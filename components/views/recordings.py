@@ -1,7 +1,7 @@
 """Plots of raw per-patient recordings: TMS motor evoked potentials, voluntary EMG and reaching kinematics.
 
 Pure plotly (no streamlit), so that they can be tested and scripted. Derived quantities (speed, movement
-segments, MEP latency and presence) come from ``core.signals``; these functions only draw them.
+segments, MEP latency and presence) come from ``core.features``; these functions only draw them.
 """
 
 from __future__ import annotations
@@ -278,7 +278,7 @@ def speed_profile_figure(speed_mm_s, fs_hz, segments=None) -> go.Figure:
     """Hand speed over time with movement segments shaded.
 
     ``speed_mm_s`` is (n_samples,) in mm/s; ``segments`` a sequence of (start, stop) sample indices with
-    ``stop`` exclusive, as from ``core.signals.movement_segments``. Each segment is one rectangle named
+    ``stop`` exclusive, as from ``core.features.kinematics.movement_segments``. Each segment is one rectangle named
     "movement" spanning ``start / fs_hz`` to ``stop / fs_hz`` seconds.
     """
     speed = np.asarray(speed_mm_s, dtype=float)

@@ -16,25 +16,13 @@ from nibabel.affines import apply_affine
 from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation
 
 AXIS_NAMES = ("x", "y", "z")
-
-
 # Per panel: the voxel axis held fixed, then the (horizontal, vertical) voxel axes shown.
 _PANELS = (("sagittal", 0, (1, 2)), ("coronal", 1, (0, 2)), ("axial", 2, (0, 1)))
-
-
 # Direction letters at the low and high end of each horizontal axis (RAS: x runs L -> R, y P -> A).
 _EDGE_LABELS = {0: ("L", "R"), 1: ("P", "A")}
-
-
 _MASK_OPACITY = 0.5
-
-
 _CROSSHAIR_COLOR = "#56B4E9"  # Okabe-Ito sky blue: apart from the vermillion mask and from viridis
-
-
 _BACKGROUND_PERCENTILE = 99.5  # clip bright outliers (vessels, fat) so tissue contrast survives
-
-
 _PANEL_SPACING = 0.09  # paper fraction between panels
 
 

@@ -1,5 +1,4 @@
-"""What defines an ablation run (:class:`AblationConfig`), its cache key and its designs.
-"""
+"""What defines an ablation run (:class:`AblationConfig`), its cache key and its designs."""
 
 from __future__ import annotations
 
@@ -18,8 +17,6 @@ from core.modelling.validation import CohortSplitter
 
 # Bump when the way scores are computed changes, so cached runs of an older engine are not reused.
 ENGINE_VERSION = 1
-
-
 DESIGNS = {
     "leave_one_out": "Leave one modality out: the full model without each modality, against the full model",
     "single": "Single modality: each modality alone, against the full model",
@@ -39,9 +36,9 @@ class AblationConfig(Settings):
         folds per subset. The default 5 x 5 matches the prediction page, so the full model sees
         the same folds there and here. Cost: 15 x J model fits for four modalities (about
         0.1-0.25 s each at 2,000 patients on one core).
-    seed : seed of the folds (see :class:`core.validation.CohortSplitter`) and of the
+    seed : seed of the folds (see :class:`core.modelling.validation.CohortSplitter`) and of the
         permutations.
-    group_by_site : "auto" or "never", as in :class:`~core.validation.CohortSplitter`.
+    group_by_site : "auto" or "never", as in :class:`~core.modelling.validation.CohortSplitter`.
     n_permutations : label permutations for the test of the full model against chance (0 to
         skip). Each permutation refits the full model on one repetition of K-fold, so it costs
         K fits; fits on permuted labels stop early and are about 4x cheaper than real ones. 100

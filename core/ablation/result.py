@@ -34,8 +34,6 @@ def subset_modalities(label: str) -> list[str]:
 
 
 SCORE_KEYS = ["subset", "repeat", "fold"]
-
-
 PERMUTATION_KEYS = ["permutation", "fold"]
 
 

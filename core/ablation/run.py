@@ -4,7 +4,7 @@ How a run works
 ---------------
 1. Every non-empty subset of the cohort's modalities (2^k - 1 of them; 15 for four modalities) is
    fitted with the outcome's estimator (:func:`core.modelling.estimators.estimator_for`) on the **same** folds: one
-   :meth:`core.validation.CohortSplitter.split` serves all subsets, so fold j of every subset has
+   :meth:`core.modelling.validation.CohortSplitter.split` serves all subsets, so fold j of every subset has
    exactly the same training and test patients, and differences between subsets are paired.
 2. Each (subset, fold) fit is scored on its test fold with every metric of the outcome
    (:data:`METRICS`), together with that fold's chance level. A run therefore does not depend on
@@ -144,7 +144,7 @@ def run_ablation(
 
     Parameters
     ----------
-    cohort : :class:`core.cohort.Cohort` with features of at least two modalities.
+    cohort : :class:`core.data.Cohort` with features of at least two modalities.
     config : :class:`AblationConfig` (default: responder, 5 x 5 folds, 100 permutations).
     n_jobs : fits run side by side (-1: one per core), through :func:`core.parallel.parallel_map`
         with threads (xgboost releases the GIL while it trains), each fit on one xgboost thread;

@@ -1,5 +1,4 @@
-"""The one object that carries a cohort through the app: :class:`Cohort`.
-"""
+"""The one object that carries a cohort through the app: :class:`Cohort`."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Raw per-patient data: FA volume and lesion, EMG recording, hand trajectory, and lazy access to them.
-"""
+"""Raw per-patient data: FA volume and lesion, EMG recording, hand trajectory, and lazy access to them."""
 
 from __future__ import annotations
 
@@ -24,8 +23,8 @@ class PatientRaw:
     fa : (99, 117, 95) float32 FA volume on the MNI152 2 mm grid, or None.
     lesion_mask : boolean volume of the same shape (all False without a lesion), or None.
     affine : (4, 4) voxel -> MNI mm.
-    emg : :class:`core.recordings.EMGRecording` or None.
-    trajectory : :class:`core.recordings.Trajectory` or None.
+    emg : :class:`core.data.EMGRecording` or None.
+    trajectory : :class:`core.data.Trajectory` or None.
     """
 
     patient_id: str

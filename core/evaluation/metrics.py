@@ -65,8 +65,6 @@ __all__ = [
 
 _LABEL_FIELD = "responder"
 _PROBABILITY_FIELD = "probability"
-
-
 # --- ROC AUC and a bootstrap of any statistic ------------------------------------------------------
 
 

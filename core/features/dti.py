@@ -1,5 +1,4 @@
-"""DTI features of an FA map: CST FA per side, its asymmetry, lesion load, white-matter FA.
-"""
+"""DTI features of an FA map: CST FA per side, its asymmetry, lesion load, white-matter FA."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""EMG features: MEPs from TMS sweeps, and the voluntary burst's RMS and median frequency.
-"""
+"""EMG features: MEPs from TMS sweeps, and the voluntary burst's RMS and median frequency."""
 
 from __future__ import annotations
 
@@ -11,20 +10,10 @@ from core.errors import InputError
 from core.features.dsp import as_samples, butter_sos, check_band, check_fraction, check_number, check_rate, nan_median, one_sided_weights, ramp_spectrum, require_length, row_blocks, zero_phase_gain
 
 _MEP_MIN_RATE_HZ = 1000.0  # onset must be resolved to 1 ms
-
-
 _MEP_BASELINE_END_MS = -1.0  # baseline stops short of the pulse and its artefact
-
-
 _MEP_MIN_BASELINE_MS = 5.0
-
-
 _MEP_ONSET_SD = 5.0
-
-
 _EMG_BANDPASS_ORDER = 4
-
-
 _EMG_MIN_PERIODS = 10  # periods of the band's lower edge a record must span
 
 

@@ -1,5 +1,4 @@
-"""Kinematic features of reaching: peak speed, movement time, smoothness (SPARC), tremor power.
-"""
+"""Kinematic features of reaching: peak speed, movement time, smoothness (SPARC), tremor power."""
 
 from __future__ import annotations
 
@@ -11,23 +10,13 @@ from core.errors import InputError
 from core.features.dsp import as_samples, check_band, check_fraction, check_number, check_rate, nan_median, one_sided_weights, ramp_spectrum, require_length, row_blocks, zero_phase_gain
 
 _LOWPASS_ORDER = 4  # Butterworth low-pass for kinematics (forward-backward: 8th-order roll-off)
-
-
 _MERGE_GAP_S = 0.1
-
-
 _REACH_THRESHOLD_FRACTION = 0.05  # movement_segments' defaults, used by kinematic_features
-
-
 _REACH_MIN_DURATION_S = 0.2
-
-
 # Movements are found on a speed smoothed by a Gaussian that attenuates the tremor band's lower
 # edge this many times, so rest tremor is not taken for movement (a Gaussian does not ring, so
 # it adds no side lobes that could bridge two movements).
 _SEGMENTATION_TREMOR_ATTENUATION = 20.0
-
-
 # A record whose smoothed speed stays below this holds rest, tremor or noise, not a reach.
 _MIN_MOVEMENT_SPEED_MM_S = 20.0
 

@@ -1,5 +1,5 @@
 """Readers for real patient data: volumes, diffusion MRI, EMG, kinematics, clinical tables, and
-multi-patient uploads that become a :class:`~core.cohort.Cohort`.
+multi-patient uploads that become a :class:`~core.data.Cohort`.
 
 Every reader takes a path, the bytes, or a binary file object (Streamlit's ``UploadedFile``)
 plus an optional display ``name``, and returns its data with a ``report``: a list of

@@ -100,7 +100,7 @@ class EMGExtraction:
 
     Attributes
     ----------
-    recording : :class:`core.recordings.EMGRecording`: ``mep_sweeps_uv`` (2, n_trials, n_sweep)
+    recording : :class:`core.data.EMGRecording`: ``mep_sweeps_uv`` (2, n_trials, n_sweep)
         µV and ``voluntary_uv`` (2, n_voluntary) µV, muscles ("fdi", "ecr"); n_trials or
         n_voluntary is 0 when that part is missing.
     pulse_times_s : (n_trials,) pulse times used, s from the start.

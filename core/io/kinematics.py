@@ -459,7 +459,7 @@ def _pick_marker(traj: MarkerTrajectories, marker: str | None) -> str:
 
 
 def hand_trajectory(traj: MarkerTrajectories, marker: str | None = None) -> tuple:
-    """The hand marker as a gap-free :class:`core.recordings.Trajectory`, and findings.
+    """The hand marker as a gap-free :class:`core.data.Trajectory`, and findings.
 
     Returns
     -------

@@ -80,7 +80,7 @@ def bare_message(exc: InputError) -> str:
 def attribute(exc: InputError, source: str, field: str | None = None) -> InputError:
     """The same InputError, naming ``source`` (and ``field``) when it did not name a file yet.
 
-    Errors raised by the feature code (:mod:`core.signals`, :mod:`core.dti`) name a field but no
+    Errors raised by the feature code (:mod:`core.features`) name a field but no
     file; the readers re-raise them through this so the message says which upload is at fault.
     """
     if exc.source:

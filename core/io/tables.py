@@ -120,7 +120,7 @@ class ColumnMapping:
 
 @dataclass
 class MappedTable:
-    """A clinical table after the mapping: what a :class:`~core.cohort.Cohort` is made of.
+    """A clinical table after the mapping: what a :class:`~core.data.Cohort` is made of.
 
     Attributes
     ----------

@@ -1,4 +1,4 @@
-"""A multi-patient upload (a folder or a zip) becomes a :class:`~core.cohort.Cohort`.
+"""A multi-patient upload (a folder or a zip) becomes a :class:`~core.data.Cohort`.
 
 Layout
 ------
@@ -152,7 +152,7 @@ class UploadedCohort:
 
     Attributes
     ----------
-    cohort : the :class:`~core.cohort.Cohort` (provenance ``kind = "upload"``), raw data attached.
+    cohort : the :class:`~core.data.Cohort` (provenance ``kind = "upload"``), raw data attached.
     report : every finding, per file and per patient.
     registrations : patient id -> :class:`~core.io.volumes.Registration` for volumes registered
         from native space (review their overlays before trusting the DTI features).

@@ -18,11 +18,7 @@ from core.anatomy import VOXEL_VOLUME_ML, Anatomy, load_anatomy
 from core.features.dti import dti_features
 
 FA_NOISE_SD = 0.03
-
-
 LESION_FA_DROP = 0.75  # FA inside a lesion core falls to 25% of normal
-
-
 WALLERIAN_FA_DROP = 0.30  # FA of the tract below a complete transection falls by 30%
 
 

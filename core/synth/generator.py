@@ -9,8 +9,8 @@ How a cohort is made
    do in real cohorts (a large CST lesion lowers FA, abolishes MEPs, slows reaching and raises
    the NIHSS).
 2. **Raw data** per patient, made deterministically from (seed, patient number): an FA volume
-   on the MNI152 2 mm grid (:mod:`core.dti`), surface EMG with TMS MEPs and a voluntary burst,
-   and 3-D reaching trajectories (:mod:`core.recordings`).
+   on the MNI152 2 mm grid (:mod:`core.synth.fa_phantom`), surface EMG with TMS MEPs and a voluntary burst,
+   and 3-D reaching trajectories (:mod:`core.synth.recordings`).
 3. **Features** are computed from the raw data by :mod:`core.features`, never copied from latents.
 4. **Outcome**: a linear predictor ``eta`` is a sum of documented terms (:data:`OUTCOME_TERMS`),
    each a nonlinear function of the *true* value behind one or two features, scaled by the
@@ -114,7 +114,7 @@ CHUNK_SIZE = 500
 
 
 def generate_cohort(config: CohortConfig, *, progress=None, n_jobs: int = -1):
-    """Make a synthetic :class:`~core.cohort.Cohort` from a config.
+    """Make a synthetic :class:`~core.data.Cohort` from a config.
 
     ``progress(done, total)`` reports chunks of :data:`CHUNK_SIZE` patients as they finish.
     The result does not depend on ``n_jobs`` or the chunking.

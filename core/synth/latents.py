@@ -204,7 +204,7 @@ def fa_parameters(row, config: CohortConfig) -> FAParameters:
 
 
 def emg_parameters(latents: pd.DataFrame) -> dict:
-    """Arguments of :func:`core.recordings.make_emg` for these patients (muscles: fdi, ecr)."""
+    """Arguments of :func:`core.synth.recordings.make_emg` for these patients (muscles: fdi, ecr)."""
     col = lambda name: latents[name].to_numpy(dtype=float)  # noqa: E731
     return {
         "mep_amplitude_uv": np.stack([col("mep_amplitude_fdi_uv"), col("mep_amplitude_ecr_uv")], axis=1),
@@ -217,7 +217,7 @@ def emg_parameters(latents: pd.DataFrame) -> dict:
 
 
 def reaching_parameters(latents: pd.DataFrame) -> dict:
-    """Arguments of :func:`core.recordings.make_reaching` for these patients."""
+    """Arguments of :func:`core.synth.recordings.make_reaching` for these patients."""
     col = lambda name: latents[name].to_numpy(dtype=float)  # noqa: E731
     return {
         "distance_mm": col("reach_distance_mm"),

@@ -10,38 +10,16 @@ from __future__ import annotations
 import numpy as np
 
 EMG_FS_HZ = 2000.0
-
-
 EMG_MUSCLES = ("fdi", "ecr")  # first dorsal interosseous, extensor carpi radialis
-
-
 SWEEP_START_MS = -20.0
-
-
 SWEEP_SAMPLES = 200  # 100 ms sweeps: -20 .. 80 ms around the TMS pulse
-
-
 N_TRIALS = 10
-
-
 VOLUNTARY_SAMPLES = 2000  # 1 s of voluntary contraction
-
-
 MEP_TRIAL_CV = 0.35  # trial-to-trial log-amplitude SD of MEPs
-
-
 MEP_LATENCY_JITTER_MS = 0.4
-
-
 KIN_FS_HZ = 100.0
-
-
 N_REACHES = 5
-
-
 REACH_SLOT_S = 3.0  # each reach starts 0.5 s into its own 3 s slot
-
-
 KIN_NOISE_MM = 0.1
 
 
@@ -57,8 +35,6 @@ def _mep_waveform(t_ms: np.ndarray) -> np.ndarray:
 
 
 _T_FINE = np.linspace(-5, 30, 35001)
-
-
 _MEP_PP = float(np.ptp(_mep_waveform(_T_FINE)))
 
 

@@ -539,7 +539,7 @@ def _compute_chunk(task: dict) -> dict:
 
 
 def dataset_folder(config: DatasetConfig, workspace: str | Path | None = None) -> Path:
-    """``<workspace>/tms/<config digest>/`` (default workspace: ``core.workspace.default_workspace``)."""
+    """``<workspace>/tms/<config digest>/`` (default workspace: ``core.store.default_workspace``)."""
     from core.store.workspace import default_workspace
 
     return Path(workspace if workspace is not None else default_workspace()) / "tms" / config.digest()
@@ -584,7 +584,7 @@ def generate_dataset(config: DatasetConfig, workspace: str | Path | None = None,
     Parameters
     ----------
     config : DatasetConfig
-    workspace : workspace folder (default ``core.workspace.default_workspace()``); chunks go to
+    workspace : workspace folder (default ``core.store.default_workspace()``); chunks go to
         ``dataset_folder(config, workspace)``.
     n_jobs : worker processes (``core.parallel.parallel_map``; Dask when
         ``NEUROPREDICT_DASK_SCHEDULER`` is set). 1 runs in this process.
