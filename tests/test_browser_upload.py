@@ -2,7 +2,7 @@
 
 The server, the Chromium launch settings and the helpers come from tests/test_browser.py; the zip
 (40 synthetic patients as a BIDS-like folder: participants.tsv, an FA map, an EDF and a C3D per
-patient, two files left out) from tests/test_upload_page.py. Screenshots: tests/artifacts/upload.png,
+patient, two files left out) from tests/test_page_upload.py. Screenshots: tests/artifacts/upload.png,
 tests/artifacts/upload-prediction.png, and a tall tests/artifacts/upload-tall.png for README's assets/screenshots/upload.png.
 """
 
@@ -16,7 +16,7 @@ from playwright.sync_api import expect
 
 from core.store.workspace import Workspace
 from tests.browser_support import BROWSER_ONLY, IDLE, TIMEOUT_MS, assert_no_exception, choose, settle, streamlit_server
-from tests.test_upload_page import cohort_zip
+from tests.test_page_upload import cohort_zip
 
 N_PATIENTS = 40
 MISSING = (("P00003", "emg"), ("P00007", "kin"))

@@ -227,7 +227,7 @@ def planted_effects(factors: dict[str, tuple[np.ndarray, ...]], indication: np.n
 
 
 # ARAT at baseline = 57 sigmoid(ARAT_INTERCEPT - ARAT_SLOPE x severity + noise). Calibrated so that
-# PREP2 scores ~75% on synthetic stroke patients, as published (see tests/test_synth.py).
+# PREP2 scores ~75% on synthetic stroke patients, as published (see tests/test_synth_generator.py).
 ARAT_INTERCEPT = 2.8
 ARAT_SLOPE = 3.2
 
