@@ -3,6 +3,6 @@ reaching made from them, features computed from the raw data, and a documented p
 
 from core.synth.config import GENERATOR_VERSION, INDICATIONS, CohortConfig, presets
 from core.synth.generator import SyntheticRawSource, generate_cohort
-from core.synth.outcome import OUTCOME_TERMS, OutcomeTerm
+from core.synth.outcome import CAUSES, FEATURE_CAUSES, OUTCOME_TERMS, OutcomeTerm, outcome_formula
 
-__all__ = ["CohortConfig", "presets", "INDICATIONS", "GENERATOR_VERSION", "generate_cohort", "SyntheticRawSource", "OUTCOME_TERMS", "OutcomeTerm"]
+__all__ = ["CohortConfig", "presets", "INDICATIONS", "GENERATOR_VERSION", "generate_cohort", "SyntheticRawSource", "OUTCOME_TERMS", "OutcomeTerm", "CAUSES", "FEATURE_CAUSES", "outcome_formula"]
