@@ -7,19 +7,18 @@ from components.guard import guarded
 from components.panels import prediction as panels
 from core.data.schema import OUTCOME_LABELS
 from core.errors import InputError
-from core.modelling.validation import CohortSplitter, cross_validate, run_digest
+from core.modelling.validation import CVSettings, cross_validate
 
 cohort = state.cohort_page("pages/prediction.py", "Treatment-response prediction")
 
 c = st.columns([3, 1, 1, 2], vertical_alignment="bottom")
 outcome = c[0].radio("Outcome", list(OUTCOME_LABELS), format_func=OUTCOME_LABELS.get, horizontal=True, key="pred-outcome")
-n_repeats = int(c[1].number_input("Repeats", 1, 20, 5, key="pred-repeats", help="Each repeat reshuffles the folds; predictions are averaged over repeats."))
-n_splits = int(c[2].number_input("Folds", 2, 10, 5, key="pred-folds"))
+n_repeats = int(c[1].number_input("Repeats", *CVSettings.LIMITS["n_repeats"], CVSettings.n_repeats, key="pred-repeats", help="Each repeat reshuffles the folds; predictions are averaged over repeats."))
+n_splits = int(c[2].number_input("Folds", *CVSettings.LIMITS["n_splits"], CVSettings.n_splits, key="pred-folds"))
 with st.expander("Model settings (xgboost)", icon=":material/tune:"):
-    params = panels.model_settings()
-splitter = CohortSplitter(n_splits=n_splits, n_repeats=n_repeats)
-features = list(cohort.features.columns)
-run = run_digest(cohort, outcome, splitter, params, features)
+    settings = CVSettings(outcome=outcome, n_splits=n_splits, n_repeats=n_repeats, **panels.model_settings())
+splitter, params = settings.splitter(), settings.model_params()  # python -m core train builds the same
+run = settings.run_digest(cohort)
 train = c[3].button(f"Train ({n_repeats} x {n_splits} CV)", type="primary", key="pred-train", icon=":material/model_training:")
 
 try:

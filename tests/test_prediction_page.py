@@ -304,14 +304,14 @@ def test_a_bad_cohort_shows_the_error_from_core_and_stays_loaded(empty_workspace
 
 
 def test_model_report_covers_the_tripod_items_with_the_runs_numbers(trained_workspace):
-    from components.panels.prediction import report_html
     from core.evaluation.metrics import binary_metrics, expected_calibration_error, metrics_with_ci
+    from core.evaluation.report import model_report_html
 
     ws = Workspace(trained_workspace)
     tiny = ws.load("tiny")
     run = default_run(tiny)
     stored = ws.load_cv(run, tiny)
-    report = report_html(tiny, stored, run)
+    report = model_report_html(tiny, stored, run)
     y, p = tiny.outcomes["responder"].to_numpy(), stored.prediction.to_numpy()
     auc = metrics_with_ci(lambda a, b: binary_metrics(a, b, 0.5), y, p, n_boot=1000).loc["auc"]
     for section in ("Data source", "Participants and outcome", "Predictors", "Missing data", "Model", "Validation", "Performance", "Calibration"):

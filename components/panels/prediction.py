@@ -1,8 +1,9 @@
 """Panels of the Prediction page: performance, explanations, what-if, ground truth and exports.
 
-Everything derived from a cross-validation run is cached under the run digest
-(:func:`core.validation.run_digest`), which covers the cohort's content digest and every setting
-of the run; big objects are passed as ``_underscore`` arguments so Streamlit never hashes them.
+The numbers come from :mod:`core.evaluation` (score table, CI tables, spread across repeats, the
+model report); this module caches them under the run digest
+(:func:`core.modelling.validation.run_digest`), which covers the cohort's content digest and every
+setting of the run. Big objects are passed as ``_underscore`` arguments so Streamlit never hashes them.
 """
 
 from __future__ import annotations
@@ -19,33 +20,29 @@ from components.panels import cohort as cohort_panels
 from components.views import prediction as views
 from core.data.cohort import Cohort
 from core.data.schema import FEATURE_DESCRIPTIONS, MODALITY_LABELS, modality_of
-from core.evaluation.metrics import (METRICS, binary_metrics, binary_metrics_ci, calibration_curve, confusion_at, decision_curve, expected_calibration_error,
-                                     fold_spread, metrics_with_ci, regression_metrics, roc_auc)
-from core.modelling.baselines import clinical_baseline, prep2_score
-from core.modelling.estimators import ResponseEstimator, estimator_for
+from core.evaluation import performance
 from core.evaluation.ground_truth import cause_recovery, importance_recovery, top_k_recall
-from core.modelling.validation import CVResult
+from core.evaluation.metrics import METRICS, binary_metrics, confusion_at, decision_curve, expected_calibration_error, roc_auc
+from core.evaluation.performance import CLINICAL, MODEL, MODEL_STROKE, N_BOOT, PREP2
+from core.evaluation.report import ci_table, model_report_html, prediction_table
+from core.modelling.validation import CVResult, CVSettings
 from core.modelling.whatif import IMMUTABLE_FEATURES, WhatIf
 
-MODEL, CLINICAL, PREP2 = "Model (xgboost)", "Clinical baseline", "PREP2 rule (stroke)"
-MODEL_STROKE = "Model on PREP2's patients"
 THRESHOLD_KEY = "pred-threshold"
 EDITS_KEY = "prediction.whatif_edits"
 VIEW_KEY = "view"  # the open tab of the Prediction page, also its query parameter (?view=What-if)
-N_BOOT = 1000
 
 
 def model_settings() -> dict:
-    """xgboost settings a user may change; returns only those that differ from the defaults."""
-    defaults = ResponseEstimator().get_params()
+    """xgboost settings a user may change (:attr:`CVSettings.MODEL_FIELDS`), each as chosen."""
+    defaults, limits = CVSettings(), CVSettings.LIMITS
     c = st.columns(4)
-    chosen = {
-        "max_depth": c[0].number_input("Tree depth", 1, 10, defaults["max_depth"], key="pred-depth"),
-        "learning_rate": c[1].number_input("Learning rate", 0.005, 0.5, defaults["learning_rate"], 0.005, format="%.3f", key="pred-eta"),
-        "n_estimators": c[2].number_input("Most trees", 10, 5000, defaults["n_estimators"], 50, key="pred-trees", help="Early stopping on an inner split of each training fold picks how many are used."),
-        "early_stopping_rounds": c[3].number_input("Early-stopping patience (trees)", 5, 500, defaults["early_stopping_rounds"], 5, key="pred-patience"),
+    return {
+        "max_depth": c[0].number_input("Tree depth", *limits["max_depth"], defaults.max_depth, key="pred-depth"),
+        "learning_rate": c[1].number_input("Learning rate", *limits["learning_rate"], defaults.learning_rate, 0.005, format="%.3f", key="pred-eta"),
+        "n_estimators": c[2].number_input("Most trees", *limits["n_estimators"], defaults.n_estimators, 50, key="pred-trees", help="Early stopping on an inner split of each training fold picks how many are used."),
+        "early_stopping_rounds": c[3].number_input("Early-stopping patience (trees)", *limits["early_stopping_rounds"], defaults.early_stopping_rounds, 5, key="pred-patience"),
     }
-    return {k: v for k, v in chosen.items() if v != defaults[k]}
 
 
 # --- derived tables, cached by run digest ---------------------------------------------------------
@@ -53,60 +50,32 @@ def model_settings() -> dict:
 
 @st.cache_data(max_entries=8, show_spinner="Scoring the baselines on the same folds ...")
 def scores(_cohort: Cohort, _result: CVResult, run: str) -> pd.DataFrame:
-    """Observed outcome, OOF model prediction, clinical baseline (same folds), PREP2 score, error."""
-    observed = _cohort.outcomes[_result.outcome].astype(float)
-    table = pd.DataFrame({
-        "indication": _cohort.patients["indication"] if "indication" in _cohort.patients else "all",
-        "responder": _cohort.outcomes["responder"].astype(bool),
-        "observed": observed,
-        "model": _result.prediction,
-        "clinical": clinical_baseline(_cohort, _result.outcome, _result.folds),
-    })  # fmt: skip
-    if _result.is_binary:
-        table["prep2_score"] = prep2_score(_cohort)
-    table["error"] = (table["model"] - observed).abs()
-    return table
-
-
-def _prep2_usable(s: pd.DataFrame) -> pd.Series | None:
-    if "prep2_score" not in s:
-        return None
-    has = s["prep2_score"].notna()
-    y = s.loc[has, "observed"]
-    return has if has.sum() >= 10 and 0 < y.sum() < len(y) else None
+    """:func:`core.evaluation.performance.score_table` of the run."""
+    return performance.score_table(_cohort, _result)
 
 
 @st.cache_data(max_entries=24, show_spinner="Bootstrapping 95% intervals ...")
 def binary_ci(_s: pd.DataFrame, run: str, threshold: float) -> dict:
-    """metrics_with_ci of the model, the clinical baseline, PREP2 and the model on PREP2's patients."""
-    y = _s["observed"].to_numpy()
-    tables = {MODEL: binary_metrics_ci(y, _s["model"].to_numpy(), threshold, n_boot=N_BOOT),
-              CLINICAL: binary_metrics_ci(y, _s["clinical"].to_numpy(), threshold, n_boot=N_BOOT)}
-    stroke = _prep2_usable(_s)
-    if stroke is not None:
-        part = _s[stroke]
-        # PREP2's categories as a 0-1 score; a category says nothing about calibration.
-        prep2 = binary_metrics_ci(part["observed"].to_numpy(), part["prep2_score"].to_numpy() / 3, threshold, n_boot=N_BOOT)
-        prep2.loc[["brier", "ece"], ["estimate", "ci_low", "ci_high", "n_valid"]] = [np.nan, np.nan, np.nan, 0]
-        tables[PREP2] = prep2
-        tables[MODEL_STROKE] = binary_metrics_ci(part["observed"].to_numpy(), part["model"].to_numpy(), threshold, n_boot=N_BOOT)
-    return tables
+    """:func:`core.evaluation.performance.binary_ci_tables` of the run at ``threshold``."""
+    return performance.binary_ci_tables(_s, threshold, n_boot=N_BOOT)
 
 
 @st.cache_data(max_entries=8, show_spinner="Bootstrapping 95% intervals ...")
 def regression_ci(_s: pd.DataFrame, run: str) -> dict:
-    y = _s["observed"].to_numpy()
-    return {name: metrics_with_ci(regression_metrics, y, _s[col].to_numpy(), n_boot=N_BOOT) for name, col in ((MODEL, "model"), (CLINICAL, "clinical"))}
+    """:func:`core.evaluation.performance.regression_ci_tables` of the run."""
+    return performance.regression_ci_tables(_s, n_boot=N_BOOT)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def repeat_spread(_result: CVResult, _observed: pd.Series, run: str) -> tuple[pd.Series, pd.DataFrame]:
-    """AUC (binary) or R² (continuous) of each repeat's OOF predictions, and their spread."""
-    name = "auc" if _result.is_binary else "r2"
-    fn = (lambda p: roc_auc(_observed, p)) if _result.is_binary else (lambda p: regression_metrics(_observed, p)["r2"])
-    per_repeat = _result.prediction_by_repeat.apply(fn).rename(name)
-    table = per_repeat.rename_axis("repeat").reset_index()
-    return per_repeat, fold_spread(table, name)
+    """:func:`core.evaluation.performance.repeat_spread`: each repeat's AUC or R², and their spread."""
+    return performance.repeat_spread(_result, _observed)
+
+
+@st.cache_data(max_entries=8, show_spinner="Writing the model report ...")
+def report_html(_cohort: Cohort, _result: CVResult, run: str, threshold: float) -> str:
+    """:func:`core.evaluation.report.model_report_html` of the run at ``threshold``, from the cached score table."""
+    return model_report_html(_cohort, _result, run, threshold=threshold, n_boot=N_BOOT, scores=scores(_cohort, _result, run))
 
 
 def _spread_metric(col, row: pd.Series, name: str) -> None:
@@ -135,7 +104,7 @@ def _binary_performance(cohort: Cohort, result: CVResult, run: str) -> None:
     y = s["observed"]
     ci = binary_ci(s, run, 0.5)
     per_repeat, spread = repeat_spread(result, y, run)
-    stroke = _prep2_usable(s)
+    stroke = performance.prep2_usable(s)
     m = st.columns(4)
     m[0].metric("OOF AUC", f"{ci[MODEL].loc['auc', 'estimate']:.3f}", help="ROC AUC of the out-of-fold predictions (mean over repeats).")
     m[0].caption(_ci_caption(ci[MODEL], "auc") + f" · {len(y)} patients")
@@ -191,7 +160,7 @@ def _threshold_panel(s: pd.DataFrame, run: str) -> None:
         for i, (name, label) in enumerate((("sensitivity", "Sensitivity"), ("specificity", "Specificity"), ("ppv", "PPV"), ("npv", "NPV"))):
             c[i % 2].metric(label, "—" if not np.isfinite(at[name]) else f"{at[name]:.3f}")
         st.caption("PPV: responders among those predicted to respond; NPV: non-responders among those predicted not to.")
-    table = views.ci_table(binary_ci(s, run, round(threshold, 2)))
+    table = ci_table(binary_ci(s, run, round(threshold, 2)))
     st.dataframe(table, width="stretch")
     st.caption(f"Out-of-fold predictions; percentile bootstrap over patients ({N_BOOT} resamples, stratified by class). Threshold-dependent rows at {threshold:.2f}; "
                "PREP2 calls a responder at Good or Excellent (score scaled 0-1), and its categories carry no calibration.")
@@ -213,7 +182,7 @@ def _continuous_performance(cohort: Cohort, result: CVResult, run: str) -> None:
     with right:
         fig, data = views.residuals_figure(s["observed"], s["model"])
         show_figure(fig, key="pred-residuals", data=data, filename=f"{cohort.name}-residuals")
-    st.dataframe(views.ci_table(ci, digits=3), width="stretch")
+    st.dataframe(ci_table(ci, digits=3), width="stretch")
     st.caption(f"Out-of-fold predictions; percentile bootstrap over patients ({N_BOOT} resamples). The clinical baseline is a ridge regression on clin.* features, on the same folds.")
     st.markdown("**Spread across repeats** (each repeat is a full out-of-fold pass with its own split)")
     fig, data = views.repeat_spread_figure(per_repeat, "R²")
@@ -466,41 +435,13 @@ def ground_truth_panel(cohort: Cohort, result: CVResult, run: str) -> None:
 # --- exports ----------------------------------------------------------------------------------
 
 
-def report_html(cohort: Cohort, result: CVResult, run: str) -> str:
-    """The model report (TRIPOD+AI items that apply) from the cached tables of this run."""
-    s = scores(cohort, result, run)
-    per_repeat, spread = repeat_spread(result, s["observed"], run)
-    notes = []
-    if result.is_binary:
-        threshold = float(state.widget_value(THRESHOLD_KEY, 0.5))
-        metrics = views.ci_table(binary_ci(s, run, round(threshold, 2)))
-        calibration = calibration_curve(s["observed"], s["model"]).set_index("bin")
-        ece = expected_calibration_error(s["observed"], s["model"])
-        notes.append(f"Threshold-dependent figures at a predicted probability of {threshold:.2f}.")
-        summary = f"{int(s['responder'].sum())} responders ({100 * s['responder'].mean():.1f}%)."
-    else:
-        metrics = views.ci_table(regression_ci(s, run))
-        slope, intercept = np.polyfit(s["model"], s["observed"], 1)
-        calibration, ece = pd.DataFrame({"value": [intercept, slope]}, index=["calibration intercept (% points)", "calibration slope"]), None
-        summary = f"Improvement: mean {s['observed'].mean():.1f}%, SD {s['observed'].std():.1f}%."
-    missing = (100 * (~cohort.modality_availability())).mean().round(1)
-    params = estimator_for(result.outcome, **result.params).get_params()
-    report = views.model_report_html(
-        cohort_name=cohort.name, n_patients=cohort.n_patients, provenance=cohort.provenance, responder_threshold_pct=cohort.responder_threshold_pct,
-        outcome=result.outcome, outcome_summary=summary, features=list(result.features), missing_by_modality=missing, model_params=params,
-        scheme=result.scheme, run=run, metrics=metrics, repeat_spread=spread, calibration=calibration, ece=ece, notes=notes,
-        missing_by_feature=100 * cohort.features[result.features].isna().mean(),
-    )
-    return report
-
-
 def export_panel(cohort: Cohort, result: CVResult, run: str) -> None:
     s = scores(cohort, result, run)
-    oof = s.join(result.prediction_by_repeat)
+    oof = prediction_table(result, s)
     c = st.columns(3)
     c[0].download_button("Out-of-fold predictions (CSV)", oof.to_csv().encode(), f"{cohort.name}-{result.outcome}-oof-predictions.csv", "text/csv", key="pred-dl-oof", icon=":material/download:")
     shap = result.explanation.to_frame()
     c[1].download_button("SHAP values (CSV)", shap.to_csv().encode(), f"{cohort.name}-{result.outcome}-shap.csv", "text/csv", key="pred-dl-shap", icon=":material/download:")
-    c[2].download_button("Model report (HTML)", report_html(cohort, result, run).encode(), f"{cohort.name}-{result.outcome}-model-report.html", "text/html", key="pred-dl-report", icon=":material/description:")
+    c[2].download_button("Model report (HTML)", report_html(cohort, result, run, round(float(state.widget_value(THRESHOLD_KEY, 0.5)), 2)).encode(), f"{cohort.name}-{result.outcome}-model-report.html", "text/html", key="pred-dl-report", icon=":material/description:")
     st.caption("The report follows the TRIPOD+AI items that apply to an internally validated model: data source, outcome, predictors, missing data, "
                "model and early stopping, validation scheme, performance with 95% CIs, calibration.")

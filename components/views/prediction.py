@@ -1,8 +1,9 @@
-"""Figures and tables of the Prediction page: performance, SHAP explanations, what-if, ground truth.
+"""Figures of the Prediction page: performance, SHAP explanations, what-if, ground truth.
 
-Pure builders: they take numbers (arrays, tables, core results) and return plotly figures, pandas
-tables or an HTML string; none touches Streamlit. Figure builders return ``(figure, data)`` where
-``data`` is the table of numbers the figure draws (the CSV export of :func:`figures.show_figure`).
+Pure builders: they take numbers (arrays, tables, core results) and return plotly figures; none
+touches Streamlit. The page's tables and its model report come from :mod:`core.evaluation.report`.
+Figure builders return ``(figure, data)`` where ``data`` is the table of numbers the figure draws
+(the CSV export of :func:`figures.show_figure`).
 Colours are Okabe-Ito (see :mod:`components.palette`).
 """
 
@@ -16,7 +17,7 @@ import plotly.graph_objects as go
 
 from components.palette import BLACK, BLUE, GREEN, MODALITY_COLORS, OKABE_ITO, ORANGE, PURPLE, SKY_BLUE, VERMILLION
 from core.data.schema import FEATURE_DESCRIPTIONS, MODALITY_LABELS, modality_of
-from core.evaluation.metrics import METRICS, calibration_curve, pr_curve_points, roc_curve_points
+from core.evaluation.metrics import calibration_curve, pr_curve_points, roc_curve_points
 from core.modelling.explanation import Explanation
 
 __all__ = [
@@ -39,8 +40,6 @@ __all__ = [
     "planted_vs_recovered",
     "cause_recovery_figure",
     "place_labels",
-    "ci_table",
-    "model_report_html",
 ]
 
 GREY = "#999999"
@@ -478,110 +477,3 @@ def cause_recovery_figure(data: pd.DataFrame, rho: float, unit: str) -> go.Figur
     labels = {key: row["cause"] for key, row in data.sort_values("mean_abs_shap").iterrows()}
     return _planted_scatter(data.assign(group="cause"), labels, {"cause": BLUE}, {"cause": "cause (features summed)"}, rho, "causes", unit,
                             "Planted vs recovered, by cause")
-
-
-# --- tables and the report ---------------------------------------------------------------------
-
-
-def ci_table(tables: dict, digits: int = 3) -> pd.DataFrame:
-    """Metric x model table of "estimate (low-high)" from :func:`core.metrics.metrics_with_ci` outputs."""
-    out = {}
-    for name, table in tables.items():
-        col = {}
-        for metric, row in table.iterrows():
-            if metric in ("n", "prevalence"):
-                continue
-            label = METRICS[metric].label if metric in METRICS else metric
-            if not np.isfinite(row["estimate"]):
-                col[label] = "—"
-            elif np.isfinite(row["ci_low"]):
-                col[label] = f"{row['estimate']:.{digits}f} ({row['ci_low']:.{digits}f}–{row['ci_high']:.{digits}f})"
-            else:
-                col[label] = f"{row['estimate']:.{digits}f}"
-        n = table.loc["n", "estimate"] if "n" in table.index else np.nan
-        out[f"{name} (n={int(n)})" if np.isfinite(n) else name] = col
-    frame = pd.DataFrame(out)
-    frame.index.name = "metric (95% CI)"
-    return frame
-
-
-def _missing_note(missing: pd.Series | None, feature: str) -> str:
-    share = None if missing is None else missing.get(feature)
-    return f" <i>(missing for {share:.1f}% of patients)</i>" if share else ""
-
-
-def _table_html(frame: pd.DataFrame, digits: int = 4) -> str:
-    return frame.to_html(float_format=lambda v: f"{v:.{digits}g}", border=0, classes="t", na_rep="—", escape=True, index_names=False)
-
-
-def model_report_html(
-    *,
-    cohort_name: str,
-    n_patients: int,
-    provenance: dict,
-    responder_threshold_pct: float,
-    outcome: str,
-    outcome_summary: str,
-    features: list,
-    missing_by_modality: pd.Series,
-    model_params: dict,
-    scheme: str,
-    run: str,
-    metrics: pd.DataFrame,
-    repeat_spread: pd.DataFrame | None = None,
-    calibration: pd.DataFrame | None = None,
-    ece: float | None = None,
-    notes: list | None = None,
-    missing_by_feature: pd.Series | None = None,
-) -> str:
-    """A self-contained HTML model report covering the TRIPOD+AI items that apply to this run.
-
-    Sections: data source, participants and outcome, predictors, missing data, model, validation,
-    performance with 95% CIs, calibration. Every value is escaped; no external template or asset.
-    """
-    e = html.escape
-    kind = provenance.get("kind", "unknown")
-    config = provenance.get("config")
-    source = f"Synthetic cohort from NeuroPredict's generator with a known ground truth (seed {config.get('seed')})." if kind == "synthetic" and config else f"Source: {e(str(kind))}."
-    prov_rows = "".join(f"<tr><th>{e(str(k))}</th><td>{e(str(v))}</td></tr>" for k, v in (config or {k: v for k, v in provenance.items() if k != 'kind'}).items())
-    by_modality = {}
-    for f in features:
-        by_modality.setdefault(modality_of(f), []).append(f)
-    predictors = "".join(
-        f"<h3>{e(MODALITY_LABELS.get(m, m))} ({len(fs)})</h3><ul>" + "".join(f"<li><code>{e(f)}</code>: {e(FEATURE_DESCRIPTIONS.get(f, ''))}{_missing_note(missing_by_feature, f)}</li>" for f in fs) + "</ul>"
-        for m, fs in by_modality.items()
-    )
-    outcome_text = (f"Responder: improvement of at least <b>{responder_threshold_pct:g}%</b> (binary; the model predicts the probability of response)."
-                    if outcome == "responder" else "Continuous improvement in % (the model predicts the improvement directly).")
-    params = "".join(f"<tr><th>{e(str(k))}</th><td>{e(str(v))}</td></tr>" for k, v in model_params.items())
-    missing = _table_html(missing_by_modality.rename("patients missing the modality (%)").to_frame())
-    parts = [
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>NeuroPredict model report: {e(cohort_name)} / {e(outcome)}</title>",
-        "<style>body{font-family:system-ui,sans-serif;max-width:60em;margin:2em auto;line-height:1.45;color:#222}"
-        "table.t,table.kv{border-collapse:collapse;margin:.5em 0}table.t td,table.t th,table.kv td,table.kv th{border:1px solid #ccc;padding:.25em .6em;text-align:left}"
-        "h2{border-bottom:2px solid #0072B2;padding-bottom:.2em}code{background:#f3f3f3;padding:0 .2em}</style></head><body>",
-        f"<h1>Model report: {e(outcome)} on cohort “{e(cohort_name)}”</h1>",
-        f"<p>Run <code>{e(run)}</code>. Structured after the TRIPOD+AI reporting items that apply to an internally validated prediction model.</p>",
-        f"<h2>Data source</h2><p>{source}</p><table class='kv'>{prov_rows}</table>",
-        f"<h2>Participants and outcome</h2><p>{n_patients} patients. {outcome_text}</p><p>{e(outcome_summary)}</p>",
-        f"<h2>Predictors</h2><p>{len(features)} engineered features; the modality is the name's prefix.</p>{predictors}",
-        "<h2>Missing data</h2><p>Missing values stay missing: xgboost learns a default direction at every split, so no patient is dropped and nothing is imputed.</p>" + missing,
-        "<h2>Model</h2><p>Gradient-boosted trees (xgboost). The number of trees is chosen by early stopping on an inner split of each training fold only "
-        f"(held-out share {model_params.get('early_stopping_fraction', '?')}, patience {model_params.get('early_stopping_rounds', '?')} trees); "
-        f"test patients never influence training.</p><table class='kv'>{params}</table>",
-        f"<h2>Validation</h2><p>{e(scheme)}. Every patient is predicted only by models that never saw them (out-of-fold); the prediction is the mean over repeats. "
-        "Baselines are evaluated on the same folds.</p>",
-        "<h2>Performance</h2><p>Point estimate on the out-of-fold predictions, with a percentile bootstrap 95% interval over patients (1000 resamples, stratified by outcome class for a binary outcome).</p>",
-        _table_html(metrics),
-    ]
-    if repeat_spread is not None:
-        parts += ["<p>Spread across repeats (each a full out-of-fold pass; folds share patients, so the SD describes variation and is not a standard error):</p>", _table_html(repeat_spread)]
-    if calibration is not None and ece is not None:
-        parts += [f"<h2>Calibration</h2><p>Expected calibration error (ECE, 10 quantile bins): <b>{ece:.4f}</b>. Observed response rate per bin, with Wilson 95% intervals:</p>", _table_html(calibration)]
-    elif calibration is not None:
-        parts += ["<h2>Calibration</h2><p>Linear fit of observed on predicted improvement (perfect calibration: intercept 0, slope 1):</p>", _table_html(calibration)]
-    for note in notes or []:
-        parts.append(f"<p><i>{e(note)}</i></p>")
-    parts.append("</body></html>")
-    return "\n".join(parts)

@@ -9,11 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
+from core.config import Settings
 from core.data.schema import OUTCOMES, outcome_kind
 from core.errors import InputError
 from core.modelling.estimators import ResponseEstimator, check_features, check_outcome, estimator_for, outcome_strata
@@ -220,3 +222,76 @@ def run_digest(cohort, outcome: str, splitter: CohortSplitter, params: dict, fea
     """Cache and storage key of a CV run: the cohort's content and everything that defines the run."""
     spec = {"cohort": cohort.digest, "outcome": outcome, "splitter": splitter.__dict__, "params": params, "features": list(features)}
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+_ESTIMATOR_DEFAULTS = ResponseEstimator().get_params()
+
+
+@dataclass(frozen=True)
+class CVSettings(Settings):
+    """The settings of a cross-validation run that the Prediction page offers, as one config.
+
+    The page's widgets and ``python -m core train|report`` (options or a YAML/JSON ``--config``)
+    both build one, so the same settings give the same :meth:`run_digest`, and a run trained in
+    either place opens in the other.
+
+    Parameters
+    ----------
+    outcome : "responder" (binary) or "improvement_pct" (continuous, %).
+    n_splits, n_repeats : K-fold cross-validation, repeated with a fresh shuffle (seed 0 + repeat).
+    max_depth, learning_rate, n_estimators, early_stopping_rounds : the xgboost settings of
+        :class:`~core.modelling.estimators.ResponseEstimator` (defaults: its own); every other
+        estimator parameter keeps its default.
+
+    Every value must lie within :attr:`LIMITS` (the page's widget ranges); whole numbers stay
+    ``int`` and the learning rate ``float``, since the run digest sees the JSON of each value.
+    """
+
+    outcome: str = "responder"
+    n_splits: int = 5
+    n_repeats: int = 5
+    max_depth: int = _ESTIMATOR_DEFAULTS["max_depth"]
+    learning_rate: float = _ESTIMATOR_DEFAULTS["learning_rate"]
+    n_estimators: int = _ESTIMATOR_DEFAULTS["n_estimators"]
+    early_stopping_rounds: int = _ESTIMATOR_DEFAULTS["early_stopping_rounds"]
+
+    SOURCE: ClassVar[str] = "run settings"
+    LIMITS: ClassVar[dict] = {
+        "n_splits": (2, 10), "n_repeats": (1, 20), "max_depth": (1, 10), "learning_rate": (0.005, 0.5),
+        "n_estimators": (10, 5000), "early_stopping_rounds": (5, 500),
+    }
+    MODEL_FIELDS: ClassVar[tuple] = ("max_depth", "learning_rate", "n_estimators", "early_stopping_rounds")
+
+    def __post_init__(self):
+        problems = []
+        if self.outcome not in OUTCOMES:
+            problems.append(f"unknown outcome {self.outcome!r}; expected one of {list(OUTCOMES)}")
+        for name, (low, high) in self.LIMITS.items():
+            value = getattr(self, name)
+            whole = isinstance(low, int)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or (whole and not float(value).is_integer()):
+                problems.append(f"{name} must be {'a whole number' if whole else 'a number'} from {low} to {high}, found {value!r}")
+                continue
+            value = int(value) if whole else float(value)
+            if not low <= value <= high:
+                problems.append(f"{name} must be from {low} to {high}, found {value}")
+            object.__setattr__(self, name, value)  # 4.0 from a YAML file is the page's 4
+        if problems:
+            raise InputError("; ".join(problems) + ".", source=self.SOURCE)
+
+    def splitter(self) -> CohortSplitter:
+        """The splitter of the run (seed 0, grouped by site when the cohort has enough sites)."""
+        return CohortSplitter(n_splits=self.n_splits, n_repeats=self.n_repeats)
+
+    def model_params(self) -> dict:
+        """The xgboost settings that differ from the estimator's defaults (the run's ``params``)."""
+        return {name: getattr(self, name) for name in self.MODEL_FIELDS if getattr(self, name) != _ESTIMATOR_DEFAULTS[name]}
+
+    def run_digest(self, cohort) -> str:
+        """:func:`run_digest` of these settings on every feature of ``cohort``: where the run is stored."""
+        return run_digest(cohort, self.outcome, self.splitter(), self.model_params(), list(cohort.features.columns))
+
+    def describe(self) -> str:
+        """The settings in words, e.g. "responder, 5 x 5-fold CV, default xgboost settings"."""
+        changed = ", ".join(f"{k} {v}" for k, v in self.model_params().items()) or "default xgboost settings"
+        return f"{self.outcome}, {self.n_repeats} x {self.n_splits}-fold CV, {changed}"
