@@ -1,10 +1,20 @@
-"""Command line: ``python -m core demo|generate|list|tms-dataset|tms-train``."""
+"""Command line: ``python -m core demo|generate|list|train|ablate|report|tms-dataset|tms-train``.
+
+``train``, ``ablate`` and ``report`` are the Prediction and Ablation pages without the browser, for
+a cluster node: they store and read the same runs in the same workspace (under the same digests),
+so a run made here opens in the app and the other way round. ``python -m core <command> --help``
+explains every option.
+"""
 
 from __future__ import annotations
 
 import argparse
+import shlex
+import signal
 import sys
+import threading
 import time
+from pathlib import Path
 
 from core.errors import InputError
 
@@ -29,7 +39,17 @@ def main(argv=None) -> int:
     from core.tms.surrogate import add_cli as add_tms_train
 
     add_tms_train(sub)
+    add_research_commands(sub)
     args = parser.parse_args(argv)
+    if args.command in RESEARCH_COMMANDS:
+        try:
+            return RESEARCH_COMMANDS[args.command](args, [str(a) for a in (sys.argv[1:] if argv is None else argv)])
+        except InputError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("\ninterrupted: nothing more was saved.", file=sys.stderr)
+            return 130
     if args.command in ("tms-dataset", "tms-train"):
         if args.command == "tms-dataset":
             from core.tms.dataset import run_cli
@@ -79,3 +99,346 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
+
+# --- research commands: train, ablate, report ---------------------------------------------------------
+
+
+def _field_list(options: dict) -> str:
+    """Config fields with the option that sets each, e.g. "n_splits (--folds)"."""
+    return ", ".join(field if field == dest else f"{field} (--{dest.replace('_', '-')})" for field, dest in options.items())
+
+
+_WORKSPACE_HELP = "workspace folder holding the cohort (default: $NEUROPREDICT_WORKSPACE, else ./workspace): the folder the app opens"
+_COHORT_HELP = "name of a cohort saved in the workspace (python -m core list shows them)"
+# Command-line option (argparse dest) of each CVSettings field.
+_RUN_OPTIONS = {"outcome": "outcome", "n_splits": "folds", "n_repeats": "repeats", "max_depth": "max_depth",
+                "learning_rate": "learning_rate", "n_estimators": "trees", "early_stopping_rounds": "patience"}
+# Command-line option (argparse dest) of each AblationConfig field that has one.
+_ABLATION_OPTIONS = {"outcome": "outcome", "n_splits": "folds", "n_repeats": "repeats", "seed": "seed",
+                     "group_by_site": "group_by_site", "n_permutations": "permutations"}
+
+
+def _within(low, high):
+    """argparse type: a number of ``low``'s type (int or float) from ``low`` to ``high``."""
+    kind = type(low)
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'a whole number' if kind is int else 'a number'}, found {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high}, found {text}")
+        return value
+
+    return parse
+
+
+def _add_run_options(p) -> None:
+    """The options that define a cross-validation run (:class:`CVSettings`): train and report share them."""
+    from core.data.schema import OUTCOMES
+    from core.modelling.validation import CVSettings
+
+    d, lim = CVSettings(), CVSettings.LIMITS
+    p.add_argument("--workspace", default=None, metavar="DIR", help=_WORKSPACE_HELP)
+    p.add_argument("--cohort", required=True, metavar="NAME", help=_COHORT_HELP)
+    p.add_argument("--config", metavar="FILE",
+                   help="run settings as YAML (or .json) with any of the fields " + _field_list(_RUN_OPTIONS)
+                        + "; an option given on the command line overrides the file's value")
+    p.add_argument("--outcome", choices=list(OUTCOMES),
+                   help=f"what the model predicts: the responder label (binary) or the improvement in %% (default {d.outcome})")
+    p.add_argument("--folds", type=_within(*lim["n_splits"]), metavar="K", help="K of the K-fold cross-validation, %d-%d (default %d)" % (*lim["n_splits"], d.n_splits))
+    p.add_argument("--repeats", type=_within(*lim["n_repeats"]), metavar="R",
+                   help="repetitions of the K-fold split, each reshuffled; predictions are averaged over them, %d-%d (default %d)" % (*lim["n_repeats"], d.n_repeats))
+    p.add_argument("--max-depth", type=_within(*lim["max_depth"]), metavar="D", help="xgboost tree depth, %d-%d (default %d)" % (*lim["max_depth"], d.max_depth))
+    p.add_argument("--learning-rate", type=_within(*lim["learning_rate"]), metavar="ETA", help="xgboost learning rate, %g-%g (default %g)" % (*lim["learning_rate"], d.learning_rate))
+    p.add_argument("--trees", type=_within(*lim["n_estimators"]), metavar="N",
+                   help="most trees; early stopping on an inner split of each training fold picks how many are used, %d-%d (default %d)" % (*lim["n_estimators"], d.n_estimators))
+    p.add_argument("--patience", type=_within(*lim["early_stopping_rounds"]), metavar="N",
+                   help="early-stopping patience: stop after N trees without improvement, %d-%d (default %d)" % (*lim["early_stopping_rounds"], d.early_stopping_rounds))
+
+
+def add_research_commands(subparsers) -> None:
+    """Register ``train``, ``ablate`` and ``report`` on the ``python -m core`` parser."""
+    from core.ablation.config import AblationConfig
+    from core.data.schema import OUTCOMES
+    from core.evaluation.metrics import METRICS
+
+    epilog = ("A run is stored in the workspace under a digest of the cohort's content and these settings, the same key the "
+              "Prediction page uses: give the page the same settings (Outcome, Repeats, Folds, Model settings) and it shows the run as "
+              "'loaded saved run'.")
+    train = subparsers.add_parser("train", help="cross-validate the response model and store the run, as the Prediction page's Train button",
+                                  description="Repeated K-fold cross-validation of the xgboost response model on a saved cohort: out-of-fold "
+                                              "predictions, SHAP values and the fold models, stored in the workspace. A run already stored is "
+                                              "not trained again. Progress per fold goes to stderr.", epilog=epilog)
+    _add_run_options(train)
+    train.add_argument("--n-jobs", type=int, default=-1, metavar="N",
+                       help="folds trained side by side (default -1: one per core); the numbers do not depend on it")
+
+    report = subparsers.add_parser("report", help="write a stored run's model report (HTML) and, with --csv, its predictions and SHAP values",
+                                   description="The TRIPOD+AI model report of a stored run, the same bytes as the Prediction page's "
+                                               "'Model report (HTML)' download for the same run and threshold. The run is named by the "
+                                               "same settings it was trained with.", epilog=epilog)
+    _add_run_options(report)
+    report.add_argument("--threshold", type=float, default=0.5, metavar="P",
+                        help="decision threshold (predicted probability of response) of the threshold-dependent figures, rounded to 0.01 "
+                             "as the page's slider; binary outcome only (default 0.5)")
+    report.add_argument("--out", metavar="FILE",
+                        help="where to write the HTML (default: <cohort>-<outcome>-<run>-model-report.html in the current folder)")
+    report.add_argument("--csv", action="store_true",
+                        help="also write the out-of-fold predictions (<name>-oof-predictions.csv) and SHAP values (<name>-shap.csv) "
+                             "next to the HTML, as the page's Export tab")
+
+    d = AblationConfig()
+    ablate = subparsers.add_parser("ablate", help="modality ablation of a cohort, stored as the Ablation page stores it",
+                                   description="Every subset of the cohort's modalities fitted on the same folds, plus a permutation test of "
+                                               "the full model; prints the leave-one-modality-out changes and the modality Shapley values. "
+                                               "A partial run of the same settings is resumed; Ctrl-C keeps the fits finished so far.",
+                                   epilog="The run is stored under the same digest as the Ablation page's: give the page the same "
+                                          "settings (Outcome, Repeats, Folds, Permutations, seed, sites) and it shows the run as 'loaded saved run'.")
+    ablate.add_argument("--workspace", default=None, metavar="DIR", help=_WORKSPACE_HELP)
+    ablate.add_argument("--cohort", required=True, metavar="NAME", help=_COHORT_HELP)
+    ablate.add_argument("--config", metavar="FILE",
+                        help="ablation settings as YAML (or .json) with any of the fields " + _field_list(_ABLATION_OPTIONS)
+                             + ", model_params (xgboost settings, e.g. {max_depth: 4}); an option given on the command line overrides the file's value")
+    ablate.add_argument("--outcome", choices=list(OUTCOMES), help=f"the outcome the models predict (default {d.outcome})")
+    ablate.add_argument("--folds", type=int, metavar="K", help=f"K of the K-fold cross-validation of every subset, 2-20 (default {d.n_splits})")
+    ablate.add_argument("--repeats", type=int, metavar="R",
+                        help=f"repetitions of the K-fold split, 1-50; more give tighter intervals and take longer (default {d.n_repeats})")
+    ablate.add_argument("--seed", type=int, metavar="S", help=f"seed of the folds and the permutations (default {d.seed})")
+    ablate.add_argument("--group-by-site", choices=["auto", "never"],
+                        help=f"auto: keep each site within one fold when there are at least K sites; never: ignore sites (default {d.group_by_site})")
+    ablate.add_argument("--permutations", type=int, metavar="N",
+                        help=f"label permutations for the test of the full model against chance, 0-10000; 0 skips it (default {d.n_permutations})")
+    ablate.add_argument("--metric", choices=[m for m in METRICS if METRICS[m].chance is not None],
+                        help="figure of merit of the printed tables (default: AUC for the responder, R² for the improvement); every one is stored")
+    ablate.add_argument("--n-jobs", type=int, default=-1, metavar="N", help="fits run side by side (default -1: one per core); the numbers do not depend on it")
+
+
+def _settings(cls, args, options: dict):
+    """``cls`` read from ``--config`` (when given), with the options given on the command line on top."""
+    given = {field: getattr(args, dest) for field, dest in options.items() if getattr(args, dest) is not None}
+    if not args.config:
+        return cls.from_dict(given, source="command-line options")
+    from_file = cls.from_file(args.config)
+    if not given:
+        return from_file
+    return cls.from_dict({**from_file.to_dict(), **given}, source=f"{Path(args.config).name} with the command-line options")
+
+
+class _Progress:
+    """Progress on stderr: one line rewritten in place on a terminal; in a log file, a line per step
+    when ``every_step``, else a line per tenth of the work."""
+
+    def __init__(self, what: str, every_step: bool):
+        self.what, self.every_step = what, every_step
+        self.tty = sys.stderr.isatty()
+        self.start = time.perf_counter()
+        self.last_tenth = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        line = f"  {self.what} {done} of {total} ({time.perf_counter() - self.start:.0f} s)"
+        if self.tty:
+            print(f"\r{line}", end="\n" if done == total else "", file=sys.stderr, flush=True)
+            return
+        tenth = 10 * done // max(total, 1)
+        if self.every_step or tenth > self.last_tenth or done == total:
+            self.last_tenth = tenth
+            print(line, file=sys.stderr, flush=True)
+
+
+def _check_jobs(n_jobs: int) -> None:
+    if n_jobs == 0 or n_jobs < -1:
+        raise InputError(f"--n-jobs must be a positive number of workers, or -1 for one per core; found {n_jobs}.")
+
+
+def _train_command(workspace, cohort_name: str, settings) -> str:
+    """The ``python -m core train`` line that stores the run of these settings."""
+    words = ["python", "-m", "core", "train", "--workspace", str(workspace.path.resolve()), "--cohort", cohort_name,
+             "--outcome", settings.outcome, "--folds", str(settings.n_splits), "--repeats", str(settings.n_repeats)]
+    options = {"max_depth": "--max-depth", "learning_rate": "--learning-rate", "n_estimators": "--trees", "early_stopping_rounds": "--patience"}
+    for field, value in settings.model_params().items():
+        words += [options[field], str(value)]
+    return shlex.join(words)
+
+
+def _performance_summary(cohort, result) -> str:
+    """The Prediction page's table of the run at threshold 0.5: every figure with its 95% CI, model beside the baselines."""
+    from core.evaluation.performance import N_BOOT, binary_ci_tables, regression_ci_tables, score_table
+    from core.evaluation.report import ci_table
+
+    scores = score_table(cohort, result)
+    tables = binary_ci_tables(scores, 0.5, n_boot=N_BOOT) if result.is_binary else regression_ci_tables(scores, n_boot=N_BOOT)
+    heading = (f"Out-of-fold performance with 95% bootstrap intervals over patients ({N_BOOT} resamples"
+               + ("; threshold-dependent rows at a predicted probability of 0.50):" if result.is_binary else "):"))
+    return heading + "\n" + ci_table(tables).to_string()
+
+
+def _train(args, argv: list) -> int:
+    from core.modelling import validation
+    from core.modelling.validation import CVSettings
+    from core.store.workspace import Workspace
+
+    settings = _settings(CVSettings, args, _RUN_OPTIONS)
+    _check_jobs(args.n_jobs)
+    workspace = Workspace(args.workspace)
+    cohort = workspace.load(args.cohort)
+    run = settings.run_digest(cohort)
+    try:
+        stored = workspace.load_cv(run, cohort)
+    except InputError as exc:  # unreadable files: train the run again, as the page offers
+        print(f"warning: {exc}", file=sys.stderr)
+        stored = None
+    if stored is not None:
+        print(f"run {run} of cohort {cohort.name!r} ({settings.describe()}) is already stored in {workspace.path}: nothing was retrained.")
+        result = stored
+    else:
+        print(f"training run {run} of cohort {cohort.name!r}: {settings.describe()}", file=sys.stderr)
+        trained = validation.cross_validate(cohort, settings.outcome, splitter=settings.splitter(), params=settings.model_params(),
+                                            n_jobs=args.n_jobs, progress=_Progress("folds trained and explained:", every_step=True))
+        workspace.save_cv(cohort, run, trained)
+        result = workspace.load_cv(run, cohort)
+        print(f"trained and stored run {run} of cohort {cohort.name!r} ({settings.describe()}) in {workspace.path}")
+    print(f"validation: {result.scheme}; {len(result.fold_models)} fold models\n")
+    print(_performance_summary(cohort, result))
+    return 0
+
+
+def _write(path: Path, text: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(text.encode())
+    except OSError as exc:
+        raise InputError(f"cannot write the file: {exc.strerror}.", source=str(path)) from exc
+
+
+def _report(args, argv: list) -> int:
+    from core.evaluation.performance import score_table
+    from core.evaluation.report import model_report_html, prediction_table
+    from core.modelling.validation import CVSettings
+    from core.store.workspace import Workspace
+
+    settings = _settings(CVSettings, args, _RUN_OPTIONS)
+    if not 0 < args.threshold < 1:
+        raise InputError(f"the threshold is a probability strictly between 0 and 1, found {args.threshold:g}.", field="--threshold")
+    workspace = Workspace(args.workspace)
+    cohort = workspace.load(args.cohort)
+    run = settings.run_digest(cohort)
+    result = workspace.load_cv(run, cohort)
+    if result is None:
+        raise InputError(f"no stored run of cohort {cohort.name!r} with these settings ({settings.describe()}; run {run}). "
+                         f"Train it first:\n  {_train_command(workspace, cohort.name, settings)}")
+    scores = score_table(cohort, result)
+    html = model_report_html(cohort, result, run, threshold=round(args.threshold, 2), scores=scores)
+    out = Path(args.out) if args.out else Path.cwd() / f"{cohort.name}-{result.outcome}-{run}-model-report.html"
+    _write(out, html)
+    print(f"model report of run {run} ({settings.describe()}): {out}")
+    if args.csv:
+        stem = out.stem.removesuffix("-model-report")
+        for suffix, table in (("oof-predictions", prediction_table(result, scores)), ("shap", result.explanation.to_frame())):
+            path = out.with_name(f"{stem}-{suffix}.csv")
+            _write(path, table.to_csv())
+            print(f"{suffix.replace('-', ' ')}: {path}")
+    return 0
+
+
+class _StopOnInterrupt:
+    """Ctrl-C asks a running ablation to stop after the fits under way; a second Ctrl-C quits at once.
+
+    Installed only in the main thread (the only one that receives signals); elsewhere it does nothing.
+    """
+
+    def __init__(self):
+        self.requested = threading.Event()
+        self.previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.requested.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        print("\nstopping after the fits under way, then saving them (Ctrl-C again quits without saving those) ...", file=sys.stderr, flush=True)
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        return False
+
+
+def _ablation_tables(result, metric: str) -> str:
+    """The headline of a complete ablation run as text: the full model, leave-one-out changes, Shapley values."""
+    import pandas as pd
+
+    from core.data.schema import MODALITY_LABELS
+    from core.evaluation.metrics import METRICS
+
+    label = METRICS[metric].label
+    full = result.subsets(metric).set_index("subset").loc[result.full_label]
+    chance = float(result.scores.loc[result.scores["subset"] == result.full_label, f"chance_{metric}"].mean())
+    perm = result.permutation_test(metric)
+    lines = [f"Full model {label}: {full['mean']:.3f} (95% CI {full['ci_low']:.3f} – {full['ci_high']:.3f}); chance level {chance:.3f}"]
+    if perm["n_permutations"]:
+        lines.append(f"Permutation test against chance: p = {perm['p_value']:.3f} ({perm['n_permutations']} permutations; "
+                     f"the smallest possible p is {1 / (perm['n_permutations'] + 1):.3f})")
+
+    def name(modality: str) -> str:
+        return MODALITY_LABELS.get(modality, modality)
+
+    loo = result.design("leave_one_out", metric)
+    lines += ["", f"Leaving one modality out: change in {label} against the full model (paired per fold, corrected resampled t-test)",
+              pd.DataFrame({"without": loo["modality"].map(name), label: loo["mean"].map("{:.3f}".format), "change": loo["change"].map("{:+.3f}".format),
+                            "95% CI": [f"{lo:+.3f} – {hi:+.3f}" for lo, hi in zip(loo["ci_low"], loo["ci_high"])],
+                            "p (Holm)": loo["p_holm"].map("{:.3g}".format)}).to_string(index=False),
+              loo.attrs["note"]]
+    shapley = result.shapley(metric)
+    lines += ["", f"Modality Shapley values: share of the full model's {label} above chance ({shapley.attrs['total']:.3f} in all)",
+              pd.DataFrame({"modality": shapley.index.map(name), "value": shapley["value"].map("{:.3f}".format), "share": shapley["share"].map("{:.0%}".format),
+                            "95% CI": [f"{lo:.3f} – {hi:.3f}" for lo, hi in zip(shapley["ci_low"], shapley["ci_high"])],
+                            "p (Holm)": shapley["p_holm"].map("{:.3g}".format)}).to_string(index=False)]
+    return "\n".join(lines)
+
+
+def _ablate(args, argv: list) -> int:
+    from core.ablation import AblationCancelled, AblationConfig, ablation_digest, run_ablation
+    from core.evaluation.metrics import check_metric
+    from core.store.workspace import Workspace
+
+    config = _settings(AblationConfig, args, _ABLATION_OPTIONS)
+    metric = check_metric(args.metric, config.outcome)
+    _check_jobs(args.n_jobs)
+    workspace = Workspace(args.workspace)
+    cohort = workspace.load(args.cohort)
+    digest = ablation_digest(cohort, config)
+    saved = workspace.load_ablation(digest)
+    what = (f"ablation run {digest} of cohort {cohort.name!r} ({config.outcome}; {config.n_repeats} x {config.n_splits}-fold CV per subset, "
+            f"{config.n_permutations} permutations)")
+    if saved is not None and saved.is_complete:
+        print(f"{what} is already stored in {workspace.path}: nothing was refitted.")
+        result = saved
+    else:
+        resume = saved
+        if resume is not None:
+            print("resuming {}: {} of {} model fits are saved".format(what, *resume.progress()), file=sys.stderr)
+        else:
+            print(f"running {what}", file=sys.stderr)
+        with _StopOnInterrupt() as stop:
+            try:
+                result = run_ablation(cohort, config, n_jobs=args.n_jobs, progress=_Progress("model fits done:", every_step=False),
+                                      should_stop=stop.requested.is_set, resume=resume)
+            except AblationCancelled as exc:
+                workspace.save_ablation(cohort, exc.partial)
+                done, total = exc.partial.progress()
+                print(f"stopped after {done} of {total} model fits; they are saved in {workspace.path}. "
+                      f"Run the same command again to resume:\n  {shlex.join(['python', '-m', 'core', *argv])}", file=sys.stderr)
+                return 130
+        workspace.save_ablation(cohort, result)
+        print(f"{what}: done and stored in {workspace.path}")
+    print(f"validation: {result.meta.get('scheme', '')}\n")
+    print(_ablation_tables(result, metric))
+    return 0
+
+
+RESEARCH_COMMANDS = {"train": _train, "ablate": _ablate, "report": _report}
