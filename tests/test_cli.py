@@ -10,7 +10,6 @@ import contextlib
 import io
 import shutil
 import signal
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -26,8 +25,8 @@ from core.evaluation.performance import score_table
 from core.evaluation.report import model_report_html, prediction_table
 from core.modelling.validation import CohortSplitter, CVSettings, run_digest
 from core.store.workspace import DEFAULT_WORKSPACE_ENV, Workspace
+from tests.app_support import APP
 
-APP = Path(__file__).resolve().parent.parent / "app.py"
 # The run every test trains: 2 repeats, 60 trees at learning rate 0.1 (the page offers all three).
 TRAIN_OPTIONS = ["--repeats", "2", "--trees", "60", "--learning-rate", "0.1"]
 ABLATE_OPTIONS = ["--repeats", "1", "--permutations", "3"]

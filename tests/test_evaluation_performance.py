@@ -5,8 +5,20 @@ import pandas as pd
 import pytest
 
 from core.evaluation.metrics import binary_metrics, binary_metrics_ci, metrics_with_ci, regression_metrics, roc_auc
-from core.evaluation.performance import (CLINICAL, MODEL, MODEL_STROKE, PREP2, PREP2_MIN_PATIENTS, binary_ci_tables, calibration_line,
-                                         prep2_probability, prep2_usable, regression_ci_tables, repeat_spread, score_table)
+from core.evaluation.performance import (
+    CLINICAL,
+    MODEL,
+    MODEL_STROKE,
+    PREP2,
+    PREP2_MIN_PATIENTS,
+    binary_ci_tables,
+    calibration_line,
+    prep2_probability,
+    prep2_usable,
+    regression_ci_tables,
+    repeat_spread,
+    score_table,
+)
 from core.modelling.baselines import clinical_baseline, prep2_score
 from core.modelling.validation import CohortSplitter, cross_validate
 from core.synth.config import CohortConfig

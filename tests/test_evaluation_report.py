@@ -7,8 +7,7 @@ import pandas as pd
 import pytest
 
 from core.evaluation.metrics import METRICS, binary_metrics_ci, calibration_curve, expected_calibration_error
-from core.evaluation.performance import (CLINICAL, MODEL, PREP2, binary_ci_tables, calibration_line, regression_ci_tables, repeat_spread,
-                                         score_table)
+from core.evaluation.performance import CLINICAL, MODEL, PREP2, binary_ci_tables, calibration_line, regression_ci_tables, repeat_spread, score_table
 from core.evaluation.report import ci_table, model_report_html, prediction_table
 from core.modelling.validation import CohortSplitter, cross_validate, run_digest
 from core.synth.config import CohortConfig

@@ -6,7 +6,6 @@ conftest.py). Runs use 1 repeat and 3 permutations instead of the page's 2 and 2
 """
 
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -23,9 +22,9 @@ from core.ablation.config import AblationConfig, ablation_digest
 from core.ablation.run import run_ablation
 from core.data.cohort import Cohort
 from core.errors import InputError
-from core.store.workspace import DEFAULT_WORKSPACE_ENV, Workspace
+from core.store.workspace import Workspace
+from tests.app_support import APP, captions, metric, no_exception, private_workspace
 
-APP = Path(__file__).resolve().parent.parent / "app.py"
 PAGE = "pages/ablation.py"
 REPEATS, PERMUTATIONS = 1, 3
 
@@ -49,9 +48,7 @@ def ablated_template(app_workspace_template, tmp_path_factory):
 
 @pytest.fixture
 def ablated_workspace(ablated_template, tmp_path, monkeypatch):
-    path = shutil.copytree(ablated_template, tmp_path / "workspace")
-    monkeypatch.setenv(DEFAULT_WORKSPACE_ENV, str(path))
-    return path
+    return private_workspace(ablated_template, tmp_path, monkeypatch)
 
 
 @pytest.fixture
@@ -63,10 +60,6 @@ def no_refit(monkeypatch):
 
 
 # --- helpers ------------------------------------------------------------------------------------
-
-
-def no_exception(at):
-    assert not at.exception, [e.message for e in at.exception]
 
 
 def open_page(outcome=None) -> AppTest:
@@ -86,15 +79,6 @@ def press_run(at) -> AppTest:
     at.button(key="abl-run").click().run()
     no_exception(at)
     return at
-
-
-def metric(at, label) -> str:
-    (match,) = [m for m in at.metric if m.label == label]
-    return match.value
-
-
-def captions(at) -> list[str]:
-    return [c.value for c in at.caption]
 
 
 TABLES = {"shapley": "share", "forest": "reference"}  # a column only that table has

@@ -4,8 +4,6 @@ Every test runs app.py (st.navigation + the sidebar + pages/cohort.py) against a
 small saved workspace (``app_workspace`` in conftest.py), so tests never share a cohort choice.
 """
 
-import json
-from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -16,8 +14,8 @@ from core.modelling.prep2 import prep2_evaluation
 from core.store.workspace import DEFAULT_WORKSPACE_ENV, Workspace
 from core.synth.config import INDICATIONS, CohortConfig, presets
 from core.synth.outcome import outcome_formula
+from tests.app_support import APP, figure
 
-APP = Path(__file__).resolve().parent.parent / "app.py"
 TABS = ["Distributions", "Correlations", "Patient", "Ground truth", "Export"]
 
 
@@ -48,12 +46,6 @@ def by_label(widgets, label):
 
 def metric(at, label):
     return by_label(at.metric, label).value
-
-
-def figure(at, key):
-    """The plotly figure (as its JSON dict) of the chart with this Streamlit key."""
-    (chart,) = [c for c in at.get("plotly_chart") if c.key == key]
-    return json.loads(chart.proto.spec)
 
 
 def trace_names(fig):

@@ -6,7 +6,6 @@ conftest.py). Runs use 2 repeats instead of 5 to stay fast; the page exposes the
 """
 
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -24,8 +23,8 @@ from core.evaluation.metrics import METRICS, regression_metrics, roc_auc
 from core.modelling.validation import CohortSplitter, cross_validate, run_digest
 from core.modelling.whatif import IMMUTABLE_FEATURES, WhatIf
 from core.store.workspace import DEFAULT_WORKSPACE_ENV, Workspace
+from tests.app_support import APP, captions, metric, no_exception, private_workspace
 
-APP = Path(__file__).resolve().parent.parent / "app.py"
 PAGE = "pages/prediction.py"
 REPEATS = 2
 
@@ -50,9 +49,7 @@ def trained_template(app_workspace_template, tmp_path_factory):
 
 @pytest.fixture
 def trained_workspace(trained_template, tmp_path, monkeypatch):
-    path = shutil.copytree(trained_template, tmp_path / "workspace")
-    monkeypatch.setenv(DEFAULT_WORKSPACE_ENV, str(path))
-    return path
+    return private_workspace(trained_template, tmp_path, monkeypatch)
 
 
 @pytest.fixture
@@ -62,10 +59,6 @@ def empty_workspace(app_workspace, monkeypatch):
 
 
 # --- helpers ------------------------------------------------------------------------------------
-
-
-def no_exception(at):
-    assert not at.exception, [e.message for e in at.exception]
 
 
 def open_page(repeats=REPEATS, outcome=None) -> AppTest:
@@ -98,15 +91,6 @@ def train(at) -> AppTest:
     at.button(key="pred-train").click().run()
     no_exception(at)
     return at
-
-
-def metric(at, label) -> str:
-    (match,) = [m for m in at.metric if m.label == label]
-    return match.value
-
-
-def captions(at) -> list[str]:
-    return [c.value for c in at.caption]
 
 
 # --- training, storage, reloading ----------------------------------------------------------------

@@ -6,7 +6,6 @@ Every test runs app.py (navigation + sidebar) and switches to pages/tms.py on an
 for the same placement.
 """
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,8 +15,8 @@ from components.panels.tms import DEFAULT_INTENSITY
 from core.store.workspace import DEFAULT_WORKSPACE_ENV
 from core.tms.cortex import CoilSpec, coil_preset, load_cortex, placement_of
 from core.tms.maps import threshold_map
+from tests.app_support import APP, metric, no_exception
 
-APP = Path(__file__).resolve().parent.parent / "app.py"
 PAGE = "pages/tms.py"
 CELL = "L5_PC"
 
@@ -34,15 +33,6 @@ def engine_map():
     """The map the page's defaults (left hand-knob preset) must show."""
     cortex = load_cortex()
     return threshold_map(coil_preset(cortex, "hand_knob_left"), cortex=cortex)
-
-
-def no_exception(at):
-    assert not at.exception, [e.message for e in at.exception]
-
-
-def metric(at, label) -> str:
-    (match,) = [m for m in at.metric if m.label == label]
-    return match.value
 
 
 def open_page() -> AppTest:

@@ -28,10 +28,10 @@ from core.io.diffusion import diffusion_to_mni
 from core.store.workspace import DEFAULT_WORKSPACE_ENV, Workspace
 from core.synth.config import CohortConfig
 from core.synth.generator import generate_cohort
+from tests.app_support import APP, no_exception
 from tests.io_support import dwi_files, nifti_bytes, write_c3d
 from tests.test_io_upload import _emg_csv, _emg_edf, _fa_map
 
-APP = Path(__file__).resolve().parent.parent / "app.py"
 PAGE = "pages/upload.py"
 UPLOADER = "upload-files"
 
@@ -110,10 +110,6 @@ def workspace(app_workspace, monkeypatch):
 
 
 # --- helpers ------------------------------------------------------------------------------------
-
-
-def no_exception(at):
-    assert not at.exception, [e.message for e in at.exception]
 
 
 def open_page() -> AppTest:

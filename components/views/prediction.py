@@ -126,7 +126,7 @@ def confusion_matrix_figure(counts: dict, threshold: float) -> tuple[go.Figure, 
 
 
 def decision_curve_figure(curves: dict) -> tuple[go.Figure, pd.DataFrame]:
-    """Net benefit per threshold. ``curves``: name -> output of :func:`core.metrics.decision_curve`."""
+    """Net benefit per threshold. ``curves``: name -> output of :func:`core.evaluation.metrics.decision_curve`."""
     fig, rows, first = go.Figure(), [], None
     for i, (name, dc) in enumerate(curves.items()):
         first = dc if first is None else first
