@@ -36,7 +36,7 @@ def feature_values(X: pd.DataFrame, source: str = "features") -> np.ndarray:
     """(n, k) float array of a feature table (NaN = missing), or an InputError naming the bad columns."""
     if not isinstance(X, pd.DataFrame):
         raise InputError(f"expected a table of features with named columns, found {type(X).__name__}.", source=source)
-    bad = [c for c, dtype in X.dtypes.items() if not (pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype))]
+    bad = [c for c, dtype in X.dtypes.items() if dtype.kind not in "fiub"]  # float, int, unsigned, bool (numpy or pandas)
     if bad:
         examples = {c: X[c].dropna().astype(str).iloc[:2].tolist() for c in bad[:3]}
         raise InputError(f"non-numeric values in feature column(s) {bad}; expected numbers, found e.g. {examples}.", source=source)

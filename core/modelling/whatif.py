@@ -53,12 +53,16 @@ class WhatIf:
         self._position = {pid: i for i, pid in enumerate(self.features.index)}
         self._column = {f: j for j, f in enumerate(self.features.columns)}
         self._table = self.features.to_numpy(dtype=float)
+        self._columns = pd.Index(list(self.features.columns), dtype=object)  # plain strings: cheap to compare on every scenario
+        self._models: dict[str, list] = {}
 
     def models_for(self, patient_id: str) -> list:
         """The fitted fold models that never saw this patient (one per repeat)."""
         if patient_id not in self._position:
             raise InputError(f"no patient {patient_id!r} in this cohort.", field="patient_id")
-        return self.result.models_blind_to(self._position[patient_id])
+        if patient_id not in self._models:
+            self._models[patient_id] = self.result.models_blind_to(self._position[patient_id])
+        return self._models[patient_id]
 
     def scenario(self, patient_id: str, changes: dict | None = None) -> Scenario:
         """The patient's own values with ``changes`` (feature -> value; None = missing) applied."""
@@ -68,7 +72,7 @@ class WhatIf:
             if feature not in self._column:
                 raise InputError(f"unknown feature {feature!r}.", field=feature)
             values[self._column[feature]] = np.nan if value is None else float(value)
-        row = pd.DataFrame(values[None, :], index=pd.Index([patient_id], name="patient_id"), columns=self.features.columns)
+        row = pd.DataFrame(values[None, :], index=pd.Index([patient_id], name="patient_id"), columns=self._columns)
         explanations = [m.explain(row) for m in models]
         outputs = np.array([e.output[0] for e in explanations])
         outside = [f for f, v in zip(row.columns, values) if np.isfinite(v) and not self.low[f] <= v <= self.high[f]]
