@@ -46,7 +46,7 @@ def bench_whatif_redraw(n_edits: int = N_EDITS) -> dict | None:
     from playwright.sync_api import sync_playwright
 
     from tests.bench import emit
-    from tests.test_browser import CHROMIUM_ARGS, streamlit_server
+    from tests.browser_support import CHROMIUM_ARGS, streamlit_server
     from tests.test_browser_prediction import FEATURE, feature_input, open_whatif, pick_edit, prediction_workspace, waterfall_label
 
     with tempfile.TemporaryDirectory(prefix="bench-browser-") as tmp:

@@ -100,3 +100,18 @@ def test_bad_training_data_get_clear_messages(data):
     model = ResponseClassifier(n_estimators=20).fit(X, y)
     with pytest.raises(InputError, match=r"feature column\(s\) \['clin.age'\] the model was trained on are missing"):
         model.predict(X.drop(columns="clin.age"))
+
+
+def test_explaining_with_several_models_at_once_equals_each_models_own_explanation(data):
+    from core.modelling.estimators import explain_each
+
+    X, y = data
+    models = [ResponseClassifier(n_estimators=40, seed=s).fit(X, y) for s in (1, 2)]
+    together = explain_each(models, X.iloc[:15])
+    for model, explanation in zip(models, together):
+        alone = model.explain(X.iloc[:15])
+        np.testing.assert_array_equal(explanation.values, alone.values)
+        np.testing.assert_array_equal(explanation.base_values, alone.base_values)
+    other = ResponseClassifier(n_estimators=20).fit(X.drop(columns="clin.age"), y)
+    with pytest.raises(InputError, match="trained on different features or outcomes"):
+        explain_each([models[0], other], X)

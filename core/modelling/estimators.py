@@ -205,8 +205,11 @@ class ResponseEstimator(BaseEstimator):
         ``values.sum(1) + base_values`` equals :meth:`predict_margin` (local accuracy).
         """
         values = self._values(X)
-        contrib = self.booster_.predict(self._matrix(values), pred_contribs=True, iteration_range=self._range())
-        return Explanation(contrib[:, :-1], contrib[:, -1], values, tuple(self.feature_names_in_), self.output_space, X.index)
+        return self._explain_matrix(self._matrix(values), values, X.index)
+
+    def _explain_matrix(self, matrix: xgb.DMatrix, values: np.ndarray, index) -> Explanation:
+        contrib = self.booster_.predict(matrix, pred_contribs=True, iteration_range=self._range())
+        return Explanation(contrib[:, :-1], contrib[:, -1], values, tuple(self.feature_names_in_), self.output_space, index)
 
     def shap_interaction_values(self, X: pd.DataFrame) -> np.ndarray:
         """(n, n_features + 1, n_features + 1) SHAP interaction values; the last row/column is the bias."""
@@ -262,6 +265,21 @@ class ResponseRegressor(RegressorMixin, ResponseEstimator):
         """(n,) predicted improvement (%)."""
         matrix = self._matrix(self._values(X))
         return self.booster_.predict(matrix, iteration_range=self._range())
+
+
+def explain_each(models: list[ResponseEstimator], X: pd.DataFrame) -> list[Explanation]:
+    """Each fitted model's :meth:`~ResponseEstimator.explain` of the same rows, in order.
+
+    The models must share their features and output space (the fold models of one run do); the
+    rows are checked and handed to xgboost once for all of them, which is what makes a what-if
+    scenario of five models take a few milliseconds.
+    """
+    first = models[0]
+    if any(list(m.feature_names_in_) != list(first.feature_names_in_) or m.output_space != first.output_space for m in models):
+        raise InputError("the models to explain with were trained on different features or outcomes; use the fold models of one run.")
+    values = first._values(X)
+    matrix = first._matrix(values)
+    return [m._explain_matrix(matrix, values, X.index) for m in models]
 
 
 _ESTIMATORS = {"binary": ResponseClassifier, "continuous": ResponseRegressor}

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import InputError
+from core.modelling.estimators import explain_each
 from core.modelling.explanation import Explanation
 
 # Facts about a patient, not levers: locked in the editor unless the user unlocks them.
@@ -73,7 +74,7 @@ class WhatIf:
                 raise InputError(f"unknown feature {feature!r}.", field=feature)
             values[self._column[feature]] = np.nan if value is None else float(value)
         row = pd.DataFrame(values[None, :], index=pd.Index([patient_id], name="patient_id"), columns=self._columns)
-        explanations = [m.explain(row) for m in models]
+        explanations = explain_each(models, row)
         outputs = np.array([e.output[0] for e in explanations])
         outside = [f for f, v in zip(row.columns, values) if np.isfinite(v) and not self.low[f] <= v <= self.high[f]]
         return Scenario(
