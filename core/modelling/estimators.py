@@ -304,6 +304,10 @@ def load_estimator(path: str | Path) -> ResponseEstimator:
     path = Path(path)
     try:
         meta = json.loads(path.with_suffix(".json").read_text())
+        if meta.get("estimator") == "FusionClassifier":
+            from core.modelling.fusion import load_fusion
+
+            return load_fusion(path)
         params = dict(meta["params"])
         outcome = params.pop("outcome", None)
         cls = {c.__name__: c for c in _ESTIMATORS.values()}.get(meta.get("estimator")) or _ESTIMATORS[OUTCOMES[outcome]]

@@ -105,6 +105,8 @@ class CVResult:
     fold_models : fitted estimators per fold, in ``folds`` order.
     scheme : the splitter's description.
     params : the estimator parameters that differ from the defaults.
+    model : "xgboost" (engineered features, SHAP per feature) or "fusion" (raw data, Shapley values
+        per modality).
     """
 
     outcome: str
@@ -117,6 +119,7 @@ class CVResult:
     fold_models: list
     scheme: str
     params: dict = field(default_factory=dict)
+    model: str = "xgboost"
 
     @property
     def is_binary(self) -> bool:
@@ -152,12 +155,59 @@ def training_data(cohort, outcome: str, features: list | None = None) -> tuple[p
 
 
 def _fit_fold(args):
-    X, y, fold, outcome, params, with_interactions = args
-    model = estimator_for(outcome, **params).fit(X.iloc[fold.train], y[fold.train])
-    X_test = X.iloc[fold.test]
+    design, y, fold, make_model, with_interactions, fit_params = args
+    model = make_model().fit(_rows(design, fold.train), y[fold.train], **fit_params(fold))
+    X_test = _rows(design, fold.test)
     explanation = model.explain(X_test)
     interaction = model.shap_interaction_values(X_test)[:, :-1, :-1] if with_interactions else None
     return model, model.predict_margin(X_test), explanation.values, explanation.base_values, interaction
+
+
+def _rows(design, rows):
+    """Rows (positions) of a model's design: a feature table, or any design with ``take``."""
+    return design.iloc[rows] if isinstance(design, pd.DataFrame) else design.take(rows)
+
+
+def _out_of_fold(cohort, outcome, design, y, *, features, data, make_model, splitter, params, interactions, n_jobs, progress,
+                 fit_params=lambda fold: {}, model: str = "xgboost") -> CVResult:
+    """Fit ``make_model()`` on every training fold of ``splitter`` and collect out-of-fold results.
+
+    The one cross-validation loop of every model: the same folds, the same averaging over repeats.
+    ``data`` (n, k) are the values the explanation explains, named ``features``.
+    """
+    from core.parallel import parallel_map
+
+    folds = splitter.split(y, cohort.groups)
+    jobs = [(design, y, f, make_model, interactions and f.repeat == 0, fit_params) for f in folds]
+    results = parallel_map(_fit_fold, jobs, n_jobs=n_jobs, prefer="threads", progress=progress)
+    n, k = data.shape
+    margin = np.full((n, splitter.n_repeats), np.nan)
+    shap_sum = np.zeros((n, k))
+    base_sum = np.zeros(n)
+    interaction = np.zeros((n, k, k)) if interactions else None
+    for fold, (_, fold_margin, values, base, inter) in zip(folds, results):
+        margin[fold.test, fold.repeat] = fold_margin
+        shap_sum[fold.test] += values
+        base_sum[fold.test] += base
+        if inter is not None:
+            interaction[fold.test] = inter
+    fold_models = [r[0] for r in results]
+    index = cohort.features.index
+    by_repeat = pd.DataFrame(fold_models[0].output_from_margin(margin), index=index, columns=[f"repeat_{r}" for r in range(splitter.n_repeats)])
+    explanation = Explanation(shap_sum / splitter.n_repeats, base_sum / splitter.n_repeats, data, tuple(features), OUTPUT_SPACES[OUTCOMES[outcome]], index)
+    return CVResult(
+        outcome=outcome,
+        features=list(features),
+        prediction=by_repeat.mean(axis=1).rename("prediction"),
+        prediction_by_repeat=by_repeat,
+        explanation=explanation,
+        interaction=interaction,
+        folds=folds,
+        fold_models=fold_models,
+        scheme=splitter.scheme(cohort.groups),
+        params=params,
+        model=model,
+    )
 
 
 def cross_validate(
@@ -178,49 +228,40 @@ def cross_validate(
     tuning (early stopping) happen inside each training fold. ``progress(done, total)`` reports
     finished folds.
     """
-    from core.parallel import parallel_map
-
     splitter = splitter or CohortSplitter()
     features = list(features or cohort.features.columns)
     X, y = training_data(cohort, outcome, features)
-    folds = splitter.split(y, cohort.groups)
     params = dict(params or {})
-    jobs = [(X, y, f, outcome, params, interactions and f.repeat == 0) for f in folds]
-    results = parallel_map(_fit_fold, jobs, n_jobs=n_jobs, prefer="threads", progress=progress)
-
-    n, k = X.shape
-    margin = np.full((n, splitter.n_repeats), np.nan)
-    shap_sum = np.zeros((n, k))
-    base_sum = np.zeros(n)
-    interaction = np.zeros((n, k, k)) if interactions else None
-    for fold, (_, fold_margin, values, base, inter) in zip(folds, results):
-        margin[fold.test, fold.repeat] = fold_margin
-        shap_sum[fold.test] += values
-        base_sum[fold.test] += base
-        if inter is not None:
-            interaction[fold.test] = inter
-    fold_models = [r[0] for r in results]
-    index = cohort.features.index
-    by_repeat = pd.DataFrame(fold_models[0].output_from_margin(margin), index=index, columns=[f"repeat_{r}" for r in range(splitter.n_repeats)])
-    explanation = Explanation(shap_sum / splitter.n_repeats, base_sum / splitter.n_repeats, X.to_numpy(dtype=float), tuple(features),
-                              OUTPUT_SPACES[OUTCOMES[outcome]], index)
-    return CVResult(
-        outcome=outcome,
-        features=features,
-        prediction=by_repeat.mean(axis=1).rename("prediction"),
-        prediction_by_repeat=by_repeat,
-        explanation=explanation,
-        interaction=interaction,
-        folds=folds,
-        fold_models=fold_models,
-        scheme=splitter.scheme(cohort.groups),
-        params=params,
-    )
+    return _out_of_fold(cohort, outcome, X, y, features=features, data=X.to_numpy(dtype=float), make_model=lambda: estimator_for(outcome, **params),
+                        splitter=splitter, params=params, interactions=interactions, n_jobs=n_jobs, progress=progress)
 
 
-def run_digest(cohort, outcome: str, splitter: CohortSplitter, params: dict, features) -> str:
+def cross_validate_fusion(cohort, inputs, *, splitter: CohortSplitter | None = None, params: dict | None = None, progress=None, on_epoch=None) -> CVResult:
+    """Out-of-fold predictions and modality Shapley values of the deep fusion model on a cohort.
+
+    The same folds as :func:`cross_validate` for the same splitter (paired comparisons); the
+    responder outcome. ``inputs``: the cohort's cached :class:`~core.features.tensors.FusionInputs`
+    (:meth:`core.store.Workspace.fusion_inputs`). Folds run one after another, each on torch's
+    threads. ``progress(done, total)`` reports finished folds; ``on_epoch(fold_number, row)`` each
+    epoch's ``train_loss`` and ``valid_loss``.
+    """
+    from core.modelling.fusion import FUSION_MODALITIES, FusionClassifier, fusion_design
+
+    splitter = splitter or CohortSplitter()
+    design = fusion_design(cohort, inputs)
+    _, y = training_data(cohort, "responder", list(design.clinical_names) or None)
+    params = dict(params or {})
+    fit_params = (lambda fold: {"on_epoch": lambda row: on_epoch(fold, row)}) if on_epoch else (lambda fold: {})
+    return _out_of_fold(cohort, "responder", design, y, features=FUSION_MODALITIES, data=design.masks().astype(float),
+                        make_model=lambda: FusionClassifier(**params), splitter=splitter, params=params, interactions=False, n_jobs=1,
+                        progress=progress, fit_params=fit_params, model="fusion")
+
+
+def run_digest(cohort, outcome: str, splitter: CohortSplitter, params: dict, features, model: str = "xgboost") -> str:
     """Cache and storage key of a CV run: the cohort's content and everything that defines the run."""
     spec = {"cohort": cohort.digest, "outcome": outcome, "splitter": splitter.__dict__, "params": params, "features": list(features)}
+    if model != "xgboost":  # xgboost runs keep the keys they were stored under
+        spec["model"] = model
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

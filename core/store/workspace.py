@@ -12,6 +12,7 @@ Nothing is pickled: tables are Parquet, provenance is JSON in the catalogue.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -32,6 +33,15 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,63}$")
 _TABLES = ("patients", "features", "outcomes")
 _TRUTH_TABLES = ("latents", "terms", "feature_effects")
 _DIGEST = re.compile(r"^[0-9a-f]{16}$")
+FUSION_CHUNK_SIZE = 250
+
+
+def fusion_inputs_key(cohort: Cohort) -> str:
+    """Folder name of a cohort's cached fusion inputs: its content digest and the tensor layout."""
+    from core.features.tensors import FA_CROP_SHAPE, MEP_SHAPE, REACH_SHAPE, VOLUNTARY_SHAPE
+
+    layout = json.dumps([FA_CROP_SHAPE, MEP_SHAPE, VOLUNTARY_SHAPE, REACH_SHAPE, cohort.provenance.get("config_digest")])
+    return hashlib.sha256((cohort.digest + layout).encode()).hexdigest()[:16]
 
 
 def default_workspace() -> Path:
@@ -188,12 +198,13 @@ class Workspace:
         result.prediction_by_repeat.to_parquet(folder / "prediction_by_repeat.parquet")
         explanation = result.explanation
         explanation.frame().to_parquet(folder / "shap.parquet")
+        explanation.data_frame().to_parquet(folder / "shap_data.parquet")
         pd.Series(explanation.base_values, index=explanation.index, name="base").to_frame().to_parquet(folder / "shap_base.parquet")
         if result.interaction is not None:
             np.save(folder / "interaction.npy", result.interaction.astype(np.float32), allow_pickle=False)
         folds = pd.DataFrame([{"repeat": f.repeat, "fold": f.fold, "test": f.test.tolist(), "train": f.train.tolist()} for f in result.folds])
         folds.to_parquet(folder / "folds.parquet")
-        meta = {"outcome": result.outcome, "features": result.features, "scheme": result.scheme, "params": result.params}
+        meta = {"outcome": result.outcome, "features": result.features, "scheme": result.scheme, "params": result.params, "model": result.model}
         (folder / "meta.json").write_text(json.dumps(meta))
         with self._connect() as db:
             db.execute("DELETE FROM cv_runs WHERE run = ?", [run])
@@ -222,7 +233,9 @@ class Workspace:
             shap = pd.read_parquet(folder / "shap.parquet")
             base = pd.read_parquet(folder / "shap_base.parquet")["base"]
             features = list(meta["features"])
-            explanation = Explanation(shap[features].to_numpy(), base.to_numpy(), cohort.features.loc[shap.index, features].to_numpy(dtype=float),
+            data_file = folder / "shap_data.parquet"  # runs saved before it was kept explain the cohort's features
+            data = pd.read_parquet(data_file)[features] if data_file.exists() else cohort.features.loc[shap.index, features]
+            explanation = Explanation(shap[features].to_numpy(), base.to_numpy(), data.to_numpy(dtype=float),
                                       tuple(features), OUTPUT_SPACES[OUTCOMES[meta["outcome"]]], shap.index)
             interaction_file = folder / "interaction.npy"
             return CVResult(
@@ -236,6 +249,7 @@ class Workspace:
                 fold_models=[load_estimator(folder / f"fold_{i:03d}") for i in range(len(folds))],
                 scheme=meta["scheme"],
                 params={k: v for k, v in meta["params"].items() if k != "outcome"},
+                model=meta.get("model", "xgboost"),
             )
         except (OSError, ValueError, KeyError) as exc:
             raise InputError(f"the saved model run {run} cannot be read ({exc}); train it again.", source=str(folder)) from exc
@@ -283,6 +297,48 @@ class Workspace:
         with self._connect() as db:
             row = db.execute("SELECT saved_at FROM ablation_runs WHERE digest = ?", [digest]).fetchone()
         return None if row is None or not (self._ablation_folder(digest) / "ablation.json").exists() else row[0]
+
+    # --- fusion inputs: each patient's raw data as fixed-size arrays, cached per cohort ------------
+    def fusion_inputs(self, cohort: Cohort, *, progress=None, should_stop=None, chunk_size: int = FUSION_CHUNK_SIZE):
+        """The deep fusion model's inputs of every patient (:class:`core.features.tensors.FusionInputs`).
+
+        Built once per cohort content in chunks of ``chunk_size`` patients, each saved as it is
+        done (``<workspace>/tensors/<key>/chunk_NNNN.npz``, float16), so an interrupted build
+        resumes where it stopped and every later fold and run reads the cache. The key covers the
+        cohort's content and the tensor layout, so a changed cohort gets a new cache.
+        ``progress(done, total)`` counts chunks; ``should_stop()`` is checked between chunks and
+        stops the build with InputError (the finished chunks are kept).
+        """
+        from core.features.tensors import FusionInputs, inputs_from_raw
+
+        if cohort.raw is None:
+            raise InputError("this cohort has no raw data, so the deep fusion model has nothing to learn from; upload the recordings with the table.",
+                             source=cohort.name)
+        folder = self.path / "tensors" / fusion_inputs_key(cohort)
+        folder.mkdir(parents=True, exist_ok=True)
+        ids = list(cohort.patients.index)
+        chunks = [ids[i : i + chunk_size] for i in range(0, len(ids), chunk_size)]
+        parts = []
+        for number, chunk in enumerate(chunks):
+            path = folder / f"chunk_{number:04d}.npz"
+            if not path.exists():
+                if should_stop is not None and should_stop():
+                    raise InputError(f"stopped after {number} of {len(chunks)} chunks; the finished ones are kept, so building again resumes there.",
+                                     source=cohort.name)
+                make = getattr(cohort.raw, "fusion_inputs", None)
+                part = make(chunk) if make is not None else inputs_from_raw([cohort.raw_data(pid) for pid in chunk])
+                staging = path.with_name(path.stem + ".saving.npz")
+                np.savez(staging, **part.to_arrays())
+                staging.replace(path)  # a chunk is listed only once it is complete
+            with np.load(path, allow_pickle=False) as arrays:
+                parts.append(FusionInputs.from_arrays(arrays))
+            if progress:
+                progress(number + 1, len(chunks))
+        inputs = FusionInputs.concat(parts)
+        if list(inputs.patient_ids) != ids:
+            raise InputError("the cached fusion inputs do not match the cohort's patients; delete the workspace's tensors folder and build again.",
+                             source=str(folder))
+        return inputs
 
     def delete(self, name: str) -> None:
         shutil.rmtree(self._folder(name), ignore_errors=True)

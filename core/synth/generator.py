@@ -26,6 +26,8 @@ stimulation.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import pandas as pd
 
@@ -35,7 +37,9 @@ from core.data.schema import MODALITIES
 from core.features.dti import dti_feature_table
 from core.features.emg import emg_feature_table
 from core.features.kinematics import kinematic_feature_table
+from core.features.tensors import TENSOR_MODALITIES, FusionInputs, fa_crop, fa_crop_index, mep_tensor, reach_tensor, voluntary_tensor
 from core.synth.config import GENERATOR_VERSION, CohortConfig
+from core.synth.fa_phantom import fa_batch, voxel_set
 from core.synth.latents import clinical_features, donor_patients, emg_parameters, fa_parameters, feature_voxel_sets, missing_modalities, reaching_parameters, sample_latents
 from core.synth.outcome import arat_after_recovery, arat_baseline, outcomes_from_terms, planted_effects, term_factors, terms_from_factors
 from core.synth.recordings import EMG_FS_HZ, EMG_MUSCLES, KIN_FS_HZ, SWEEP_START_MS, make_emg, make_reaching, patient_rng
@@ -108,6 +112,48 @@ class SyntheticRawSource:
             position = make_reaching([patient_rng(self.config.seed, number, 2)], **reaching_parameters(one))
             raw.trajectory = Trajectory(KIN_FS_HZ, position[0])
         return raw
+
+
+    def fusion_inputs(self, patient_ids) -> FusionInputs:
+        """The deep fusion model's inputs of these patients, made in batches.
+
+        Equal to :func:`core.features.tensors.inputs_from_raw` of :meth:`load` for each patient
+        (tested), without building whole FA volumes: only the crop's voxels are evaluated.
+        """
+        ids = list(patient_ids)
+        out = FusionInputs.empty(ids)
+        gone = self.missing.loc[ids]
+        rows = {m: np.flatnonzero(~gone[m].to_numpy()) for m in TENSOR_MODALITIES}
+        source = {m: [self._source(ids[i], m) for i in rows[m]] for m in TENSOR_MODALITIES}
+        if len(rows["dti"]):
+            voxels = _crop_voxels()
+            records = self.latents.loc[source["dti"]].to_dict("records")
+            for start in range(0, len(records), _FA_BATCH):  # bounds the (patients x voxels) temporaries
+                part = [fa_parameters(r, self.config) for r in records[start : start + _FA_BATCH]]
+                out.fa[rows["dti"][start : start + _FA_BATCH]] = fa_crop(fa_batch(part, voxels))
+        if len(rows["emg"]):
+            latents = self.latents.loc[source["emg"]]
+            rngs = [patient_rng(self.config.seed, k, 1) for k in latents["patient_number"]]
+            sweeps, voluntary = make_emg(rngs, **emg_parameters(latents))
+            for row, s_uv, v_uv in zip(rows["emg"], sweeps, voluntary):
+                out.mep[row] = mep_tensor(s_uv, EMG_FS_HZ, SWEEP_START_MS, EMG_MUSCLES)
+                out.voluntary[row] = voluntary_tensor(v_uv, EMG_FS_HZ, EMG_MUSCLES)
+        if len(rows["kin"]):
+            latents = self.latents.loc[source["kin"]]
+            rngs = [patient_rng(self.config.seed, k, 2) for k in latents["patient_number"]]
+            for row, position in zip(rows["kin"], make_reaching(rngs, **reaching_parameters(latents))):
+                out.reach[row] = reach_tensor(position, KIN_FS_HZ)
+        for m in TENSOR_MODALITIES:
+            out.mask[m][rows[m]] = True
+        return out
+
+
+_FA_BATCH = 100
+
+
+@lru_cache(maxsize=1)
+def _crop_voxels():
+    return voxel_set(fa_crop_index())
 
 
 CHUNK_SIZE = 500
