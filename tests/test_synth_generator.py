@@ -161,3 +161,37 @@ def test_every_feature_has_a_documented_cause_and_each_term_reads_features_of_it
     assert set(FEATURE_CAUSES.values()) <= set(CAUSES)
     planted_on = {f for term in OUTCOME_TERMS for f in term.features}
     assert all(FEATURE_CAUSES[f] != "none" for f in planted_on)
+
+
+def test_the_raw_signal_preset_plants_an_effect_no_engineered_feature_measures():
+    """Lesion position (front to back) drives the outcome, shows in the FA map, and no feature tracks it."""
+    from scipy.stats import spearmanr
+
+    from core.features.tensors import fa_crop_index
+    from core.synth.fa_phantom import fa_batch, voxel_set
+    from core.synth.latents import fa_parameters
+
+    config = CohortConfig.from_dict({**presets()["raw_signal"].to_dict(), "n_patients": 400})
+    cohort = generate_cohort(config, n_jobs=1)
+    truth = cohort.ground_truth
+    assert "lesion_position" in truth.terms.columns
+    assert truth.feature_effects.set_index("feature").loc["dti.lesion_position", "effect"] > 0.8  # the largest planted effect
+    y_mm = truth.latents["lesion_y_mm"]
+    assert abs(spearmanr(y_mm, truth.terms["lesion_position"]).statistic) > 0.95
+    for feature in cohort.features.columns:  # what the engineered features summarise misses it
+        values = cohort.features[feature]
+        if values.notna().sum() > 50 and values.nunique() > 2:
+            assert abs(spearmanr(y_mm[values.notna()], values.dropna()).statistic) < 0.2, feature
+    # ... but the FA map shows it: the front-to-back centre of the FA drop follows the lesion.
+    patients = truth.latents.iloc[:60]
+    crop = fa_crop_index()
+    healthy = fa_batch([fa_parameters({**r, "indication": "parkinsons", "transection": 0.0}, config) for r in patients.to_dict("records")], voxel_set(crop))
+    lesioned = fa_batch([fa_parameters(r, config) for r in patients.to_dict("records")], voxel_set(crop))
+    drop = np.clip(healthy - lesioned, 0, None).reshape(60, 48, 22, 56).sum(axis=(1, 3))  # FA drop per 2 mm slice front to back
+    centre_mm = -44 + 2 * (drop * np.arange(22)).sum(axis=1) / np.maximum(drop.sum(axis=1), 1e-9)
+    assert spearmanr(centre_mm, patients["lesion_y_mm"]).statistic > 0.7
+
+
+def test_the_default_outcome_has_no_raw_only_term(small_cohort):
+    assert "lesion_position" not in small_cohort.ground_truth.terms.columns
+    assert "dti.lesion_position" not in set(small_cohort.ground_truth.feature_effects["feature"])

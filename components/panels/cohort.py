@@ -160,7 +160,9 @@ def ground_truth_panel(cohort: Cohort) -> None:
         modality = truth.modality_effects()
         figures.show_figure(cohort_views.modality_effects_figure(modality), key="modality-effects", data=modality.to_frame("effect"), filename="planted-modality-effects")
     with st.expander("Outcome model: the planted terms"):
-        st.dataframe(pd.DataFrame([{"term": t.name, "indication": t.indication, "features": ", ".join(t.features), "formula": t.formula} for t in OUTCOME_TERMS]), width="stretch", hide_index=True)
+        terms = [t for t in OUTCOME_TERMS if t.name in truth.terms.columns]  # a switched-off term is not part of this cohort
+        st.dataframe(pd.DataFrame([{"term": t.name, "indication": t.indication, "features": ", ".join(t.features) or "(raw data only)", "formula": t.formula}
+                                   for t in terms]), width="stretch", hide_index=True)
         if "config" in cohort.provenance:
             st.caption("Outcome model: " + outcome_formula(CohortConfig.from_dict(cohort.provenance["config"])))
 

@@ -43,6 +43,9 @@ class CohortConfig(Settings):
     uninformative_modalities : imaging/recording modalities (of dti, emg, kin) whose raw data come
         from another patient of the same indication, so they carry no information about this
         patient's outcome: a negative control for ablation (with their effect strength at 0).
+    lesion_position_effect : logit effect (0 .. 5) of where a stroke lesion sits front to back
+        (the ``lesion_position`` term): visible in the FA map, summarised by no engineered feature.
+        0 leaves the term out.
     """
 
     name: str = "synthetic"
@@ -57,6 +60,7 @@ class CohortConfig(Settings):
     outcome_noise_pct: float = 15.0
     responder_threshold_pct: float = 50.0
     uninformative_modalities: tuple = ()
+    lesion_position_effect: float = 0.0
 
     SOURCE: ClassVar[str] = "cohort config"
 
@@ -80,6 +84,8 @@ class CohortConfig(Settings):
             bad = {k: v for k, v in table.items() if not lo <= float(v) <= hi}
             if bad:
                 problems.append(f"{key} values must be within {lo}..{hi}, found {bad}")
+        if not 0.0 <= float(self.lesion_position_effect) <= 5.0:
+            problems.append(f"lesion_position_effect must be within 0..5, found {self.lesion_position_effect}")
         for key in ("site_effect", "measurement_noise"):
             if not 0.0 <= float(getattr(self, key)) <= 5.0:
                 problems.append(f"{key} must be within 0..5, found {getattr(self, key)}")

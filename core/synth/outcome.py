@@ -19,7 +19,9 @@ class OutcomeTerm:
     """One planted term of the outcome's linear predictor.
 
     ``features`` are the feature columns whose true values the term reads. A term is the product
-    of one factor per feature (see :func:`term_factors`), so an interaction has two.
+    of one factor per feature (see :func:`term_factors`), so an interaction has two. A term with no
+    features reads something only the raw data show (``raw_only``); it is part of the outcome only
+    when its config switch is on.
     """
 
     name: str
@@ -27,6 +29,7 @@ class OutcomeTerm:
     modalities: tuple
     features: tuple
     formula: str
+    raw_only: bool = False
 
 
 OUTCOME_TERMS = (
@@ -42,6 +45,7 @@ OUTCOME_TERMS = (
     OutcomeTerm("white_matter", "parkinsons", ("dti",), ("dti.wm_fa_mean",), "+20 (true WM FA - 0.477)"),
     OutcomeTerm("mep_pd", "parkinsons", ("emg",), ("emg.mep_amplitude_fdi_uv",), "+0.4 tanh(ln(MEP amplitude / 700 uV))"),
     OutcomeTerm("dbs_amplitude_x_tremor", "parkinsons", ("clin", "kin"), ("clin.dbs_amplitude_ma", "kin.tremor_band_power_mm2"), "+1.0 (amplitude mA - 2.75) x tanh(tremor power)"),
+    OutcomeTerm("lesion_position", "stroke", ("dti",), (), "+lesion_position_effect x tanh((lesion centre y mm + 14) / 8): lesions in front of the posterior limb of the internal capsule spare more (raw FA map only)", raw_only=True),
 )
 
 
@@ -128,9 +132,12 @@ def term_factors(latents: pd.DataFrame, clinical: pd.DataFrame, config: CohortCo
         "white_matter": (20 * (lat["true_wm_fa_mean"].to_numpy() - 0.477),),
         "mep_pd": (0.4 * np.tanh(log_amp),),
         "dbs_amplitude_x_tremor": (1.0 * (clin("clin.dbs_amplitude_ma") - 2.75), np.tanh(tremor_power)),
+        "lesion_position": (config.lesion_position_effect * np.tanh((lat["lesion_y_mm"].to_numpy() + 14.0) / 8.0),),
     }
     factors = {}
     for term in OUTCOME_TERMS:
+        if term.raw_only and not config.lesion_position_effect:
+            continue  # switched off: the term is not part of this cohort's outcome at all
         strength = float(np.prod([config.strength(m) for m in term.modalities]))
         mask = stroke if term.indication == "stroke" else ~stroke
         first, *rest = (np.nan_to_num(f) for f in raw[term.name])
@@ -212,7 +219,10 @@ def planted_effects(factors: dict[str, tuple[np.ndarray, ...]], indication: np.n
         applies = np.asarray(indication) == term.indication
         if not applies.any():
             continue
-        for feature, phi in zip(term.features, term_shapley(factors[term.name], applies)):
+        if term.name not in factors:
+            continue
+        # A raw-only term is credited to its modality's raw data, under a name no feature column has.
+        for feature, phi in zip(term.features or (f"{term.modalities[0]}.{term.name}",), term_shapley(factors[term.name], applies)):
             rows.append({"feature": feature, "modality": feature.split(".", 1)[0], "term": term.name, "phi": phi, "formula": term.formula})
     by_feature = {}
     for row in rows:
