@@ -40,6 +40,7 @@ bench: $(VENV)/.testing nrnmech
 	$(BIN)/python -m tests.bench_tms_maps
 	$(BIN)/python -m tests.bench_io
 	$(BIN)/python -m tests.bench_ablation
+	$(BIN)/python -m tests.bench_fusion
 	$(BIN)/python -m tests.bench_browser
 
 clean-venv:

@@ -33,7 +33,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
 from core.errors import InputError
-from core.features.tensors import MEP_SHAPE, REACH_SHAPE, VOLUNTARY_SHAPE, FusionInputs
+from core.features.tensors import FA_CROP_SHAPE, MEP_SHAPE, REACH_SHAPE, VOLUNTARY_SHAPE, FusionInputs
 from core.modelling.estimators import check_outcome, outcome_strata
 from core.modelling.explanation import Explanation
 
@@ -111,13 +111,17 @@ def _network(n_clinical: int, embedding_size: int, fusion: str):
         def __init__(self):
             super().__init__()
             self.branches = nn.ModuleDict({
-                "fa": nn.Sequential(nn.Conv3d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool3d(2), nn.Conv3d(8, 16, 3, padding=1), nn.ReLU(),
-                                    nn.AdaptiveAvgPool3d((3, 2, 4)), nn.Flatten(), nn.Linear(16 * 24, embedding_size), nn.ReLU()),
+                "fa": nn.Sequential(nn.Conv3d(4, 8, 3, padding=1), nn.ReLU(), nn.MaxPool3d(2), nn.Conv3d(8, 16, 3, padding=1), nn.ReLU(),
+                                    nn.AdaptiveAvgPool3d((3, 3, 4)), nn.Flatten(), nn.Linear(16 * 36, embedding_size), nn.ReLU()),
                 "mep": GRUBranch(MEP_SHAPE[0], 5, 2),
                 "voluntary": GRUBranch(VOLUNTARY_SHAPE[0], 9, 4),
                 "reach": GRUBranch(REACH_SHAPE[0], 5, 2),
                 "clin": nn.Sequential(nn.Linear(2 * n_clinical, embedding_size), nn.ReLU()),
             })  # fmt: skip
+            # Where a voxel is, as three more input channels (-1..1 along x, y, z): what matters may
+            # be where damage sits along the tract, which convolutions and pooling alone blur.
+            grids = torch.meshgrid(*(torch.linspace(-1.0, 1.0, n) for n in FA_CROP_SHAPE), indexing="ij")
+            self.register_buffer("fa_coordinates", torch.stack(grids).unsqueeze(0))
             self.missing = nn.ParameterDict({name: nn.Parameter(torch.zeros(embedding_size)) for name in self.branches})
             if fusion == "intermediate":
                 self.head = nn.Sequential(nn.Linear(len(self.branches) * embedding_size, 64), nn.ReLU(), nn.Dropout(0.2), nn.Linear(64, 1))
@@ -129,7 +133,9 @@ def _network(n_clinical: int, embedding_size: int, fusion: str):
             embeddings = {}
             for name, branch in self.branches.items():
                 x = batch[name]
-                z = branch(x.unsqueeze(1) if name == "fa" else x)
+                if name == "fa":
+                    x = torch.cat([x.unsqueeze(1), self.fa_coordinates.expand(len(x), -1, -1, -1, -1)], dim=1)
+                z = branch(x)
                 embeddings[name] = torch.where(present[name].unsqueeze(1), z, self.missing[name].expand_as(z))
             if fusion == "intermediate":
                 return self.head(torch.cat([embeddings[n] for n in self.branches], dim=1)).squeeze(1)
