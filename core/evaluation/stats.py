@@ -4,14 +4,15 @@
 
 from __future__ import annotations
 
-import itertools
 import math
-from typing import Mapping, Sequence
 
 import numpy as np
 from scipy import stats
 
 from core.errors import InputError
+from core.modelling.explanation import shapley_values
+
+__all__ = ["corrected_resampled_ttest", "holm", "shapley_values"]
 
 
 def corrected_resampled_ttest(values, n_train, n_test, *, level: float = 0.95) -> dict:
@@ -70,36 +71,3 @@ def holm(p_values) -> np.ndarray:
         running = max(running, (m - rank) * p[i])  # monotone: an adjusted p never falls below an earlier one
         out[i] = min(1.0, running)
     return out
-
-
-def shapley_values(value: Mapping[frozenset, np.ndarray], players: Sequence[str]) -> np.ndarray:
-    """Exact Shapley values of a cooperative game, for many games at once (one per fold).
-
-    Parameters
-    ----------
-    value : mapping from frozenset of players to array of shape (J,)
-        v(S) for every non-empty subset S of ``players`` (J games side by side). v(empty) = 0.
-    players : the k players (modalities).
-
-    Returns
-    -------
-    ndarray, shape (J, k)
-        phi[j, i] = sum over S not containing i of |S|! (k-|S|-1)! / k! * (v(S u {i}) - v(S)).
-        Efficiency: ``phi.sum(1) == v(all players)`` up to rounding.
-    """
-    k = len(players)
-    any_value = np.asarray(next(iter(value.values())), dtype=float)
-    empty = np.zeros_like(any_value)
-
-    def v(subset: frozenset) -> np.ndarray:
-        return empty if not subset else np.asarray(value[subset], dtype=float)
-
-    phi = np.zeros(any_value.shape + (k,))
-    for i, player in enumerate(players):
-        others = [p for p in players if p != player]
-        for size in range(k):
-            weight = math.factorial(size) * math.factorial(k - size - 1) / math.factorial(k)
-            for coalition in itertools.combinations(others, size):
-                s = frozenset(coalition)
-                phi[..., i] += weight * (v(s | {player}) - v(s))
-    return phi

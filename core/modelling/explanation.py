@@ -8,6 +8,9 @@ downstream has to be told whether the model was a classifier.
 
 from __future__ import annotations
 
+import itertools
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,7 +19,7 @@ import pandas as pd
 from core.data.schema import MODALITIES, modality_of
 from core.errors import InputError
 
-__all__ = ["Explanation", "OUTPUT_SPACES", "output_of_margin"]
+__all__ = ["Explanation", "OUTPUT_SPACES", "output_of_margin", "shapley_values"]
 
 
 def _modality(name: str) -> str:
@@ -199,3 +202,36 @@ class Explanation:
             raise InputError("explanations to average must share patients, features and output space.")
         return cls(np.mean([e.values for e in explanations], axis=0), np.mean([e.base_values for e in explanations], axis=0),
                    first.data, first.feature_names, first.output_space, first.index)
+
+
+def shapley_values(value: Mapping[frozenset, np.ndarray], players: Sequence[str]) -> np.ndarray:
+    """Exact Shapley values of a cooperative game, for many games at once (one per fold).
+
+    Parameters
+    ----------
+    value : mapping from frozenset of players to array of shape (J,)
+        v(S) for every non-empty subset S of ``players`` (J games side by side). v(empty) = 0.
+    players : the k players (modalities).
+
+    Returns
+    -------
+    ndarray, shape (J, k)
+        phi[j, i] = sum over S not containing i of |S|! (k-|S|-1)! / k! * (v(S u {i}) - v(S)).
+        Efficiency: ``phi.sum(1) == v(all players)`` up to rounding.
+    """
+    k = len(players)
+    any_value = np.asarray(next(iter(value.values())), dtype=float)
+    empty = np.zeros_like(any_value)
+
+    def v(subset: frozenset) -> np.ndarray:
+        return empty if not subset else np.asarray(value[subset], dtype=float)
+
+    phi = np.zeros(any_value.shape + (k,))
+    for i, player in enumerate(players):
+        others = [p for p in players if p != player]
+        for size in range(k):
+            weight = math.factorial(size) * math.factorial(k - size - 1) / math.factorial(k)
+            for coalition in itertools.combinations(others, size):
+                s = frozenset(coalition)
+                phi[..., i] += weight * (v(s | {player}) - v(s))
+    return phi

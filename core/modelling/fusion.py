@@ -35,7 +35,7 @@ from sklearn.utils.validation import check_is_fitted
 from core.errors import InputError
 from core.features.tensors import FA_CROP_SHAPE, MEP_SHAPE, REACH_SHAPE, VOLUNTARY_SHAPE, FusionInputs
 from core.modelling.estimators import check_outcome, outcome_strata
-from core.modelling.explanation import Explanation
+from core.modelling.explanation import Explanation, shapley_values
 
 __all__ = ["FUSION_MODALITIES", "FusionDesign", "FusionClassifier", "fusion_design", "load_fusion"]
 
@@ -205,8 +205,8 @@ class FusionClassifier(ClassifierMixin, BaseEstimator):
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
         return torch.device(self.device)
 
-    def _tensors(self, design: FusionDesign, hide: np.ndarray | None = None) -> tuple[dict, dict]:
-        """Scaled torch inputs and, per branch, which patients have it (``hide``: (n, 4) modalities to knock out)."""
+    def _tensors(self, design: FusionDesign) -> tuple[dict, np.ndarray]:
+        """Scaled torch inputs, and (n, 4) bool of the modalities each patient has."""
         torch = _torch()
         device = self._device()
         inputs = design.inputs
@@ -222,11 +222,12 @@ class FusionClassifier(ClassifierMixin, BaseEstimator):
         clin_in = np.concatenate([np.where(known, (clin - centre) / spread, 0.0), known.astype(float)], axis=1).astype(np.float32)
         batch = {"fa": scaled("fa", inputs.fa), "mep": scaled("mep", inputs.mep), "voluntary": scaled("voluntary", inputs.voluntary),
                  "reach": scaled("reach", inputs.reach), "clin": torch.from_numpy(clin_in).to(device)}
-        has = design.masks()
-        if hide is not None:
-            has = has & ~hide
-        present = {name: torch.from_numpy(has[:, FUSION_MODALITIES.index(m)].copy()).to(device) for name, m in _BRANCH_MODALITY.items()}
-        return batch, present
+        return batch, design.masks()
+
+    def _present(self, has: np.ndarray) -> dict:
+        """Per branch, a torch (n,) bool of the patients whose modality the network may see."""
+        torch = _torch()
+        return {name: torch.from_numpy(has[:, FUSION_MODALITIES.index(m)].copy()).to(self._device()) for name, m in _BRANCH_MODALITY.items()}
 
     # --- training ---------------------------------------------------------------------------------
     def fit(self, X: FusionDesign, y, on_epoch=None) -> FusionClassifier:
@@ -255,8 +256,9 @@ class FusionClassifier(ClassifierMixin, BaseEstimator):
         network = _network(len(self.clinical_names_), self.embedding_size, self.fusion).to(device)
         optimiser = torch.optim.AdamW(network.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
         loss_fn = torch.nn.BCEWithLogitsLoss()
-        train_batch, train_present = self._tensors(X.take(keep))
-        valid_batch, valid_present = self._tensors(X.take(held))
+        train_batch, train_has = self._tensors(X.take(keep))
+        valid_batch, valid_has = self._tensors(X.take(held))
+        train_present, valid_present = self._present(train_has), self._present(valid_has)
         y_train = torch.from_numpy(y[keep].astype(np.float32)).to(device)
         y_valid = torch.from_numpy(y[held].astype(np.float32)).to(device)
         generator = torch.Generator().manual_seed(self.seed)
@@ -307,15 +309,20 @@ class FusionClassifier(ClassifierMixin, BaseEstimator):
 
     def predict_margin(self, X: FusionDesign, hide: np.ndarray | None = None) -> np.ndarray:
         """(n,) log-odds of response; ``hide`` (n, 4) bool knocks modalities out (what if this patient had no scan?)."""
+        return self._margins(self._check(X), [hide])[0]
+
+    def _margins(self, X: FusionDesign, hides: list) -> list[np.ndarray]:
+        """Log-odds of every patient under each ``hides`` entry ((n, 4) bool or None); inputs scaled once."""
         torch = _torch()
-        X = self._check(X)
-        out = []
+        out = [[] for _ in hides]
         with torch.no_grad():
             for start in range(0, len(X), 512):
-                part = X.take(np.arange(start, min(start + 512, len(X))))
-                batch, present = self._tensors(part, None if hide is None else hide[start : start + 512])
-                out.append(self.network_(batch, present).cpu().numpy().astype(np.float64))
-        return np.concatenate(out) if out else np.zeros(0)
+                rows = np.arange(start, min(start + 512, len(X)))
+                batch, has = self._tensors(X.take(rows))
+                for margins, hide in zip(out, hides):
+                    present = self._present(has if hide is None else has & ~hide[rows])
+                    margins.append(self.network_(batch, present).cpu().numpy().astype(np.float64))
+        return [np.concatenate(m) if m else np.zeros(0) for m in out]
 
     def output_from_margin(self, margin) -> np.ndarray:
         from core.modelling.explanation import output_of_margin
@@ -339,21 +346,12 @@ class FusionClassifier(ClassifierMixin, BaseEstimator):
         """
         X = self._check(X)
         n, k = len(X), len(FUSION_MODALITIES)
-        value = {}
-        for size in range(k + 1):
-            for subset in itertools.combinations(range(k), size):
-                hide = np.ones((n, k), bool)
-                hide[:, list(subset)] = False
-                value[frozenset(subset)] = self.predict_margin(X, hide)
-        phi = np.zeros((n, k))
-        for i in range(k):
-            others = [j for j in range(k) if j != i]
-            for size in range(k):
-                weight = math.factorial(size) * math.factorial(k - size - 1) / math.factorial(k)
-                for coalition in itertools.combinations(others, size):
-                    s = frozenset(coalition)
-                    phi[:, i] += weight * (value[s | {i}] - value[s])
-        return Explanation(phi, value[frozenset()], X.masks().astype(float), FUSION_MODALITIES, self.output_space, pd.Index(X.patient_ids))
+        coalitions = [frozenset(c) for size in range(k + 1) for c in itertools.combinations(FUSION_MODALITIES, size)]
+        hides = [np.tile([m not in c for m in FUSION_MODALITIES], (n, 1)) for c in coalitions]
+        value = dict(zip(coalitions, self._margins(X, hides)))
+        base = value[frozenset()]
+        phi = shapley_values({c: v - base for c, v in value.items() if c}, FUSION_MODALITIES)
+        return Explanation(phi, base, X.masks().astype(float), FUSION_MODALITIES, self.output_space, pd.Index(X.patient_ids))
 
     # --- persistence ------------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
