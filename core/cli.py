@@ -112,7 +112,8 @@ _WORKSPACE_HELP = "workspace folder holding the cohort (default: $NEUROPREDICT_W
 _COHORT_HELP = "name of a cohort saved in the workspace (python -m core list shows them)"
 # Command-line option (argparse dest) of each CVSettings field.
 _RUN_OPTIONS = {"outcome": "outcome", "n_splits": "folds", "n_repeats": "repeats", "max_depth": "max_depth",
-                "learning_rate": "learning_rate", "n_estimators": "trees", "early_stopping_rounds": "patience"}
+                "learning_rate": "learning_rate", "n_estimators": "trees", "early_stopping_rounds": "patience",
+                "model": "model", "fusion": "fusion", "max_epochs": "epochs", "inner_splits": "inner_folds"}
 # Command-line option (argparse dest) of each AblationConfig field that has one.
 _ABLATION_OPTIONS = {"outcome": "outcome", "n_splits": "folds", "n_repeats": "repeats", "seed": "seed",
                      "group_by_site": "group_by_site", "n_permutations": "permutations"}
@@ -156,6 +157,14 @@ def _add_run_options(p) -> None:
                    help="most trees; early stopping on an inner split of each training fold picks how many are used, %d-%d (default %d)" % (*lim["n_estimators"], d.n_estimators))
     p.add_argument("--patience", type=_within(*lim["early_stopping_rounds"]), metavar="N",
                    help="early-stopping patience: stop after N trees without improvement, %d-%d (default %d)" % (*lim["early_stopping_rounds"], d.early_stopping_rounds))
+    p.add_argument("--model", choices=list(CVSettings.MODELS),
+                   help="; ".join(f"{k}: {v}" for k, v in CVSettings.MODELS.items()) + f" (default {d.model}); fusion and stacked predict the responder label")
+    p.add_argument("--fusion", choices=list(CVSettings.FUSIONS),
+                   help=f"deep models: intermediate (one head on the joined branch embeddings) or late (mean of one head per branch) fusion (default {d.fusion})")
+    p.add_argument("--epochs", type=_within(*lim["max_epochs"]), metavar="N",
+                   help="deep models: most epochs; early stopping on an inner split of each training fold picks the one used, %d-%d (default %d)" % (*lim["max_epochs"], d.max_epochs))
+    p.add_argument("--inner-folds", type=_within(*lim["inner_splits"]), metavar="K",
+                   help="stacked model: folds of the inner cross-validation that gives training patients their fusion log-odds, %d-%d (default %d)" % (*lim["inner_splits"], d.inner_splits))
 
 
 def add_research_commands(subparsers) -> None:
@@ -168,9 +177,10 @@ def add_research_commands(subparsers) -> None:
               "Prediction page uses: give the page the same settings (Outcome, Repeats, Folds, Model settings) and it shows the run as "
               "'loaded saved run'.")
     train = subparsers.add_parser("train", help="cross-validate the response model and store the run, as the Prediction page's Train button",
-                                  description="Repeated K-fold cross-validation of the xgboost response model on a saved cohort: out-of-fold "
-                                              "predictions, SHAP values and the fold models, stored in the workspace. A run already stored is "
-                                              "not trained again. Progress per fold goes to stderr.", epilog=epilog)
+                                  description="Repeated K-fold cross-validation of a response model (xgboost, deep fusion or stacked) on a saved "
+                                              "cohort: out-of-fold predictions, explanations and the fold models, stored in the workspace. A run "
+                                              "already stored is not trained again. Progress per fold (and per epoch for deep models) goes to "
+                                              "stderr; Ctrl-C stops a deep model's run and keeps its finished folds, and the same command resumes.", epilog=epilog)
     _add_run_options(train)
     train.add_argument("--n-jobs", type=int, default=-1, metavar="N",
                        help="folds trained side by side (default -1: one per core); the numbers do not depend on it")
@@ -256,9 +266,10 @@ def _train_command(workspace, cohort_name: str, settings) -> str:
     """The ``python -m core train`` line that stores the run of these settings."""
     words = ["python", "-m", "core", "train", "--workspace", str(workspace.path.resolve()), "--cohort", cohort_name,
              "--outcome", settings.outcome, "--folds", str(settings.n_splits), "--repeats", str(settings.n_repeats)]
-    options = {"max_depth": "--max-depth", "learning_rate": "--learning-rate", "n_estimators": "--trees", "early_stopping_rounds": "--patience"}
-    for field, value in settings.model_params().items():
-        words += [options[field], str(value)]
+    defaults = type(settings)()
+    for field, dest in _RUN_OPTIONS.items():
+        if field not in ("outcome", "n_splits", "n_repeats") and getattr(settings, field) != getattr(defaults, field):
+            words += ["--" + dest.replace("_", "-"), str(getattr(settings, field))]
     return shlex.join(words)
 
 
@@ -294,14 +305,30 @@ def _train(args, argv: list) -> int:
         result = stored
     else:
         print(f"training run {run} of cohort {cohort.name!r}: {settings.describe()}", file=sys.stderr)
-        trained = validation.cross_validate(cohort, settings.outcome, splitter=settings.splitter(), params=settings.model_params(),
-                                            n_jobs=args.n_jobs, progress=_Progress("folds trained and explained:", every_step=True))
-        workspace.save_cv(cohort, run, trained)
+        if settings.model == "xgboost":
+            trained = validation.cross_validate(cohort, settings.outcome, splitter=settings.splitter(), params=settings.model_params(),
+                                                n_jobs=args.n_jobs, progress=_Progress("folds trained and explained:", every_step=True))
+            workspace.save_cv(cohort, run, trained)
+        else:
+            kept = workspace.cv_progress(run)
+            if kept:
+                print(f"  resuming: {kept} fold(s) of a stopped run are kept", file=sys.stderr)
+            try:
+                workspace.train_cv(cohort, settings, progress=_Progress("folds trained and explained:", every_step=True), on_epoch=_print_epoch,
+                                   tensor_progress=_Progress("raw-data tensors, chunks cached:", every_step=True))
+            except KeyboardInterrupt:
+                print(f"\nstopped: {workspace.cv_progress(run)} finished fold(s) are kept; the same command resumes.", file=sys.stderr)
+                return 130
         result = workspace.load_cv(run, cohort)
         print(f"trained and stored run {run} of cohort {cohort.name!r} ({settings.describe()}) in {workspace.path}")
     print(f"validation: {result.scheme}; {len(result.fold_models)} fold models\n")
     print(_performance_summary(cohort, result))
     return 0
+
+
+def _print_epoch(fold, row) -> None:
+    print(f"  repeat {fold.repeat + 1} fold {fold.fold + 1}: epoch {row['epoch']} train loss {row['train_loss']:.4f} "
+          f"held-out loss {row['valid_loss']:.4f}", file=sys.stderr, flush=True)
 
 
 def _write(path: Path, text: str) -> None:

@@ -54,7 +54,8 @@ def refuse_to_retrain(monkeypatch) -> None:
     def refuse(*args, **kwargs):
         raise AssertionError("retrained a run that is stored")
 
-    monkeypatch.setattr(core.modelling.validation, "cross_validate", refuse)
+    for name in ("cross_validate", "cross_validate_fusion", "cross_validate_stacked"):
+        monkeypatch.setattr(core.modelling.validation, name, refuse)
 
 
 @pytest.fixture(scope="module")
@@ -226,7 +227,8 @@ def test_ctrl_c_saves_the_finished_fits_and_the_same_command_resumes(app_workspa
 
 # --- help and errors --------------------------------------------------------------------------------
 
-RUN_OPTIONS = ["--workspace", "--cohort", "--config", "--outcome", "--folds", "--repeats", "--max-depth", "--learning-rate", "--trees", "--patience"]
+RUN_OPTIONS = ["--workspace", "--cohort", "--config", "--outcome", "--folds", "--repeats", "--max-depth", "--learning-rate", "--trees", "--patience",
+               "--model", "--fusion", "--epochs", "--inner-folds"]
 OPTIONS = {
     "train": [*RUN_OPTIONS, "--n-jobs"],
     "report": [*RUN_OPTIONS, "--threshold", "--out", "--csv"],
@@ -276,3 +278,32 @@ def test_bad_input_exits_2_with_the_message_and_no_traceback(app_workspace, tmp_
 def test_an_option_out_of_the_pages_range_is_refused_by_the_parser():
     status, _, err = run_cli("train", "--cohort", "tiny", "--repeats", "21")
     assert status == 2 and "argument --repeats: must be from 1 to 20, found 21" in err
+
+
+def test_train_fusion_and_stacked_store_the_runs_the_page_opens(app_workspace, monkeypatch):
+    deep = ["--folds", "2", "--repeats", "1", "--epochs", "2"]
+    status, out, err = run_cli("train", "--workspace", app_workspace, "--cohort", "tiny", "--model", "fusion", *deep)
+    assert status == 0, err
+    ws = Workspace(app_workspace)
+    tiny = ws.load("tiny")
+    fusion_run = CVSettings(model="fusion", n_splits=2, n_repeats=1, max_epochs=2).run_digest(tiny)
+    stored = ws.load_cv(fusion_run, tiny)
+    assert stored.model == "fusion" and f"trained and stored run {fusion_run}" in out
+    assert "raw-data tensors, chunks cached: 1 of 1" in err and "repeat 1 fold 2: epoch 2" in err  # progress per chunk and per epoch
+    status, out, err = run_cli("train", "--workspace", app_workspace, "--cohort", "tiny", "--model", "stacked", "--inner-folds", "2", *deep)
+    assert status == 0, err
+    stacked = ws.load_cv(CVSettings(model="stacked", n_splits=2, n_repeats=1, max_epochs=2, inner_splits=2).run_digest(tiny), tiny)
+    assert stacked.model == "stacked" and stacked.features[-1] == "fusion.logit"
+    for fold, model in zip(stacked.folds, stacked.fold_models):  # the stored fusion run's fold models serve the outer folds
+        (position,) = [i for i, f in enumerate(stored.folds) if f.test.tolist() == fold.test.tolist()]
+        assert model.fusion_.history_.equals(stored.fold_models[position].history_)
+
+    refuse_to_retrain(monkeypatch)
+    monkeypatch.setenv(DEFAULT_WORKSPACE_ENV, str(app_workspace))
+    at = AppTest.from_file(str(APP), default_timeout=180).switch_page("pages/prediction.py").run()
+    at.selectbox(key="pred-model").set_value("fusion").run()
+    at.number_input(key="pred-folds").set_value(2)
+    at.number_input(key="pred-epochs").set_value(2)
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert any(f"Run `{fusion_run}` (loaded saved run)" in c.value for c in at.caption)

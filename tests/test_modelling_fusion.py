@@ -106,3 +106,39 @@ def test_a_fusion_run_is_stored_and_reloaded_like_an_xgboost_run(small_cohort, d
     np.testing.assert_array_equal(loaded.explanation.data, result.explanation.data)
     test = design.take(np.arange(20))
     np.testing.assert_array_equal(loaded.fold_models[1].predict_proba(test), result.fold_models[1].predict_proba(test))
+
+
+def test_fa_saliency_adds_up_to_what_the_fa_map_changes_and_is_zero_without_a_scan(design, fitted):
+    test = design.take(np.arange(200, 230))
+    saliency = fitted.fa_saliency(test, steps=64)
+    assert saliency.shape == (30, *design.inputs.fa.shape[1:])
+    blank = test.take(np.arange(30))
+    centre = fitted.scales_["fa"][0][0]
+    blank.inputs.fa[:] = centre  # every voxel at the training mean: the path's start
+    change = fitted.predict_margin(test) - fitted.predict_margin(blank)
+    has_fa = test.inputs.mask["dti"]
+    np.testing.assert_allclose(saliency[has_fa].sum(axis=(1, 2, 3)), change[has_fa], atol=0.02 + 0.02 * np.abs(change[has_fa]).max())
+    assert not saliency[~has_fa].any()
+
+
+def test_fusion_what_if_knocks_out_modalities_and_edits_clinical_values(small_cohort, design):
+    from core.modelling.whatif import FusionWhatIf
+
+    result = cross_validate_fusion(small_cohort, design.inputs, splitter=CohortSplitter(n_splits=2, n_repeats=1), params=QUICK)
+    wi = FusionWhatIf(result, design)
+    patient = next(pid for pid in design.patient_ids if all(wi.has(pid).values()))
+    base = wi.scenario(patient)
+    np.testing.assert_allclose(base.prediction, result.prediction[patient], atol=1e-6)  # the baseline is the out-of-fold prediction
+    no_scan = wi.scenario(patient, knocked_out=["dti"])
+    model = wi.models_for(patient)[0]
+    row = design.take([list(design.patient_ids).index(patient)])
+    hide = np.array([[True, False, False, False]])
+    np.testing.assert_allclose(no_scan.prediction, model.output_from_margin(model.predict_margin(row, hide))[0], atol=1e-6)
+    assert no_scan.explanation.values[0] == 0.0  # a knocked-out modality contributes nothing
+    nothing = wi.scenario(patient, knocked_out=list(FUSION_MODALITIES))
+    np.testing.assert_allclose(nothing.explanation.values, 0.0, atol=1e-12)
+    column = design.clinical_names[0]
+    edited = wi.scenario(patient, clinical_changes={column: float(wi.high[column]) + 100})
+    assert edited.out_of_range == [column] and edited.prediction != base.prediction
+    with pytest.raises(InputError, match="unknown modality"):
+        wi.scenario(patient, knocked_out=["pet"])

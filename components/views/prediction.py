@@ -16,7 +16,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from components.palette import BLACK, BLUE, GREEN, MODALITY_COLORS, OKABE_ITO, ORANGE, PURPLE, SKY_BLUE, VERMILLION
-from core.data.schema import FEATURE_DESCRIPTIONS, MODALITY_LABELS, modality_of
+from core.data.schema import FEATURE_DESCRIPTIONS, INPUT_LABELS, MODALITY_LABELS, input_source
 from core.evaluation.metrics import calibration_curve, pr_curve_points, roc_curve_points
 from core.modelling.explanation import Explanation
 
@@ -245,14 +245,14 @@ def beeswarm_figure(explanation: Explanation, top: int = 15) -> tuple[go.Figure,
 def importance_figure(explanation: Explanation) -> tuple[go.Figure, pd.DataFrame]:
     """Mean |SHAP| per feature, bars coloured by modality, largest at the top."""
     importance = explanation.mean_abs()
-    table = importance.rename("mean_abs_shap").to_frame().assign(modality=[modality_of(f) for f in importance.index])
+    table = importance.rename("mean_abs_shap").to_frame().assign(modality=[input_source(f) for f in importance.index])
     table.index.name = "feature"
     ordered = table.sort_values("mean_abs_shap")
     fig = go.Figure()
-    for modality in MODALITY_LABELS:
+    for modality in INPUT_LABELS:
         part = ordered[ordered["modality"] == modality]
         if len(part):
-            fig.add_trace(go.Bar(x=part["mean_abs_shap"], y=part.index, orientation="h", name=MODALITY_LABELS[modality], marker_color=MODALITY_COLORS[modality],
+            fig.add_trace(go.Bar(x=part["mean_abs_shap"], y=part.index, orientation="h", name=INPUT_LABELS[modality], marker_color=MODALITY_COLORS.get(modality, GREY),
                                  customdata=[FEATURE_DESCRIPTIONS.get(f, f) for f in part.index], hovertemplate="%{y}: %{x:.3f}<br>%{customdata}<extra></extra>"))
     fig.update_layout(barmode="overlay", xaxis_title=f"mean |SHAP| ({explanation.unit})", yaxis=dict(categoryorder="array", categoryarray=list(ordered.index)),
                       height=110 + 24 * len(table), margin=dict(t=30, l=10, r=10), legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0), title="Importance per feature")
@@ -262,7 +262,7 @@ def importance_figure(explanation: Explanation) -> tuple[go.Figure, pd.DataFrame
 def modality_importance_figure(explanation: Explanation) -> tuple[go.Figure, pd.DataFrame]:
     """Sum over each modality's features of their mean |SHAP|."""
     modality_importance = explanation.mean_abs(by="modality")
-    labels = [MODALITY_LABELS.get(m, m) for m in modality_importance.index]
+    labels = [INPUT_LABELS.get(m, m) for m in modality_importance.index]
     fig = go.Figure(go.Bar(x=labels, y=modality_importance.to_numpy(), marker_color=[MODALITY_COLORS.get(m, GREY) for m in modality_importance.index],
                            text=np.round(modality_importance.to_numpy(), 3), textposition="outside", hovertemplate="%{x}: %{y:.3f}<extra></extra>"))
     fig.update_layout(yaxis_title=f"sum of mean |SHAP| ({explanation.unit})", height=380, margin=dict(t=40, l=10, r=10), title="Importance per modality",
@@ -477,3 +477,21 @@ def cause_recovery_figure(data: pd.DataFrame, rho: float, unit: str) -> go.Figur
     labels = {key: row["cause"] for key, row in data.sort_values("mean_abs_shap").iterrows()}
     return _planted_scatter(data.assign(group="cause"), labels, {"cause": BLUE}, {"cause": "cause (features summed)"}, rho, "causes", unit,
                             "Planted vs recovered, by cause")
+
+
+def loss_curves_figure(history: pd.DataFrame) -> tuple[go.Figure, pd.DataFrame]:
+    """Training and held-out log-loss per epoch, one colour per fold (``history``: fold, epoch, train_loss, valid_loss)."""
+    fig = go.Figure()
+    for i, (fold, part) in enumerate(history.groupby("fold", sort=False)):
+        colour = OKABE_ITO[i % len(OKABE_ITO)]
+        fig.add_trace(go.Scatter(x=part["epoch"], y=part["train_loss"], mode="lines", line=dict(color=colour, dash="dot", width=1.5), name=f"{fold}: training",
+                                 legendgroup=fold, hovertemplate=f"{fold}<br>epoch %{{x}}: training loss %{{y:.4f}}<extra></extra>"))
+        fig.add_trace(go.Scatter(x=part["epoch"], y=part["valid_loss"], mode="lines+markers", line=dict(color=colour, width=2), marker=dict(size=4),
+                                 name=f"{fold}: held-out", legendgroup=fold, hovertemplate=f"{fold}<br>epoch %{{x}}: held-out loss %{{y:.4f}}<extra></extra>"))
+        best = part.loc[part["valid_loss"].idxmin()]
+        fig.add_trace(go.Scatter(x=[best["epoch"]], y=[best["valid_loss"]], mode="markers", marker=dict(color=colour, size=11, symbol="star", line=dict(color=BLACK, width=1)),
+                                 showlegend=False, legendgroup=fold, hovertemplate=f"{fold}<br>epoch used: %{{x}} (lowest held-out loss %{{y:.4f}})<extra></extra>"))
+    fig.update_layout(xaxis_title="epoch", yaxis_title="log-loss (lower is better)", height=360, margin=dict(t=40, l=10, r=10),
+                      title="Loss per epoch: dotted = training patients, solid = early-stopping split; star = epoch used",
+                      legend=dict(font=dict(size=11)))
+    return fig, history

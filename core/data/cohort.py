@@ -93,6 +93,22 @@ class Cohort:
         """Boolean table patients x modalities: True where any feature of it is present."""
         return pd.DataFrame({m: self.features[self.features_of(m)].notna().any(axis=1) for m in self.modalities})
 
+    def subset(self, patient_ids, name: str | None = None) -> Cohort:
+        """The same cohort restricted to some patients, in their order; raw data stay reachable.
+
+        The ground truth's per-patient tables are restricted too; its feature effects are the
+        whole cohort's.
+        """
+        ids = pd.Index(list(patient_ids))
+        unknown = ids.difference(self.patients.index)
+        if len(unknown):
+            raise InputError(f"no patient(s) {unknown[:5].tolist()} in this cohort.", source=self.name, field="patient_id")
+        truth = self.ground_truth
+        if truth is not None:
+            truth = GroundTruth(truth.latents.loc[ids], truth.terms.loc[ids], truth.feature_effects)
+        return Cohort(name=name or self.name, patients=self.patients.loc[ids], features=self.features.loc[ids], outcomes=self.outcomes.loc[ids],
+                      responder_threshold_pct=self.responder_threshold_pct, provenance=self.provenance, ground_truth=truth, raw=self.raw)
+
     def raw_data(self, patient_id: str) -> PatientRaw:
         if self.raw is None:
             raise InputError("this cohort has no raw data attached; only its feature table is available.", source=self.name)

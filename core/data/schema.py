@@ -44,6 +44,7 @@ FEATURE_DESCRIPTIONS = {
     "clin.rtms_intensity_pct_rmt": "rTMS intensity (% of resting motor threshold)",
     "clin.dbs_amplitude_ma": "DBS amplitude (mA)",
     "clin.dbs_frequency_hz": "DBS frequency (Hz)",
+    "fusion.logit": "Deep fusion model's log-odds of response from the raw data (stacked model; out-of-fold inside each training fold)",
 }
 
 
@@ -52,6 +53,22 @@ def outcome_kind(outcome: str) -> str:
     if outcome not in OUTCOMES:
         raise InputError(f"unknown outcome {outcome!r}; expected one of {list(OUTCOMES)}.", field="outcome")
     return OUTCOMES[outcome]
+
+
+# Model inputs that are not cohort features: the stacked model reads the deep fusion model's
+# out-of-fold logit, named "fusion.logit" and grouped under "fusion" in its explanations.
+DERIVED_INPUT_LABELS = {"fusion": "Deep fusion (raw data)"}
+FUSION_LOGIT = "fusion.logit"
+INPUT_LABELS = {**MODALITY_LABELS, **DERIVED_INPUT_LABELS}
+
+
+def input_source(name: str) -> str:
+    """What a model input stands for: a modality for a feature (``"dti.cst_fa_affected"`` -> ``"dti"``)
+    or for a modality's own name (explanations over modalities), ``"fusion"`` for ``"fusion.logit"``."""
+    if name in INPUT_LABELS:
+        return name
+    prefix = name.partition(".")[0]
+    return prefix if prefix in DERIVED_INPUT_LABELS else modality_of(name)
 
 
 def modality_of(feature: str) -> str:

@@ -4,6 +4,7 @@ importance recovers the planted effects.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
@@ -94,3 +95,55 @@ def modality_recovery(truth: GroundTruth, shapley: pd.DataFrame) -> tuple[pd.Dat
     table.index.name = "modality"
     rho = float(spearmanr(table["planted"], table["shapley"]).statistic) if len(table) > 2 else float("nan")
     return table, rho
+
+
+def saliency_regions(saliency: np.ndarray, lesion_mask_2mm: np.ndarray | None, affected_hemisphere: str | None) -> pd.DataFrame:
+    """Where the FA branch looks: the share of a patient's |FA saliency| inside the lesion and the
+    affected corticospinal tract, against the share of the crop's volume they fill.
+
+    Parameters
+    ----------
+    saliency : (24, 11, 28) attributions on the 4 mm crop (:meth:`core.modelling.fusion.FusionClassifier.fa_saliency`).
+    lesion_mask_2mm : (99, 117, 95) bool lesion on the MNI152 2 mm grid, or None.
+    affected_hemisphere : "left" or "right", or None (both tracts then count as the tract).
+
+    Returns
+    -------
+    DataFrame indexed by region ("lesion", "affected CST"): ``saliency_share`` (0..1),
+    ``volume_share`` (0..1) and ``enrichment`` (their ratio; 1 = no more than chance, NaN for an
+    empty region). A 4 mm voxel belongs to a region when at least half of its 2 mm voxels do.
+    """
+    from core.anatomy import load_anatomy
+    from core.features.tensors import fa_crop
+
+    magnitude = np.abs(np.asarray(saliency, dtype=float))
+    anatomy = load_anatomy()
+    tract = np.zeros(99 * 117 * 95, np.float32)
+    for side in ("left", "right") if affected_hemisphere not in ("left", "right") else (affected_hemisphere,):
+        tract[anatomy.cst_index[side]] = 1.0
+    regions = {"lesion": None if lesion_mask_2mm is None else fa_crop(np.asarray(lesion_mask_2mm, np.float32)) >= 0.5,
+               "affected CST": fa_crop(tract.reshape(99, 117, 95)) >= 0.5}
+    total = magnitude.sum()
+    rows = {}
+    for name, region in regions.items():
+        if region is None or not region.any():
+            rows[name] = {"saliency_share": np.nan, "volume_share": 0.0, "enrichment": np.nan}
+            continue
+        share = float(magnitude[region].sum() / total) if total > 0 else np.nan
+        volume = float(region.mean())
+        rows[name] = {"saliency_share": share, "volume_share": volume, "enrichment": share / volume}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("region")
+
+
+def raw_signal_note(cohort: Cohort) -> str:
+    """One sentence on why a model of the raw data can or cannot be expected to beat xgboost on the
+    engineered features of this cohort, from what its generator planted (or, for uploads, what is unknown)."""
+    config = (cohort.provenance or {}).get("config") or {}
+    if cohort.ground_truth is None or not config:
+        return ("Whether the raw recordings hold outcome signal that the engineered features miss is unknown for an uploaded cohort; "
+                "on small cohorts gradient boosting on good features usually wins (Grinsztajn et al. 2022).")
+    if float(config.get("lesion_position_effect", 0.0) or 0.0) > 0:
+        return (f"Here the outcome also depends on where the lesion sits front to back ({float(config['lesion_position_effect']):g} logits), "
+                "which the FA map shows and no engineered feature measures: only a model of the raw data can use it.")
+    return ("Every effect planted in this cohort is summarised by an engineered feature, so xgboost on the features already has the "
+            "signal, and on tabular data of this size gradient boosting usually beats deep networks (Grinsztajn et al. 2022).")

@@ -14,7 +14,7 @@ import html
 import numpy as np
 import pandas as pd
 
-from core.data.schema import FEATURE_DESCRIPTIONS, MODALITY_LABELS, modality_of
+from core.data.schema import FEATURE_DESCRIPTIONS, INPUT_LABELS, input_source
 from core.evaluation.metrics import METRICS, calibration_curve, expected_calibration_error
 from core.evaluation.performance import N_BOOT, binary_ci_tables, calibration_line, regression_ci_tables, repeat_spread, score_table
 from core.modelling.estimators import estimator_for
@@ -115,9 +115,37 @@ def model_report_html(cohort, result, run: str, *, threshold: float = 0.5, n_boo
         outcome=result.outcome, outcome_summary=summary, features=list(result.features),
         missing_by_modality=(100 * (~cohort.modality_availability())).mean().round(1),
         missing_by_feature=100 * cohort.features[result.features].isna().mean(),
-        model_params=estimator_for(result.outcome, **result.params).get_params(),
-        scheme=result.scheme, run=run, n_boot=n_boot, metrics=metrics, repeat_spread=spread, calibration=calibration, ece=ece, notes=notes,
+        model_params=result.fold_models[0].get_params() if result.fold_models else estimator_for(result.outcome, **result.params).get_params(),
+        model=result.model, scheme=result.scheme, run=run, n_boot=n_boot, metrics=metrics, repeat_spread=spread, calibration=calibration, ece=ece, notes=notes,
     )
+
+
+_PREDICTORS = {
+    "xgboost": "{n} engineered features; the modality is the name's prefix.",
+    "fusion": "The raw data of {n} modalities (FA map crop, MEP sweeps and voluntary EMG, reach trajectories, clinical values); "
+              "the explanation is per modality.",
+    "stacked": "{n} inputs: the engineered features, and the deep fusion model's log-odds from the raw data (fusion.logit).",
+}
+_MISSING = {
+    "xgboost": "Missing values stay missing: xgboost learns a default direction at every split, so no patient is dropped and nothing is imputed.",
+    "fusion": "A missing modality is replaced by a learned missing-modality embedding (the network is trained with modality dropout), "
+              "so no patient is dropped and no signal is made up.",
+    "stacked": "Missing values stay missing (xgboost's default directions); the fusion model's input covers patients missing raw data "
+               "with its learned missing-modality embeddings.",
+}
+
+
+def _model_text(model: str, params: dict) -> str:
+    if model == "fusion":
+        return (f"Deep multimodal fusion ({params.get('fusion', '?')} fusion): a 3D CNN on the FA map, CNN-GRU encoders of the EMG and reach "
+                f"recordings, an MLP on the clinical values. The epoch is chosen by early stopping on an inner split of each training fold "
+                f"(held-out share {params.get('early_stopping_fraction', '?')}, patience {params.get('patience', '?')} epochs).")
+    if model == "stacked":
+        return (f"Stacked: gradient-boosted trees (xgboost) on the engineered features plus the deep fusion model's log-odds. Inside each "
+                f"training fold, the training patients' fusion log-odds come from an inner {params.get('inner_splits', '?')}-fold "
+                "cross-validation (nested), so no patient's label reaches their own input.")
+    return ("Gradient-boosted trees (xgboost). The number of trees is chosen by early stopping on an inner split of each training fold only "
+            f"(held-out share {params.get('early_stopping_fraction', '?')}, patience {params.get('early_stopping_rounds', '?')} trees).")
 
 
 def _missing_note(missing: pd.Series, feature: str) -> str:
@@ -142,6 +170,7 @@ def _document(
     missing_by_feature: pd.Series,
     model_params: dict,
     scheme: str,
+    model: str = "xgboost",
     run: str,
     n_boot: int,
     metrics: pd.DataFrame,
@@ -159,9 +188,9 @@ def _document(
     prov_rows = "".join(f"<tr><th>{e(str(k))}</th><td>{e(str(v))}</td></tr>" for k, v in (config or {k: v for k, v in provenance.items() if k != 'kind'}).items())
     by_modality = {}
     for f in features:
-        by_modality.setdefault(modality_of(f), []).append(f)
+        by_modality.setdefault(input_source(f), []).append(f)
     predictors = "".join(
-        f"<h3>{e(MODALITY_LABELS.get(m, m))} ({len(fs)})</h3><ul>" + "".join(f"<li><code>{e(f)}</code>: {e(FEATURE_DESCRIPTIONS.get(f, ''))}{_missing_note(missing_by_feature, f)}</li>" for f in fs) + "</ul>"
+        f"<h3>{e(INPUT_LABELS.get(m, m))} ({len(fs)})</h3><ul>" + "".join(f"<li><code>{e(f)}</code>: {e(FEATURE_DESCRIPTIONS.get(f, ''))}{_missing_note(missing_by_feature, f)}</li>" for f in fs) + "</ul>"
         for m, fs in by_modality.items()
     )
     outcome_text = (f"Responder: improvement of at least <b>{responder_threshold_pct:g}%</b> (binary; the model predicts the probability of response)."
@@ -178,11 +207,9 @@ def _document(
         f"<p>Run <code>{e(run)}</code>. Structured after the TRIPOD+AI reporting items that apply to an internally validated prediction model.</p>",
         f"<h2>Data source</h2><p>{source}</p><table class='kv'>{prov_rows}</table>",
         f"<h2>Participants and outcome</h2><p>{n_patients} patients. {outcome_text}</p><p>{e(outcome_summary)}</p>",
-        f"<h2>Predictors</h2><p>{len(features)} engineered features; the modality is the name's prefix.</p>{predictors}",
-        "<h2>Missing data</h2><p>Missing values stay missing: xgboost learns a default direction at every split, so no patient is dropped and nothing is imputed.</p>" + missing,
-        "<h2>Model</h2><p>Gradient-boosted trees (xgboost). The number of trees is chosen by early stopping on an inner split of each training fold only "
-        f"(held-out share {model_params.get('early_stopping_fraction', '?')}, patience {model_params.get('early_stopping_rounds', '?')} trees); "
-        f"test patients never influence training.</p><table class='kv'>{params}</table>",
+        f"<h2>Predictors</h2><p>{_PREDICTORS[model].format(n=len(features))}</p>{predictors}",
+        f"<h2>Missing data</h2><p>{_MISSING[model]}</p>" + missing,
+        f"<h2>Model</h2><p>{_model_text(model, model_params)} Test patients never influence training.</p><table class='kv'>{params}</table>",
         f"<h2>Validation</h2><p>{e(scheme)}. Every patient is predicted only by models that never saw them (out-of-fold); the prediction is the mean over repeats. "
         "Baselines are evaluated on the same folds.</p>",
         f"<h2>Performance</h2><p>Point estimate on the out-of-fold predictions, with a percentile bootstrap 95% interval over patients ({n_boot} resamples, stratified by outcome class for a binary outcome).</p>",

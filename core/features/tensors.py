@@ -26,7 +26,7 @@ import numpy as np
 from core.errors import InputError
 
 __all__ = [
-    "FA_CROP_SHAPE", "FA_CROP_MM", "MEP_SHAPE", "VOLUNTARY_SHAPE", "REACH_SHAPE", "TENSOR_MODALITIES",
+    "FA_CROP_SHAPE", "FA_CROP_MM", "FA_CROP_AFFINE", "MEP_SHAPE", "VOLUNTARY_SHAPE", "REACH_SHAPE", "TENSOR_MODALITIES",
     "FusionInputs", "fa_crop", "fa_crop_index", "mep_tensor", "voluntary_tensor", "reach_tensor", "inputs_from_raw",
 ]
 
@@ -35,6 +35,8 @@ __all__ = [
 _CROP_2MM = ((25, 73), (45, 67), (16, 72))
 FA_CROP_MM = ((-48.0, 48.0), (-44.0, 0.0), (-40.0, 72.0))
 FA_CROP_SHAPE = tuple((b - a) // 2 for a, b in _CROP_2MM)  # 4 mm voxels
+# Voxel -> MNI mm of the 4 mm crop: each voxel's centre is the mean of its eight 2 mm voxels' centres.
+FA_CROP_AFFINE = np.array([[4.0, 0, 0, 2 * _CROP_2MM[0][0] - 98 + 1], [0, 4.0, 0, 2 * _CROP_2MM[1][0] - 134 + 1], [0, 0, 4.0, 2 * _CROP_2MM[2][0] - 72 + 1], [0, 0, 0, 1]])
 EMG_GRID_HZ = 2000.0
 SWEEP_WINDOW_MS = (-20.0, 80.0)
 MEP_SHAPE = (4, 200)  # FDI mean, ECR mean, FDI SD, ECR SD over trials

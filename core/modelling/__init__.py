@@ -1,4 +1,4 @@
-"""Models of treatment response: the xgboost classifier and regressor, the deep fusion model, one
+"""Models of treatment response: the xgboost classifier and regressor, the deep fusion and stacked models, one
 Explanation object for all, cross-validation on shared folds, what-if scenarios, and baselines."""
 
 from core.modelling.baselines import clinical_baseline, prep2_score
@@ -7,12 +7,15 @@ from core.modelling.estimators import (ResponseClassifier, ResponseEstimator, Re
 from core.modelling.explanation import Explanation, shapley_values
 from core.modelling.fusion import FusionClassifier, FusionDesign, fusion_design, load_fusion
 from core.modelling.prep2 import prep2_evaluation, prep2_prediction
-from core.modelling.validation import CohortSplitter, CVResult, Fold, cross_validate, cross_validate_fusion, run_digest, training_data
+from core.modelling.stacking import StackedClassifier, StackedDesign, load_stacked, stacked_design
+from core.modelling.validation import (CohortSplitter, CVResult, Fold, FoldCheckpoint, cross_validate, cross_validate_fusion, cross_validate_stacked,
+                                       run_digest, training_data)
 from core.modelling.whatif import Scenario, WhatIf
 
 __all__ = [
     "ResponseEstimator", "ResponseClassifier", "ResponseRegressor", "estimator_for", "explain_each", "load_estimator", "check_features", "check_outcome",
     "Explanation", "shapley_values", "FusionClassifier", "FusionDesign", "fusion_design", "load_fusion",
-    "CohortSplitter", "Fold", "CVResult", "cross_validate", "cross_validate_fusion", "run_digest", "training_data",
+    "StackedClassifier", "StackedDesign", "stacked_design", "load_stacked",
+    "CohortSplitter", "Fold", "CVResult", "FoldCheckpoint", "cross_validate", "cross_validate_fusion", "cross_validate_stacked", "run_digest", "training_data",
     "WhatIf", "Scenario", "clinical_baseline", "prep2_score", "prep2_prediction", "prep2_evaluation",
 ]

@@ -308,6 +308,10 @@ def load_estimator(path: str | Path) -> ResponseEstimator:
             from core.modelling.fusion import load_fusion
 
             return load_fusion(path)
+        if meta.get("estimator") == "StackedClassifier":
+            from core.modelling.stacking import load_stacked
+
+            return load_stacked(path)
         params = dict(meta["params"])
         outcome = params.pop("outcome", None)
         cls = {c.__name__: c for c in _ESTIMATORS.values()}.get(meta.get("estimator")) or _ESTIMATORS[OUTCOMES[outcome]]

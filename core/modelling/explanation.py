@@ -16,15 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from core.data.schema import MODALITIES, modality_of
+from core.data.schema import input_source
 from core.errors import InputError
 
 __all__ = ["Explanation", "OUTPUT_SPACES", "output_of_margin", "shapley_values"]
 
-
-def _modality(name: str) -> str:
-    """The modality of a feature name, or the name itself for an explanation over modalities."""
-    return name if name in MODALITIES else modality_of(name)
 
 # Output space of the SHAP values per outcome kind (see core.data.schema.OUTCOMES).
 OUTPUT_SPACES = {"binary": "log-odds", "continuous": "% improvement"}
@@ -180,7 +176,7 @@ class Explanation:
         if by == "feature":
             return importance.rename("mean_abs_shap")
         if by == "modality":
-            return importance.groupby([_modality(f) for f in importance.index]).sum().sort_values(ascending=False).rename("sum_mean_abs_shap")
+            return importance.groupby([input_source(f) for f in importance.index]).sum().sort_values(ascending=False).rename("sum_mean_abs_shap")
         raise InputError(f"mean_abs by {by!r}; expected 'feature' or 'modality'.", field="by")
 
     def by_modality(self) -> Explanation:
@@ -188,8 +184,8 @@ class Explanation:
 
         Local accuracy holds as before; ``data`` is the share of the modality's features present.
         """
-        modalities = list(dict.fromkeys(_modality(f) for f in self.feature_names))
-        members = [[j for j, f in enumerate(self.feature_names) if _modality(f) == m] for m in modalities]
+        modalities = list(dict.fromkeys(input_source(f) for f in self.feature_names))
+        members = [[j for j, f in enumerate(self.feature_names) if input_source(f) == m] for m in modalities]
         values = np.stack([self.values[..., cols].sum(axis=-1) for cols in members], axis=-1)
         present = np.stack([np.isfinite(self.data[..., cols]).mean(axis=-1) for cols in members], axis=-1)
         return Explanation(values, self.base_values, present, modalities, self.output_space, self.index)

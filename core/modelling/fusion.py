@@ -24,6 +24,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,15 +112,16 @@ def _network(n_clinical: int, embedding_size: int, fusion: str):
         def __init__(self):
             super().__init__()
             self.branches = nn.ModuleDict({
-                "fa": nn.Sequential(nn.Conv3d(4, 8, 3, padding=1), nn.ReLU(), nn.MaxPool3d(2), nn.Conv3d(8, 16, 3, padding=1), nn.ReLU(),
+                "fa": nn.Sequential(nn.Conv3d(5, 8, 3, padding=1), nn.ReLU(), nn.MaxPool3d(2), nn.Conv3d(8, 16, 3, padding=1), nn.ReLU(),
                                     nn.AdaptiveAvgPool3d((3, 3, 4)), nn.Flatten(), nn.Linear(16 * 36, embedding_size), nn.ReLU()),
                 "mep": GRUBranch(MEP_SHAPE[0], 5, 2),
                 "voluntary": GRUBranch(VOLUNTARY_SHAPE[0], 9, 4),
                 "reach": GRUBranch(REACH_SHAPE[0], 5, 2),
                 "clin": nn.Sequential(nn.Linear(2 * n_clinical, embedding_size), nn.ReLU()),
             })  # fmt: skip
-            # Where a voxel is, as three more input channels (-1..1 along x, y, z): what matters may
-            # be where damage sits along the tract, which convolutions and pooling alone blur.
+            # Besides FA: its left-right asymmetry (FA minus the mirrored map: a unilateral lesion
+            # stands out against the healthy side) and where a voxel is (-1..1 along x, y, z: what
+            # matters may be where damage sits along the tract, which pooling alone blurs).
             grids = torch.meshgrid(*(torch.linspace(-1.0, 1.0, n) for n in FA_CROP_SHAPE), indexing="ij")
             self.register_buffer("fa_coordinates", torch.stack(grids).unsqueeze(0))
             self.missing = nn.ParameterDict({name: nn.Parameter(torch.zeros(embedding_size)) for name in self.branches})
@@ -134,7 +136,7 @@ def _network(n_clinical: int, embedding_size: int, fusion: str):
             for name, branch in self.branches.items():
                 x = batch[name]
                 if name == "fa":
-                    x = torch.cat([x.unsqueeze(1), self.fa_coordinates.expand(len(x), -1, -1, -1, -1)], dim=1)
+                    x = torch.cat([x.unsqueeze(1), (x - x.flip(1)).unsqueeze(1), self.fa_coordinates.expand(len(x), -1, -1, -1, -1)], dim=1)
                 z = branch(x)
                 embeddings[name] = torch.where(present[name].unsqueeze(1), z, self.missing[name].expand_as(z))
             if fusion == "intermediate":
@@ -158,12 +160,12 @@ class FusionClassifier(ClassifierMixin, BaseEstimator):
     patience : stop after this many epochs without a lower held-out log-loss.
     seed : seed of the initial weights, the inner split, the batches and the dropout.
     device : "auto" (CUDA when present, else CPU), "cpu" or "cuda".
-    n_threads : CPU threads torch may use.
+    n_threads : CPU threads torch may use (None: one per core). Results are reproducible for a given number.
     """
 
     def __init__(self, fusion: str = "intermediate", embedding_size: int = 32, max_epochs: int = 40, batch_size: int = 64,
                  learning_rate: float = 2e-3, weight_decay: float = 1e-4, modality_dropout: float = 0.2,
-                 early_stopping_fraction: float = 0.15, patience: int = 6, seed: int = 0, device: str = "auto", n_threads: int = 1):
+                 early_stopping_fraction: float = 0.15, patience: int = 6, seed: int = 0, device: str = "auto", n_threads: int | None = None):
         self.fusion = fusion
         self.embedding_size = embedding_size
         self.max_epochs = max_epochs
@@ -244,7 +246,7 @@ class FusionClassifier(ClassifierMixin, BaseEstimator):
         if self.fusion not in ("intermediate", "late"):
             raise InputError(f"fusion must be 'intermediate' or 'late', found {self.fusion!r}.", field="fusion")
         torch.manual_seed(self.seed)
-        torch.set_num_threads(self.n_threads)
+        torch.set_num_threads(self.n_threads or os.cpu_count() or 1)
         rng = np.random.default_rng(self.seed)
         strata = outcome_strata(y, True)
         held = np.sort(np.concatenate([rng.choice(np.flatnonzero(strata == v), int(round(self.early_stopping_fraction * (strata == v).sum())), replace=False)
@@ -352,6 +354,32 @@ class FusionClassifier(ClassifierMixin, BaseEstimator):
         base = value[frozenset()]
         phi = shapley_values({c: v - base for c, v in value.items() if c}, FUSION_MODALITIES)
         return Explanation(phi, base, X.masks().astype(float), FUSION_MODALITIES, self.output_space, pd.Index(X.patient_ids))
+
+    def fa_saliency(self, X: FusionDesign, steps: int = 32) -> np.ndarray:
+        """Integrated gradients of the log-odds with respect to the FA crop: where the FA branch looks.
+
+        Returns (n, 24, 11, 28) attributions in log-odds per 4 mm voxel (grid
+        :data:`~core.features.tensors.FA_CROP_AFFINE`). The path runs from a blank map (every voxel
+        at the training patients' mean FA) to the patient's map, every other input as it is; the
+        attributions add up to the log-odds difference between the two ends (up to the
+        ``steps``-point trapezoid rule). Zero for a patient without an FA map.
+        """
+        torch = _torch()
+        X = self._check(X)
+        out = np.zeros((len(X), *FA_CROP_SHAPE))
+        alphas = torch.linspace(0.0, 1.0, steps + 1, device=self._device())
+        weights = torch.full((steps + 1,), 1.0 / steps, device=self._device())
+        weights[0] = weights[-1] = 0.5 / steps
+        for i in range(len(X)):
+            batch, has = self._tensors(X.take([i]))
+            if not has[0, 0]:
+                continue
+            path = {k: v.expand(steps + 1, *v.shape[1:]).clone() for k, v in batch.items()}
+            path["fa"] = (alphas.view(-1, 1, 1, 1) * batch["fa"]).requires_grad_(True)
+            present = self._present(np.repeat(has, steps + 1, axis=0))
+            grads = torch.autograd.grad(self.network_(path, present).sum(), path["fa"])[0]
+            out[i] = (batch["fa"][0] * (weights.view(-1, 1, 1, 1) * grads).sum(0)).detach().cpu().numpy()
+        return out
 
     # --- persistence ------------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:

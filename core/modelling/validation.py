@@ -16,7 +16,7 @@ import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from core.config import Settings
-from core.data.schema import OUTCOMES, outcome_kind
+from core.data.schema import FUSION_LOGIT, OUTCOMES, outcome_kind
 from core.errors import InputError
 from core.modelling.estimators import ResponseEstimator, check_features, check_outcome, estimator_for, outcome_strata
 from core.modelling.explanation import OUTPUT_SPACES, Explanation
@@ -83,6 +83,21 @@ class CohortSplitter:
                 splits = StratifiedKFold(self.n_splits, shuffle=True, random_state=state).split(np.zeros(n), label)
             folds.extend(Fold(r, k, train, test) for k, (train, test) in enumerate(splits))
         return folds
+
+
+class FoldCheckpoint:
+    """Where a long cross-validation keeps its finished folds (e.g. :meth:`core.store.Workspace.fold_checkpoint`).
+
+    ``load(number)`` returns fold ``number``'s ``(model, margin, shap_values, base_values, interaction)``
+    when it was kept, else None; ``keep(number, model, margin, shap_values, base_values, interaction)``
+    stores it. Folds are numbered in :meth:`CohortSplitter.split` order.
+    """
+
+    def load(self, number: int):
+        return None
+
+    def keep(self, number: int, model, margin, values, base, interaction) -> None:
+        pass
 
 
 @dataclass
@@ -169,17 +184,29 @@ def _rows(design, rows):
 
 
 def _out_of_fold(cohort, outcome, design, y, *, features, data, make_model, splitter, params, interactions, n_jobs, progress,
-                 fit_params=lambda fold: {}, model: str = "xgboost") -> CVResult:
+                 fit_params=lambda fold: {}, model: str = "xgboost", checkpoint=None) -> CVResult:
     """Fit ``make_model()`` on every training fold of ``splitter`` and collect out-of-fold results.
 
     The one cross-validation loop of every model: the same folds, the same averaging over repeats.
-    ``data`` (n, k) are the values the explanation explains, named ``features``.
+    ``data`` (n, k) are the values the explanation explains, named ``features``. ``checkpoint``
+    (see :class:`FoldCheckpoint`) keeps each finished fold and hands back those already done.
     """
     from core.parallel import parallel_map
 
     folds = splitter.split(y, cohort.groups)
     jobs = [(design, y, f, make_model, interactions and f.repeat == 0, fit_params) for f in folds]
-    results = parallel_map(_fit_fold, jobs, n_jobs=n_jobs, prefer="threads", progress=progress)
+    if checkpoint is None:
+        results = parallel_map(_fit_fold, jobs, n_jobs=n_jobs, prefer="threads", progress=progress)
+    else:  # one fold after another, each kept as soon as it is done, so a stopped run resumes
+        results = []
+        for number, job in enumerate(jobs):
+            done = checkpoint.load(number)
+            if done is None:
+                done = _fit_fold(job)
+                checkpoint.keep(number, *done)
+            results.append(done)
+            if progress:
+                progress(number + 1, len(jobs))
     n, k = data.shape
     margin = np.full((n, splitter.n_repeats), np.nan)
     shap_sum = np.zeros((n, k))
@@ -236,14 +263,15 @@ def cross_validate(
                         splitter=splitter, params=params, interactions=interactions, n_jobs=n_jobs, progress=progress)
 
 
-def cross_validate_fusion(cohort, inputs, *, splitter: CohortSplitter | None = None, params: dict | None = None, progress=None, on_epoch=None) -> CVResult:
+def cross_validate_fusion(cohort, inputs, *, splitter: CohortSplitter | None = None, params: dict | None = None, progress=None, on_epoch=None,
+                          checkpoint: FoldCheckpoint | None = None) -> CVResult:
     """Out-of-fold predictions and modality Shapley values of the deep fusion model on a cohort.
 
     The same folds as :func:`cross_validate` for the same splitter (paired comparisons); the
     responder outcome. ``inputs``: the cohort's cached :class:`~core.features.tensors.FusionInputs`
     (:meth:`core.store.Workspace.fusion_inputs`). Folds run one after another, each on torch's
-    threads. ``progress(done, total)`` reports finished folds; ``on_epoch(fold_number, row)`` each
-    epoch's ``train_loss`` and ``valid_loss``.
+    threads. ``progress(done, total)`` reports finished folds; ``on_epoch(fold, row)`` each
+    epoch's ``train_loss`` and ``valid_loss``; ``checkpoint`` keeps finished folds (a stopped run resumes).
     """
     from core.modelling.fusion import FUSION_MODALITIES, FusionClassifier, fusion_design
 
@@ -254,7 +282,56 @@ def cross_validate_fusion(cohort, inputs, *, splitter: CohortSplitter | None = N
     fit_params = (lambda fold: {"on_epoch": lambda row: on_epoch(fold, row)}) if on_epoch else (lambda fold: {})
     return _out_of_fold(cohort, "responder", design, y, features=FUSION_MODALITIES, data=design.masks().astype(float),
                         make_model=lambda: FusionClassifier(**params), splitter=splitter, params=params, interactions=False, n_jobs=1,
-                        progress=progress, fit_params=fit_params, model="fusion")
+                        progress=progress, fit_params=fit_params, model="fusion", checkpoint=checkpoint)
+
+
+def cross_validate_stacked(cohort, inputs, *, splitter: CohortSplitter | None = None, params: dict | None = None, fusion_run: CVResult | None = None,
+                           progress=None, on_epoch=None, checkpoint: FoldCheckpoint | None = None) -> CVResult:
+    """Out-of-fold predictions and SHAP values of the stacked model (xgboost + nested fusion log-odds).
+
+    The same folds as :func:`cross_validate` and :func:`cross_validate_fusion` for the same
+    splitter. ``params``: :class:`~core.modelling.stacking.StackedClassifier` parameters
+    (``fusion_params``, ``xgboost_params``, ``inner_splits``). ``fusion_run``: a fusion run of the same
+    cohort, folds and fusion parameters, whose fold models then serve as each fold's fusion model
+    for the test patients (the inner folds are trained either way). ``progress`` counts outer
+    folds; ``on_epoch(fold, row)`` sees every fusion epoch.
+    """
+    from core.modelling.stacking import StackedClassifier, stacked_design
+
+    splitter = splitter or CohortSplitter()
+    design = stacked_design(cohort, inputs)
+    _, y = training_data(cohort, "responder", list(design.features.columns))
+    params = dict(params or {})
+    folds = splitter.split(y, cohort.groups)
+    if fusion_run is not None:
+        if fusion_run.model != "fusion" or _fold_keys(fusion_run.folds) != _fold_keys(folds):
+            raise InputError("the fusion run given to the stacked model was not cross-validated on these folds; train it with the same folds and repeats.",
+                             field="fusion_run")
+        if dict(fusion_run.params) != dict(params.get("fusion_params") or {}):
+            raise InputError(f"the fusion run's settings {fusion_run.params} differ from the stacked model's fusion settings {params.get('fusion_params') or {}}.",
+                             field="fusion_run")
+    number = {(f.repeat, f.fold): i for i, f in enumerate(folds)}
+
+    def fit_params(fold):
+        out = {} if on_epoch is None else {"on_epoch": lambda row: on_epoch(fold, row)}
+        if fusion_run is not None:
+            out["fusion_model"] = fusion_run.fold_models[number[(fold.repeat, fold.fold)]]
+        return out
+
+    features = [*design.features.columns, FUSION_LOGIT]
+    data = design.features.assign(**{FUSION_LOGIT: np.nan}).to_numpy(dtype=float)
+    result = _out_of_fold(cohort, "responder", design, y, features=features, data=data, make_model=lambda: StackedClassifier(**params), splitter=splitter,
+                          params=params, interactions=False, n_jobs=1, progress=progress, fit_params=fit_params, model="stacked", checkpoint=checkpoint)
+    # The explanation shows each patient's fusion log-odds as its model saw it (out-of-fold), averaged over repeats.
+    logit = np.zeros(len(y))
+    for fold, model in zip(result.folds, result.fold_models):
+        logit[fold.test] += model.fusion_.predict_margin(design.fusion.take(fold.test))
+    result.explanation.data[:, -1] = logit / splitter.n_repeats
+    return result
+
+
+def _fold_keys(folds) -> list:
+    return [(f.repeat, f.fold, tuple(f.test.tolist())) for f in folds]
 
 
 def run_digest(cohort, outcome: str, splitter: CohortSplitter, params: dict, features, model: str = "xgboost") -> str:
@@ -295,18 +372,32 @@ class CVSettings(Settings):
     learning_rate: float = _ESTIMATOR_DEFAULTS["learning_rate"]
     n_estimators: int = _ESTIMATOR_DEFAULTS["n_estimators"]
     early_stopping_rounds: int = _ESTIMATOR_DEFAULTS["early_stopping_rounds"]
+    model: str = "xgboost"
+    fusion: str = "intermediate"
+    max_epochs: int = 40
+    inner_splits: int = 3
 
     SOURCE: ClassVar[str] = "run settings"
     LIMITS: ClassVar[dict] = {
         "n_splits": (2, 10), "n_repeats": (1, 20), "max_depth": (1, 10), "learning_rate": (0.005, 0.5),
-        "n_estimators": (10, 5000), "early_stopping_rounds": (5, 500),
+        "n_estimators": (10, 5000), "early_stopping_rounds": (5, 500), "max_epochs": (1, 200), "inner_splits": (2, 10),
     }
     MODEL_FIELDS: ClassVar[tuple] = ("max_depth", "learning_rate", "n_estimators", "early_stopping_rounds")
+    FUSION_FIELDS: ClassVar[tuple] = ("fusion", "max_epochs")
+    MODELS: ClassVar[dict] = {"xgboost": "xgboost on the engineered features", "fusion": "deep fusion of the raw data",
+                              "stacked": "stacked: xgboost on the features + the fusion model's nested out-of-fold log-odds"}
+    FUSIONS: ClassVar[tuple] = ("intermediate", "late")
 
     def __post_init__(self):
         problems = []
         if self.outcome not in OUTCOMES:
             problems.append(f"unknown outcome {self.outcome!r}; expected one of {list(OUTCOMES)}")
+        if self.model not in self.MODELS:
+            problems.append(f"unknown model {self.model!r}; expected one of {list(self.MODELS)}")
+        elif self.model != "xgboost" and self.outcome != "responder":
+            problems.append(f"the {self.model} model predicts the responder label only, found outcome {self.outcome!r}")
+        if self.fusion not in self.FUSIONS:
+            problems.append(f"fusion must be one of {list(self.FUSIONS)}, found {self.fusion!r}")
         for name, (low, high) in self.LIMITS.items():
             value = getattr(self, name)
             whole = isinstance(low, int)
@@ -324,15 +415,49 @@ class CVSettings(Settings):
         """The splitter of the run (seed 0, grouped by site when the cohort has enough sites)."""
         return CohortSplitter(n_splits=self.n_splits, n_repeats=self.n_repeats)
 
-    def model_params(self) -> dict:
-        """The xgboost settings that differ from the estimator's defaults (the run's ``params``)."""
+    def xgboost_params(self) -> dict:
+        """The xgboost settings that differ from the estimator's defaults."""
         return {name: getattr(self, name) for name in self.MODEL_FIELDS if getattr(self, name) != _ESTIMATOR_DEFAULTS[name]}
+
+    def fusion_params(self) -> dict:
+        """The deep fusion settings that differ from :class:`~core.modelling.fusion.FusionClassifier`'s defaults."""
+        from core.modelling.fusion import FusionClassifier
+
+        defaults = FusionClassifier().get_params()
+        return {name: getattr(self, name) for name in self.FUSION_FIELDS if getattr(self, name) != defaults[name]}
+
+    def model_params(self) -> dict:
+        """The run's ``params``: the chosen model's settings that differ from its defaults."""
+        if self.model == "xgboost":
+            return self.xgboost_params()
+        if self.model == "fusion":
+            return self.fusion_params()
+        params = {"fusion_params": self.fusion_params(), "xgboost_params": self.xgboost_params()}
+        return params if self.inner_splits == 3 else {**params, "inner_splits": self.inner_splits}
 
     def run_digest(self, cohort) -> str:
         """:func:`run_digest` of these settings on every feature of ``cohort``: where the run is stored."""
-        return run_digest(cohort, self.outcome, self.splitter(), self.model_params(), list(cohort.features.columns))
+        return run_digest(cohort, self.outcome, self.splitter(), self.model_params(), list(cohort.features.columns), model=self.model)
 
     def describe(self) -> str:
         """The settings in words, e.g. "responder, 5 x 5-fold CV, default xgboost settings"."""
-        changed = ", ".join(f"{k} {v}" for k, v in self.model_params().items()) or "default xgboost settings"
+        if self.model == "xgboost":
+            changed = ", ".join(f"{k} {v}" for k, v in self.model_params().items()) or "default xgboost settings"
+        else:
+            changed = f"{self.model} model, {self.fusion} fusion, at most {self.max_epochs} epochs" + (f", {self.inner_splits} inner folds" if self.model == "stacked" else "")
+            changed += "".join(f", {k} {v}" for k, v in self.xgboost_params().items()) if self.model == "stacked" else ""
         return f"{self.outcome}, {self.n_repeats} x {self.n_splits}-fold CV, {changed}"
+
+    def cross_validate(self, cohort, inputs=None, *, fusion_run: CVResult | None = None, progress=None, on_epoch=None,
+                       checkpoint: FoldCheckpoint | None = None, n_jobs: int = -1) -> CVResult:
+        """Cross-validate the chosen model on ``cohort`` with these settings: what the page's Train button and
+        ``python -m core train`` run. ``inputs``: the cohort's cached raw-data tensors (fusion and stacked)."""
+        if self.model == "xgboost":
+            return cross_validate(cohort, self.outcome, splitter=self.splitter(), params=self.model_params(), n_jobs=n_jobs, progress=progress)
+        if inputs is None:
+            raise InputError(f"the {self.model} model needs the cohort's raw-data tensors (Workspace.fusion_inputs).", source=cohort.name)
+        if self.model == "fusion":
+            return cross_validate_fusion(cohort, inputs, splitter=self.splitter(), params=self.model_params(), progress=progress, on_epoch=on_epoch,
+                                         checkpoint=checkpoint)
+        return cross_validate_stacked(cohort, inputs, splitter=self.splitter(), params=self.model_params(), fusion_run=fusion_run, progress=progress,
+                                      on_epoch=on_epoch, checkpoint=checkpoint)

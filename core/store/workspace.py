@@ -206,12 +206,73 @@ class Workspace:
         folds.to_parquet(folder / "folds.parquet")
         meta = {"outcome": result.outcome, "features": result.features, "scheme": result.scheme, "params": result.params, "model": result.model}
         (folder / "meta.json").write_text(json.dumps(meta))
+        shutil.rmtree(self.path / "models" / f"{run}.partial", ignore_errors=True)
         with self._connect() as db:
             db.execute("DELETE FROM cv_runs WHERE run = ?", [run])
             db.execute(
                 "INSERT INTO cv_runs VALUES (?, ?, ?, ?, ?, ?)",
                 [run, cohort.name, cohort.digest, result.outcome, result.scheme, datetime.now(timezone.utc).replace(tzinfo=None)],
             )
+
+    def train_cv(self, cohort: Cohort, settings, *, progress=None, on_epoch=None, tensor_progress=None):
+        """Cross-validate the model of ``settings`` (:class:`~core.modelling.validation.CVSettings`) and store the run.
+
+        The page's Train button and ``python -m core train`` both call this. Deep models read the
+        cohort's cached tensors (built first when missing, ``tensor_progress(done, total)``), keep
+        each finished fold so a stopped run resumes, and the stacked model reuses the stored fusion
+        run of the same settings for its outer folds when there is one.
+        """
+        from dataclasses import replace
+
+        run = settings.run_digest(cohort)
+        inputs = fusion_run = checkpoint = None
+        if settings.model != "xgboost":
+            inputs = self.fusion_inputs(cohort, progress=tensor_progress)
+            checkpoint = self.fold_checkpoint(run)
+        if settings.model == "stacked":
+            try:
+                fusion_run = self.load_cv(replace(settings, model="fusion").run_digest(cohort), cohort)
+            except InputError:  # unreadable: the stacked model trains its own outer fusion models
+                fusion_run = None
+        result = settings.cross_validate(cohort, inputs, fusion_run=fusion_run, progress=progress, on_epoch=on_epoch, checkpoint=checkpoint)
+        self.save_cv(cohort, run, result)
+        return result
+
+    def save_table(self, kind: str, key: str, table: pd.DataFrame) -> None:
+        """Store a result table (e.g. ``kind="learning_curves"``) under a digest key, atomically."""
+        if not (_DIGEST.match(key or "") and re.fullmatch(r"[a-z_]+", kind or "")):
+            raise InputError(f"cannot store a {kind!r} table under key {key!r}: expected a lower-case kind and a 16-hex-digit key.", field="key")
+        folder = self.path / kind
+        folder.mkdir(parents=True, exist_ok=True)
+        staging = folder / f"{key}.saving.parquet"
+        table.to_parquet(staging)
+        staging.replace(folder / f"{key}.parquet")
+
+    def load_table(self, kind: str, key: str) -> pd.DataFrame | None:
+        """A table stored by :meth:`save_table`, or None; InputError when unreadable."""
+        path = self.path / kind / f"{key}.parquet"
+        if not path.exists():
+            return None
+        try:
+            return pd.read_parquet(path)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"the stored {kind} table cannot be read ({exc}); compute it again.", source=str(path)) from exc
+
+    def fold_checkpoint(self, run: str):
+        """Where a long cross-validation keeps finished folds (:class:`~core.modelling.validation.FoldCheckpoint`).
+
+        ``<workspace>/models/<run>.partial/``: each fold's model and its out-of-fold arrays; a fold
+        counts as done only once its arrays are written, so an interrupted save is redone.
+        :meth:`save_cv` of the completed run removes the folder.
+        """
+        if not _DIGEST.match(run or ""):
+            raise InputError(f"run {run!r} is not a run digest (16 hex digits).", field="run")
+        return _FoldFiles(self.path / "models" / f"{run}.partial")
+
+    def cv_progress(self, run: str) -> int:
+        """How many folds of a stopped run are kept (0 when none)."""
+        folder = self.path / "models" / f"{run}.partial"
+        return len(list(folder.glob("fold_*.oof.npz"))) if folder.exists() else 0
 
     def load_cv(self, run: str, cohort: Cohort):
         """The stored run of this cohort, or None when this run was never saved.
@@ -344,3 +405,26 @@ class Workspace:
         shutil.rmtree(self._folder(name), ignore_errors=True)
         with self._connect() as db:
             db.execute("DELETE FROM cohorts WHERE name = ?", [name])
+
+
+class _FoldFiles:
+    """Finished folds of one cross-validation run, as files (see :meth:`Workspace.fold_checkpoint`)."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def load(self, number: int):
+        from core.modelling.estimators import load_estimator
+
+        arrays_file = self.folder / f"fold_{number:03d}.oof.npz"
+        if not arrays_file.exists():
+            return None
+        with np.load(arrays_file, allow_pickle=False) as arrays:
+            return load_estimator(self.folder / f"fold_{number:03d}"), arrays["margin"], arrays["values"], arrays["base"], None
+
+    def keep(self, number: int, model, margin, values, base, interaction) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        model.save(self.folder / f"fold_{number:03d}")
+        staging = self.folder / f"fold_{number:03d}.saving.npz"
+        np.savez(staging, margin=np.asarray(margin), values=np.asarray(values), base=np.asarray(base))
+        staging.replace(self.folder / f"fold_{number:03d}.oof.npz")

@@ -1,0 +1,89 @@
+"""Learning curves: how each model's out-of-fold AUC grows with the number of patients.
+
+At each size N a stratified random subset of N patients (the same subset for every model, nested:
+each smaller subset lies inside the larger ones) is cross-validated with the run's folds settings,
+so the curves compare models on the same patients at every N.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+
+from core.errors import InputError
+from core.evaluation.metrics import roc_auc_ci
+
+__all__ = ["LEARNING_CURVE_SIZES", "learning_curve", "learning_curve_key", "subsample"]
+
+LEARNING_CURVE_SIZES = (100, 250, 500, 1000, 2000)
+
+
+def subsample(cohort, n_patients: int, seed: int = 0):
+    """A cohort of ``n_patients`` of ``cohort``'s patients, stratified by the responder label.
+
+    Nested: with the same seed, every smaller subsample lies inside every larger one.
+    """
+    if not 0 < n_patients <= cohort.n_patients:
+        raise InputError(f"a subsample needs 1 to {cohort.n_patients} patients, found {n_patients}.", field="n_patients")
+    y = cohort.outcomes["responder"].to_numpy()
+    rng = np.random.default_rng(seed)
+    # One random order per class, interleaved so every prefix keeps the class shares.
+    order = np.empty(len(y), dtype=int)
+    rank = np.empty(len(y))
+    for value in np.unique(y):
+        members = rng.permutation(np.flatnonzero(y == value))
+        order[members] = members
+        rank[members] = (np.arange(len(members)) + rng.random(len(members))) / len(members)
+    chosen = np.sort(np.argsort(rank, kind="stable")[:n_patients])
+    return cohort.subset(cohort.patients.index[chosen], name=f"{cohort.name} ({n_patients} patients)")
+
+
+def learning_curve_key(cohort, settings, models, sizes) -> str:
+    """Storage key of a learning curve: the cohort's content, the run settings, the models and sizes."""
+    spec = {"cohort": cohort.digest, "settings": settings.to_dict(), "models": list(models), "sizes": [int(s) for s in sizes]}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def learning_curve(cohort, inputs, settings, models=("xgboost", "fusion", "stacked"), sizes=LEARNING_CURVE_SIZES, *, seed: int = 0,
+                   runs: dict | None = None, progress=None, n_boot: int = 500) -> pd.DataFrame:
+    """Out-of-fold AUC of each model at each cohort size, with bootstrap 95% CIs.
+
+    Parameters
+    ----------
+    cohort, inputs : the cohort and its cached raw-data tensors (``Workspace.fusion_inputs``).
+    settings : :class:`~core.modelling.validation.CVSettings`; its folds and model settings are used, its model is replaced by each of ``models``.
+    sizes : patient counts; those above the cohort's size are skipped.
+    runs : optional {model: CVResult} of the whole cohort with these settings, used at its full size instead of training again.
+    progress : ``progress(done, total, label)`` after each model and size.
+
+    Returns
+    -------
+    DataFrame with columns n_patients, model, auc, ci_low, ci_high, oracle_auc (NaN without a ground truth).
+    """
+    sizes = [int(n) for n in sizes if int(n) <= cohort.n_patients]
+    if not sizes:
+        raise InputError(f"no learning-curve size fits the cohort's {cohort.n_patients} patients.", field="sizes")
+    rows, total, done = [], len(sizes) * len(models), 0
+    for n in sizes:
+        part = cohort if n == cohort.n_patients else subsample(cohort, n, seed)
+        part_inputs = inputs.reindex(list(part.patients.index))
+        y = part.outcomes["responder"].to_numpy()
+        oracle = roc_auc_ci(y, part.outcomes["true_response_probability"], n_boot=n_boot)[0] if "true_response_probability" in part.outcomes else np.nan
+        fusion_run = None
+        for model in models:
+            chosen = replace(settings, model=model)
+            result = (runs or {}).get(model) if n == cohort.n_patients else None
+            if result is None:
+                result = chosen.cross_validate(part, part_inputs, fusion_run=fusion_run if model == "stacked" else None, n_jobs=1)
+            if model == "fusion":
+                fusion_run = result
+            auc, low, high = roc_auc_ci(y, result.prediction.to_numpy(), n_boot=n_boot)
+            rows.append({"n_patients": n, "model": model, "auc": auc, "ci_low": low, "ci_high": high, "oracle_auc": oracle})
+            done += 1
+            if progress:
+                progress(done, total, f"{model} on {n} patients")
+    return pd.DataFrame(rows)
