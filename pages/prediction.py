@@ -7,19 +7,23 @@ from components.guard import guarded
 from components.panels import prediction as panels
 from core.data.schema import OUTCOME_LABELS
 from core.errors import InputError
-from core.modelling.validation import CVSettings, cross_validate
+from core.modelling.validation import CVSettings
 
 cohort = state.cohort_page("pages/prediction.py", "Treatment-response prediction")
 
-c = st.columns([3, 1, 1, 2], vertical_alignment="bottom")
-outcome = c[0].radio("Outcome", list(OUTCOME_LABELS), format_func=OUTCOME_LABELS.get, horizontal=True, key="pred-outcome")
-n_repeats = int(c[1].number_input("Repeats", *CVSettings.LIMITS["n_repeats"], CVSettings.n_repeats, key="pred-repeats", help="Each repeat reshuffles the folds; predictions are averaged over repeats."))
-n_splits = int(c[2].number_input("Folds", *CVSettings.LIMITS["n_splits"], CVSettings.n_splits, key="pred-folds"))
-with st.expander("Model settings (xgboost)", icon=":material/tune:"):
-    settings = CVSettings(outcome=outcome, n_splits=n_splits, n_repeats=n_repeats, **panels.model_settings())
-splitter, params = settings.splitter(), settings.model_params()  # python -m core train builds the same
-run = settings.run_digest(cohort)
-train = c[3].button(f"Train ({n_repeats} x {n_splits} CV)", type="primary", key="pred-train", icon=":material/model_training:")
+c = st.columns([2, 3, 1, 1, 2], vertical_alignment="bottom")
+model = c[0].selectbox("Model", list(CVSettings.MODELS), format_func=panels.MODEL_LABELS.get, key="pred-model",
+                       help="; ".join(f"{panels.MODEL_LABELS[k]}: {v}" for k, v in CVSettings.MODELS.items()) + ". Every model is cross-validated on the same folds.")
+outcomes = list(OUTCOME_LABELS) if model == "xgboost" else ["responder"]  # the deep models predict the responder label
+outcome = c[1].radio("Outcome", outcomes, format_func=OUTCOME_LABELS.get, horizontal=True, key="pred-outcome" if model == "xgboost" else "pred-outcome-deep")
+deep_repeats = 1 if model != "xgboost" else CVSettings.n_repeats  # a deep run takes minutes per fold: one repeat unless asked
+n_repeats = int(c[2].number_input("Repeats", *CVSettings.LIMITS["n_repeats"], deep_repeats, key="pred-repeats" if model == "xgboost" else "pred-repeats-deep",
+                                  help="Each repeat reshuffles the folds; predictions are averaged over repeats. Compare models with the same repeats and folds."))
+n_splits = int(c[3].number_input("Folds", *CVSettings.LIMITS["n_splits"], CVSettings.n_splits, key="pred-folds"))
+with st.expander(f"Model settings ({panels.MODEL_LABELS[model]})", icon=":material/tune:"):
+    settings = CVSettings(outcome=outcome, n_splits=n_splits, n_repeats=n_repeats, model=model, **panels.model_settings(model))
+run = settings.run_digest(cohort)  # python -m core train with the same settings stores the same run
+train = c[4].button(f"Train ({n_repeats} x {n_splits} CV)", type="primary", key="pred-train", icon=":material/model_training:")
 
 try:
     result = state.saved_cv_run(cohort, run)
@@ -30,26 +34,17 @@ just_trained = False
 if train and result is not None:
     st.success(f"Loaded saved run `{run}`: same cohort and settings, so no retraining.", icon=":material/inventory_2:")
 elif train:
-    error = None
-    with st.status(f"Training {n_repeats} x {n_splits}-fold cross-validation ...", expanded=True) as status:
-        bar = st.progress(0.0, text="splitting the cohort into folds")
-        try:
-            trained = cross_validate(cohort, outcome, splitter=splitter, params=params,
-                                     progress=lambda done, total: bar.progress(done / total, text=f"fold {done} of {total} trained and explained"))
-            bar.progress(1.0, text="saving the fold models in the workspace")
-            state.workspace().save_cv(cohort, run, trained)
-        except InputError as exc:
-            error = str(exc)
-            status.update(label="Not trained", state="error", expanded=False)
-        else:
-            status.update(label=f"Trained and saved run `{run}`", state="complete", expanded=False)
-    if error:
-        st.error(error)
-    else:
-        result, just_trained = state.saved_cv_run(cohort, run), True
+    result = panels.train_run(cohort, settings, run)
+    just_trained = result is not None
 
 if result is None:
-    st.info(f"No saved run for {OUTCOME_LABELS[outcome].lower()} with these settings yet: press **Train**.", icon=":material/info:")
+    kept = state.workspace().cv_progress(run) if model != "xgboost" else 0
+    if kept:
+        st.warning(f"Training of this run was stopped with {kept} of {n_repeats * n_splits} folds finished and kept: press **Train** to resume.", icon=":material/pause_circle:")
+    else:
+        st.info(f"No saved run of {panels.MODEL_LABELS[model]} for {OUTCOME_LABELS[outcome].lower()} with these settings yet: press **Train**"
+                + (" (deep models take minutes per fold on a CPU; progress and loss curves are shown, and training can be stopped and resumed)." if model != "xgboost" else "."),
+                icon=":material/info:")
     st.stop()
 
 source = "trained and saved" if just_trained else "loaded saved run"
@@ -57,8 +52,7 @@ st.caption(f"Run `{run}` ({source}) · validation: {result.scheme} · {len(resul
 
 # Only the open tab runs and is sent: hidden tabs full of plots slowed every what-if edit in the
 # browser (the tab panels re-scan their whole subtree for focusable elements on each render).
-VIEWS = {"Performance": panels.performance_panel, "Explanations": panels.explanations_panel, "What-if": panels.whatif_panel,
-         "Ground truth": panels.ground_truth_panel, "Export": panels.export_panel}
+VIEWS = panels.views_for(result, settings)
 for tab, view in zip(st.tabs(list(VIEWS), key=panels.VIEW_KEY, on_change="rerun", bind="query-params"), VIEWS.values()):
     if tab.open:
         with tab:

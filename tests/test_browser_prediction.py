@@ -20,7 +20,7 @@ from core.modelling.validation import CohortSplitter, cross_validate, run_digest
 from core.store.workspace import Workspace
 from core.synth.config import CohortConfig
 from core.synth.generator import generate_cohort
-from tests.browser_support import BROWSER_ONLY, IDLE, TIMEOUT_MS, assert_no_exception, settle, streamlit_server
+from tests.browser_support import BROWSER_ONLY, IDLE, TIMEOUT_MS, assert_no_exception, choose, settle, streamlit_server
 
 COHORT = CohortConfig(name="tiny", n_patients=200, seed=3)
 OUTCOME = "responder"
@@ -175,3 +175,58 @@ def test_whatif_edit_moves_the_edited_prediction(page, prediction_url, edit, art
     panel.locator('input[aria-label^="Patient ("]').evaluate("e => e.scrollIntoView({block: 'start'})")
     page.wait_for_timeout(1_000)  # plotly relayout after the scroll
     page.screenshot(path=str(artifacts / "whatif.png"))
+
+
+# --- the comparison of models -----------------------------------------------------------------------
+
+COMPARE_SETTINGS = {"n_splits": 3, "n_repeats": 1, "max_epochs": 2}
+
+
+@pytest.fixture(scope="module")
+def compare_url(tmp_path_factory):
+    """A 240-patient raw-signal cohort with xgboost, fusion and stacked runs on the same 1 x 3 folds."""
+    from dataclasses import replace
+
+    from core.modelling.validation import CVSettings
+    from core.synth.config import presets
+
+    folder = tmp_path_factory.mktemp("browser-compare")
+    ws = Workspace(folder / "workspace")
+    ws.save(generate_cohort(replace(presets()["raw_signal"], n_patients=240, name="raw240"), n_jobs=1))
+    cohort = ws.load("raw240")
+    for model in ("xgboost", "fusion", "stacked"):
+        ws.train_cv(cohort, CVSettings(model=model, **COMPARE_SETTINGS))
+    with streamlit_server(folder / "workspace", folder / "streamlit.log") as url:
+        yield url
+
+
+def test_compare_view_shows_the_models_side_by_side_with_the_lesson(page, compare_url, artifacts):
+    page.set_default_timeout(TIMEOUT_MS)
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    page.goto(compare_url)
+    page.wait_for_selector(IDLE)
+    page.locator("[data-testid=stSidebarNav] a").filter(has_text="Prediction").click()
+    page.get_by_role("heading", name="Treatment-response prediction").wait_for()
+    page.wait_for_selector(IDLE)
+    choose(page, "Model", "Deep fusion (raw data)")
+    folds = page.locator('input[aria-label="Folds"]')
+    folds.fill(str(COMPARE_SETTINGS["n_splits"]))
+    folds.press("Enter")
+    settle(page)
+    page.get_by_text("Model settings (Deep fusion (raw data))").click()
+    epochs = page.locator('input[aria-label="Most epochs"]')
+    epochs.fill(str(COMPARE_SETTINGS["max_epochs"]))
+    epochs.press("Enter")
+    settle(page)
+    page.get_by_text("(loaded saved run)").wait_for()
+    page.get_by_role("tab", name="Compare models", exact=True).click()
+    settle(page)
+    panel = visible_panel(page)
+    panel.get_by_text("where the lesion sits front to back").wait_for()  # the one-sentence lesson of the raw-signal preset
+    panel.get_by_text(re.compile(r"AUC is \d\.\d{3} higher than")).first.wait_for()
+    for key in ("metrics", "paired", "calibration", "decision", "patterns"):
+        panel.locator(f".st-key-fig-pred-compare-{key} .js-plotly-plot").wait_for()
+    assert_no_exception(page)
+    page.set_viewport_size({"width": 1400, "height": 4200})  # the whole view: the app scrolls inside its main block, not the page
+    page.wait_for_timeout(2_000)  # plotly relayout at the new size
+    page.screenshot(path=str(artifacts / "compare-models.png"))

@@ -306,3 +306,115 @@ def test_model_report_covers_the_tripod_items_with_the_runs_numbers(trained_work
     assert f"{auc['estimate']:.3f} ({auc['ci_low']:.3f}–{auc['ci_high']:.3f})" in report
     assert f"<b>{expected_calibration_error(y, p):.4f}</b>" in report
     assert "early_stopping_rounds" in report and report.startswith("<!DOCTYPE html>") and report.endswith("</html>")
+
+
+# --- deep fusion, stacked, and the comparison of models ------------------------------------------
+
+DEEP = {"n_splits": 2, "n_repeats": 1, "max_epochs": 2}
+
+
+def deep_settings(model: str):
+    from core.modelling.validation import CVSettings
+
+    return CVSettings(model=model, **DEEP)
+
+
+@pytest.fixture(scope="module")
+def models_template(app_workspace_template, tmp_path_factory):
+    """The "tiny" workspace with xgboost, fusion and stacked runs on the same 1 x 2 folds."""
+    path = shutil.copytree(app_workspace_template, tmp_path_factory.mktemp("models") / "workspace")
+    ws = Workspace(path)
+    tiny = ws.load("tiny")
+    for model in ("xgboost", "fusion", "stacked"):
+        ws.train_cv(tiny, deep_settings(model))
+    return path
+
+
+@pytest.fixture
+def models_workspace(models_template, tmp_path, monkeypatch):
+    return private_workspace(models_template, tmp_path, monkeypatch)
+
+
+def open_deep(model: str) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=300).switch_page(PAGE).run()
+    at.selectbox(key="pred-model").set_value(model).run()
+    at.number_input(key="pred-folds").set_value(DEEP["n_splits"])
+    at.number_input(key="pred-epochs").set_value(DEEP["max_epochs"])
+    at.run()
+    no_exception(at)
+    return at
+
+
+def test_a_stopped_fusion_run_resumes_from_the_page_with_its_kept_folds(empty_workspace):
+    ws = Workspace(empty_workspace)
+    tiny = ws.load("tiny")
+    settings = deep_settings("fusion")
+    run = settings.run_digest(tiny)
+
+    def stop(done, total):
+        raise KeyboardInterrupt  # what pressing Stop does to the page's script: it ends mid-run
+
+    with pytest.raises(KeyboardInterrupt):
+        ws.train_cv(tiny, settings, progress=stop)
+    at = open_deep("fusion")
+    assert any("stopped with 1 of 2 folds finished and kept" in w.value for w in at.warning)
+    train(at)
+    assert any(f"Run `{run}` (trained and saved)" in c for c in captions(at))
+    assert ws.cv_progress(run) == 0
+    stored = ws.load_cv(run, tiny)
+    fresh = Workspace(empty_workspace.parent / "fresh").train_cv(tiny, settings)
+    np.testing.assert_allclose(stored.prediction.to_numpy(), fresh.prediction.to_numpy(), atol=1e-6)
+    assert metric(at, "OOF AUC") == f"{roc_auc(tiny.outcomes['responder'], stored.prediction):.3f}"
+
+
+def test_compare_view_scores_every_model_on_the_same_patients(models_workspace):
+    from components.panels.prediction import MODEL_NAMES
+    from core.evaluation.comparison import compare_models
+
+    at = open_view(open_deep("fusion"), "Compare models")
+    ws = Workspace(models_workspace)
+    tiny = ws.load("tiny")
+    runs = {MODEL_NAMES[m]: ws.load_cv(deep_settings(m).run_digest(tiny), tiny) for m in ("xgboost", "fusion", "stacked")}
+    expected = compare_models(tiny, runs, n_boot=1000)
+    assert any(expected.summary_sentence() in m.value for m in at.markdown), [m.value for m in at.markdown]
+    for name, row in expected.oracle.iterrows():
+        assert metric(at, name) == f"{row['fraction']:.3f}"
+    charts = {c.key for c in at.get("plotly_chart")}
+    assert {"fig-pred-compare-metrics", "fig-pred-compare-paired", "fig-pred-compare-decision", "fig-pred-compare-calibration", "fig-pred-compare-patterns"} <= charts
+    assert any("Every effect planted in this cohort is summarised by an engineered feature" in m.value for m in at.markdown)
+    assert at.button(key="pred-learning-curves")  # offered, not computed: minutes of deep training
+
+
+def test_fusion_what_if_knocks_out_the_scan_as_core_does(models_workspace):
+    from core.modelling.fusion import fusion_design
+    from core.modelling.whatif import FusionWhatIf
+
+    at = open_view(open_deep("fusion"), "What-if")
+    ws = Workspace(models_workspace)
+    tiny = ws.load("tiny")
+    result = ws.load_cv(deep_settings("fusion").run_digest(tiny), tiny)
+    wi = FusionWhatIf(result, fusion_design(tiny, ws.fusion_inputs(tiny)))
+    patient = next(pid for pid in tiny.patients.index if all(wi.has(pid).values()))
+    at.selectbox(key="wi-fusion-patient").set_value(patient).run()
+    at.toggle(key=f"wi-fusion-{patient}-dti").set_value(False).run()
+    no_exception(at)
+    assert metric(at, "Edited probability of response") == f"{wi.scenario(patient, ['dti']).prediction:.3f}"
+    assert metric(at, "Baseline probability of response") == f"{result.prediction[patient]:.3f}"
+    assert any("without Diffusion MRI (DTI)" in c for c in captions(at))
+
+
+def test_fusion_explanations_show_modality_shapley_loss_curves_and_where_the_fa_branch_looks(models_workspace):
+    at = open_view(open_deep("fusion"), "Explanations")
+    charts = {c.key for c in at.get("plotly_chart")}
+    assert {"fig-pred-deep-beeswarm", "fig-pred-deep-modality-importance", "fig-pred-deep-loss", "pred-saliency_chart"} <= charts
+    assert any(m.label == "|Saliency| in the affected CST" for m in at.metric)
+
+
+def test_stacked_run_opens_with_the_fusion_input_among_its_features(models_workspace):
+    at = open_view(open_deep("stacked"), "Explanations")
+    ws = Workspace(models_workspace)
+    tiny = ws.load("tiny")
+    run = deep_settings("stacked").run_digest(tiny)
+    assert any(f"Run `{run}` (loaded saved run)" in c for c in captions(at))
+    assert "What-if" not in [t.label for t in at.tabs]
+    assert any(option.endswith("[fusion.logit]") for option in at.selectbox(key="pred-dep-feature").options)

@@ -15,11 +15,12 @@ import pandas as pd
 import streamlit as st
 
 from components import state
-from components.figures import column_label, show_figure
+from components.figures import brain_slice_viewer, column_label, show_figure
 from components.panels import cohort as cohort_panels
 from components.views import prediction as views
 from core.data.cohort import Cohort
 from core.data.schema import FEATURE_DESCRIPTIONS, MODALITY_LABELS, modality_of
+from core.errors import InputError
 from core.evaluation import performance
 from core.evaluation.ground_truth import cause_recovery, importance_recovery, top_k_recall
 from core.evaluation.metrics import METRICS, binary_metrics, confusion_at, decision_curve, expected_calibration_error, roc_auc
@@ -33,16 +34,83 @@ EDITS_KEY = "prediction.whatif_edits"
 VIEW_KEY = "view"  # the open tab of the Prediction page, also its query parameter (?view=What-if)
 
 
-def model_settings() -> dict:
-    """xgboost settings a user may change (:attr:`CVSettings.MODEL_FIELDS`), each as chosen."""
+MODEL_LABELS = {"xgboost": "xgboost (engineered features)", "fusion": "Deep fusion (raw data)", "stacked": "Stacked (xgboost + fusion)"}
+MODEL_NAMES = {"xgboost": "xgboost", "fusion": "Deep fusion", "stacked": "Stacked"}  # short: in sentences, legends and tick labels
+
+
+def model_settings(model: str = "xgboost") -> dict:
+    """Settings of the chosen model a user may change (:class:`CVSettings` fields), each as chosen."""
     defaults, limits = CVSettings(), CVSettings.LIMITS
-    c = st.columns(4)
-    return {
-        "max_depth": c[0].number_input("Tree depth", *limits["max_depth"], defaults.max_depth, key="pred-depth"),
-        "learning_rate": c[1].number_input("Learning rate", *limits["learning_rate"], defaults.learning_rate, 0.005, format="%.3f", key="pred-eta"),
-        "n_estimators": c[2].number_input("Most trees", *limits["n_estimators"], defaults.n_estimators, 50, key="pred-trees", help="Early stopping on an inner split of each training fold picks how many are used."),
-        "early_stopping_rounds": c[3].number_input("Early-stopping patience (trees)", *limits["early_stopping_rounds"], defaults.early_stopping_rounds, 5, key="pred-patience"),
-    }
+    chosen = {}
+    if model in ("xgboost", "stacked"):
+        if model == "stacked":
+            st.caption("xgboost on top of the features and the fusion model's log-odds")
+        c = st.columns(4)
+        chosen.update({
+            "max_depth": c[0].number_input("Tree depth", *limits["max_depth"], defaults.max_depth, key="pred-depth"),
+            "learning_rate": c[1].number_input("Learning rate", *limits["learning_rate"], defaults.learning_rate, 0.005, format="%.3f", key="pred-eta"),
+            "n_estimators": c[2].number_input("Most trees", *limits["n_estimators"], defaults.n_estimators, 50, key="pred-trees", help="Early stopping on an inner split of each training fold picks how many are used."),
+            "early_stopping_rounds": c[3].number_input("Early-stopping patience (trees)", *limits["early_stopping_rounds"], defaults.early_stopping_rounds, 5, key="pred-patience"),
+        })  # fmt: skip
+    if model in ("fusion", "stacked"):
+        c = st.columns(3)
+        chosen["fusion"] = c[0].selectbox("Fusion", CVSettings.FUSIONS, key="pred-fusion",
+                                          help="intermediate: one head on the joined branch embeddings; late: the mean of one head per branch.")
+        chosen["max_epochs"] = int(c[1].number_input("Most epochs", *limits["max_epochs"], defaults.max_epochs, key="pred-epochs",
+                                                     help="Early stopping on an inner split of each training fold picks the epoch used."))
+        if model == "stacked":
+            chosen["inner_splits"] = int(c[2].number_input("Inner folds", *limits["inner_splits"], defaults.inner_splits, key="pred-inner-folds",
+                                                           help="Inside each training fold, the training patients' fusion log-odds come from this many inner folds (nested)."))
+    return chosen
+
+
+def train_run(cohort: Cohort, settings: CVSettings, run: str) -> CVResult | None:
+    """Train and store the run of ``settings``, showing progress; None (with the error shown) when it cannot.
+
+    Deep models show each fold's loss curves as they train, keep every finished fold in the
+    workspace, and can be stopped: pressing Stop reruns the page, which interrupts training after
+    the current epoch, and Train resumes from the kept folds.
+    """
+    workspace = state.workspace()
+    total = settings.n_splits * settings.n_repeats
+    deep = settings.model != "xgboost"
+    kept = workspace.cv_progress(run) if deep else 0
+    error = None
+    with st.status(f"Training {MODEL_LABELS[settings.model]}: {settings.n_repeats} x {settings.n_splits}-fold cross-validation ...", expanded=True) as status:
+        if deep:
+            st.button("Stop training", key="pred-stop", icon=":material/stop_circle:", help="Stops after the current epoch; finished folds are kept and Train resumes from them.")
+            tensors = st.progress(0.0, text="raw-data tensors of the cohort (cached in the workspace)")
+        bar = st.progress(kept / total, text=f"resuming: {kept} of {total} folds kept" if kept else "splitting the cohort into folds")
+        chart = st.empty()
+        losses: list = []
+
+        def on_epoch(fold, row):
+            losses.append({"fold": f"repeat {fold.repeat + 1}, fold {fold.fold + 1}", **row})
+            fig, _ = views.loss_curves_figure(pd.DataFrame(losses))
+            chart.plotly_chart(fig, config={"displaylogo": False})
+
+        try:
+            workspace.train_cv(cohort, settings, progress=lambda done, n: bar.progress(done / n, text=f"fold {done} of {n} trained and explained"),
+                               on_epoch=on_epoch if deep else None,
+                               tensor_progress=(lambda done, n: tensors.progress(done / n, text=f"raw-data tensors: chunk {done} of {n}")) if deep else None)
+        except InputError as exc:
+            error = str(exc)
+            status.update(label="Not trained", state="error", expanded=False)
+        else:
+            status.update(label=f"Trained and saved run `{run}`", state="complete", expanded=False)
+    if error:
+        st.error(error)
+        return None
+    return state.saved_cv_run(cohort, run)
+
+
+def training_history(result: CVResult) -> pd.DataFrame:
+    """Loss per epoch of every fold's fusion network (the stacked model's outer fusion models)."""
+    frames = []
+    for fold, model in zip(result.folds, result.fold_models):
+        network = model if result.model == "fusion" else model.fusion_
+        frames.append(network.history_.assign(fold=f"repeat {fold.repeat + 1}, fold {fold.fold + 1}"))
+    return pd.concat(frames, ignore_index=True)
 
 
 # --- derived tables, cached by run digest ---------------------------------------------------------
@@ -445,3 +513,280 @@ def export_panel(cohort: Cohort, result: CVResult, run: str) -> None:
     c[2].download_button("Model report (HTML)", report_html(cohort, result, run, round(float(state.widget_value(THRESHOLD_KEY, 0.5)), 2)).encode(), f"{cohort.name}-{result.outcome}-model-report.html", "text/html", key="pred-dl-report", icon=":material/description:")
     st.caption("The report follows the TRIPOD+AI items that apply to an internally validated model: data source, outcome, predictors, missing data, "
                "model and early stopping, validation scheme, performance with 95% CIs, calibration.")
+
+
+# --- deep models: explanations, what-if and ground truth of fusion and stacked runs ---------------
+
+
+def views_for(result: CVResult, settings: CVSettings) -> dict:
+    """The Prediction page's tabs for this run: xgboost and deep fusion runs have a what-if editor;
+    a stacked run does not (its fusion input would have to be recomputed for every edit)."""
+    compare = lambda cohort, result, run: compare_panel(cohort, result, settings)  # noqa: E731
+    if result.model == "xgboost":
+        return {"Performance": performance_panel, "Explanations": explanations_panel, "What-if": whatif_panel,
+                "Ground truth": ground_truth_panel, "Compare models": compare, "Export": export_panel}
+    if result.model == "fusion":
+        return {"Performance": performance_panel, "Explanations": deep_explanations_panel, "What-if": fusion_whatif_panel,
+                "Ground truth": deep_ground_truth_panel, "Compare models": compare, "Export": export_panel}
+    return {"Performance": performance_panel, "Explanations": explanations_panel, "Ground truth": deep_ground_truth_panel,
+            "Compare models": compare, "Export": export_panel}
+
+
+@st.cache_resource(max_entries=2, show_spinner="Reading the cohort's raw-data tensors from the workspace ...")
+def fusion_inputs(_cohort: Cohort, digest: str):
+    """The cohort's cached raw-data tensors (built when missing)."""
+    return state.workspace().fusion_inputs(_cohort)
+
+
+def _design(cohort: Cohort):
+    from core.modelling.fusion import fusion_design
+
+    return fusion_design(cohort, fusion_inputs(cohort, cohort.digest))
+
+
+@st.cache_data(max_entries=16, show_spinner="Integrated gradients of the FA branch ...")
+def fa_saliency(_cohort: Cohort, _result: CVResult, run: str, patient: str) -> np.ndarray:
+    """Mean over the fold models blind to the patient of their FA saliency (24, 11, 28), in log-odds."""
+    design = _design(_cohort)
+    position = list(design.patient_ids).index(patient)
+    return np.mean([m.fa_saliency(design.take([position]))[0] for m in _result.models_blind_to(position)], axis=0)
+
+
+@st.cache_data(max_entries=4, show_spinner="Where the FA branch looks, over 40 stroke patients with a lesion ...")
+def saliency_summary(_cohort: Cohort, _result: CVResult, run: str) -> pd.DataFrame:
+    """Mean over up to 40 lesioned patients of :func:`core.evaluation.ground_truth.saliency_regions`."""
+    from core.evaluation.ground_truth import saliency_regions
+
+    lesioned = [pid for pid in _cohort.patients.index if _cohort.patients.at[pid, "indication"] == "stroke"][:200]
+    rows = []
+    for pid in lesioned:
+        raw = _cohort.raw_data(pid)
+        if raw.fa is None or raw.lesion_mask is None or not raw.lesion_mask.any():
+            continue
+        table = saliency_regions(fa_saliency(_cohort, _result, run, pid), raw.lesion_mask, _cohort.patients.get("affected_hemisphere", pd.Series(dtype=str)).get(pid))
+        rows.append(table.assign(patient_id=pid).reset_index())
+        if len(rows) == 40:
+            break
+    if not rows:
+        return pd.DataFrame()
+    return pd.concat(rows).groupby("region")[["saliency_share", "volume_share", "enrichment"]].agg(["mean", "count"])
+
+
+def deep_explanations_panel(cohort: Cohort, result: CVResult, run: str) -> None:
+    from core.features.tensors import FA_CROP_AFFINE, fa_crop
+
+    explanation = result.explanation
+    st.caption(f"Exact Shapley values of the four modalities (each knocked out and replaced by the network's learned missing-modality embedding), "
+               f"in {explanation.unit}, out-of-fold and averaged over repeats.")
+    left, right = st.columns([3, 2])
+    with left:
+        fig, data = views.beeswarm_figure(explanation)
+        show_figure(fig, key="pred-deep-beeswarm", data=data, filename=f"{cohort.name}-fusion-modality-shapley")
+    with right:
+        fig, data = views.modality_importance_figure(explanation)
+        show_figure(fig, key="pred-deep-modality-importance", data=data, filename=f"{cohort.name}-fusion-importance-by-modality")
+    with st.expander("Training: loss per epoch of every fold", icon=":material/show_chart:"):
+        fig, data = views.loss_curves_figure(training_history(result))
+        show_figure(fig, key="pred-deep-loss", data=data, filename=f"{cohort.name}-fusion-loss-curves")
+
+    st.markdown("**Where the FA branch looks**: integrated gradients of the log-odds over the FA map, with the patient's lesion")
+    has_fa = [pid for pid, present in zip(explanation.index, explanation.data[:, 0]) if present]
+    stroke = [pid for pid in has_fa if cohort.patients.at[pid, "indication"] == "stroke"] or has_fa
+    if not stroke:
+        st.info("No patient of this cohort has an FA map.")
+        return
+    patient = st.selectbox("Patient", stroke, key="pred-saliency-patient",
+                           format_func=lambda pid: f"{pid} · {cohort.patients.at[pid, 'indication']} · OOF {result.prediction[pid]:.3f}")
+    raw = cohort.raw_data(patient)
+    saliency = fa_saliency(cohort, result, run, patient)
+    lesion = None if raw.lesion_mask is None else fa_crop(raw.lesion_mask.astype(np.float32)) >= 0.5
+    magnitude = np.abs(saliency)
+    peak = float(magnitude.max()) or 1.0
+    brain_slice_viewer(fa_crop(raw.fa), FA_CROP_AFFINE, magnitude, lesion if lesion is not None and lesion.any() else None, key="pred-saliency",
+                       default_crosshair_mm=None, overlay_name="|saliency| (log-odds)", mask_name="lesion", overlay_threshold=0.1 * peak,
+                       overlay_range=(0.1 * peak, peak), overlay_colorscale="Viridis", background_name="FA (4 mm crop)")
+    from core.evaluation.ground_truth import saliency_regions
+
+    regions = saliency_regions(saliency, raw.lesion_mask, cohort.patients.get("affected_hemisphere", pd.Series(dtype=str)).get(patient))
+    c = st.columns(2)
+    for col, region in zip(c, regions.index):
+        row = regions.loc[region]
+        if np.isfinite(row["enrichment"]):
+            col.metric(f"|Saliency| in the {region}", f"{100 * row['saliency_share']:.1f}%", help="Share of the summed |integrated gradients| over the crop.")
+            col.caption(f"the {region} fills {100 * row['volume_share']:.1f}% of the crop: {row['enrichment']:.1f}x what chance would give")
+        else:
+            col.metric(f"|Saliency| in the {region}", "—", help=f"This patient has no {region} on the crop.")
+    summary = saliency_summary(cohort, result, run)
+    if len(summary):
+        lesion_row = summary.loc["lesion"] if "lesion" in summary.index else None
+        tract_row = summary.loc["affected CST"]
+        text = f"Over {int(tract_row[('enrichment', 'count')])} stroke patients with a lesion: "
+        if lesion_row is not None:
+            text += f"{100 * lesion_row[('saliency_share', 'mean')]:.1f}% of |saliency| falls in the lesion ({lesion_row[('enrichment', 'mean')]:.1f}x chance), "
+        text += f"{100 * tract_row[('saliency_share', 'mean')]:.1f}% in the affected CST ({tract_row[('enrichment', 'mean')]:.1f}x chance)."
+        st.caption(text + " Integrated gradients run from a blank map (every voxel at the training mean FA) to the patient's, and add up to the change in log-odds.")
+
+
+@st.cache_resource(max_entries=2, show_spinner=False)
+def _fusion_whatif(_cohort: Cohort, _result: CVResult, run: str):
+    from core.modelling.whatif import FusionWhatIf
+
+    return FusionWhatIf(_result, _design(_cohort))
+
+
+@st.fragment
+def fusion_whatif_panel(cohort: Cohort, result: CVResult, run: str) -> None:
+    """Knock a modality out of one patient or edit their clinical values; the fold models blind to them answer."""
+    from core.modelling.fusion import FUSION_MODALITIES
+
+    wi = _fusion_whatif(cohort, result, run)
+    s = scores(cohort, result, run)
+    labels = patient_labels(s, result, run)
+    patient = st.selectbox("Patient", list(s.index), key="wi-fusion-patient", format_func=labels.get)
+    has = wi.has(patient)
+    c = st.columns(len(FUSION_MODALITIES))
+    knocked = [m for col, m in zip(c, FUSION_MODALITIES)
+               if not col.toggle(MODALITY_LABELS[m], value=has[m], disabled=not has[m], key=f"wi-fusion-{patient}-{m}",
+                                 help="Off: as if this modality had never been recorded for the patient." if has[m] else "Not recorded for this patient.") and has[m]]
+    changes = {}
+    if has["clin"] and "clin" not in knocked:
+        with st.expander("Clinical values", icon=":material/edit:"):
+            cols = st.columns(3)
+            for i, column in enumerate(wi.clinical.columns):
+                original = wi.clinical.at[patient, column]
+                spec = _input_spec(float(wi.low[column]), float(wi.high[column]), set(wi.clinical[column].dropna().unique()) <= {0.0, 1.0})
+                value = cols[i % 3].number_input(column.split(".", 1)[1], value=None if pd.isna(original) else float(original), placeholder="missing",
+                                                 key=f"wi-fusion-{patient}-{column}", help=FEATURE_DESCRIPTIONS.get(column, column), **spec)
+                if not _same(value, original):
+                    changes[column] = value
+    base, edited = wi.scenario(patient), wi.scenario(patient, knocked, changes)
+    if knocked or changes:
+        st.caption("Changed: " + "; ".join([f"without {MODALITY_LABELS[m]}" for m in knocked] + [f"{k}: {_fmt(wi.clinical.at[patient, k])} → {_fmt(v)}" for k, v in changes.items()]))
+    if edited.out_of_range:
+        st.warning("Outside the range seen in training: " + ", ".join(edited.out_of_range))
+    x_range = views.waterfall_range([base.explanation, edited.explanation])
+    left, right = st.columns(2)
+    n_models = len(wi.models_for(patient))
+    for col, name, scenario in ((left, "Baseline", base), (right, "Edited", edited)):
+        with col:
+            neutral = scenario is base or not (knocked or changes)
+            col.metric(f"{name} probability of response", f"{scenario.prediction:.3f}",
+                       delta=("out-of-fold prediction" if scenario is base else "no change") if neutral else f"{scenario.prediction - base.prediction:+.3f}",
+                       delta_color="off" if neutral else "normal", delta_arrow="off" if neutral else "auto")
+            col.caption(f"Range across the {n_models} models that never saw this patient: {scenario.spread[0]:.3f} – {scenario.spread[1]:.3f}")
+            fig, data = views.waterfall_figure(scenario.explanation, title=name, x_range=x_range)
+            show_figure(fig, key=f"wi-fusion-waterfall-{name.lower()}", data=data, filename=f"{patient}-fusion-whatif-{name.lower()}")
+    st.caption("Bars: each modality's exact Shapley value in log-odds; a knocked-out modality contributes nothing, and the network uses its learned missing-modality embedding instead.")
+
+
+def deep_ground_truth_panel(cohort: Cohort, result: CVResult, run: str) -> None:
+    from core.evaluation.ground_truth import modality_recovery, raw_signal_note
+
+    truth = cohort.ground_truth
+    if truth is None:
+        st.info("Ground truth is known only for synthetic cohorts.")
+        return
+    s = scores(cohort, result, run)
+    oof_auc = roc_auc(s["responder"], s["model"])
+    bayes = cohort_panels.cached_bayes_auc(cohort, cohort.digest)
+    c = st.columns(3)
+    c[0].metric("Model AUC (out-of-fold)", f"{oof_auc:.3f}")
+    if bayes is not None:
+        c[1].metric("Bayes-optimal AUC", f"{bayes[0]:.3f}", help="AUC of the true response probabilities: the ceiling for any model on this cohort.")
+        c[2].metric("Share of the ceiling reached", f"{oof_auc / bayes[0]:.3f}")
+    st.markdown(raw_signal_note(cohort))
+    importance = result.explanation.mean_abs(by="modality")
+    modalities = importance.drop("fusion", errors="ignore")
+    shapley = pd.DataFrame({"value": modalities, "share": modalities / modalities.sum(), "rank": modalities.rank(ascending=False, method="min").astype(int)})
+    table, rho = modality_recovery(truth, shapley)
+    st.metric("Agreement by modality (Spearman ρ)", "—" if not np.isfinite(rho) else f"{rho:.2f}", help="Planted contribution per modality against mean |Shapley value| per modality.")
+    st.dataframe(table.style.format({"planted": "{:.3f}", "shapley": "{:.3f}", "planted_share": "{:.1%}", "shapley_share": "{:.1%}"}), width="stretch")
+    note = (" The stacked model's fusion.logit carries credit for every modality at once, so it is left out of this table." if result.model == "stacked" else "")
+    st.caption("Planted: mean |exact Shapley value| of the outcome terms each modality drives (raw-only terms such as the lesion's position count for DTI). "
+               "Recovered: the model's mean |Shapley value| per modality." + note)
+
+
+# --- comparison of models on the same folds -----------------------------------------------------
+
+
+@st.cache_data(max_entries=4, show_spinner="Comparing the models on the same patients (bootstrap and corrected t-tests) ...")
+def _comparison(_cohort: Cohort, _runs: dict, key: str):
+    from core.evaluation.comparison import compare_models
+
+    return compare_models(_cohort, _runs, n_boot=N_BOOT)
+
+
+def compare_panel(cohort: Cohort, result: CVResult, settings: CVSettings) -> None:
+    """Every model trained with these folds, side by side on the same patients, with the lesson in one sentence."""
+    from dataclasses import replace
+
+    from components.views import comparison as compare_views
+    from core.evaluation.ground_truth import raw_signal_note
+
+    if not result.is_binary:
+        st.info("Models are compared on the responder label: choose the binary outcome.")
+        return
+    base = replace(settings, outcome="responder")
+    digests = {m: replace(base, model=m).run_digest(cohort) for m in CVSettings.MODELS}
+    runs = {m: state.saved_cv_run(cohort, d) for m, d in digests.items()}
+    missing = [m for m, r in runs.items() if r is None]
+    st.markdown(raw_signal_note(cohort))
+    if missing:
+        c = st.columns(len(missing))
+        for col, m in zip(c, missing):
+            if col.button(f"Train {MODEL_LABELS[m]} on these folds", key=f"pred-compare-train-{m}", icon=":material/model_training:",
+                          help="xgboost takes seconds; the deep models minutes per fold (stoppable, resumable)."):
+                runs[m] = train_run(cohort, replace(base, model=m), digests[m])
+    runs = {m: r for m, r in runs.items() if r is not None}
+    st.caption(f"{settings.n_repeats} x {settings.n_splits}-fold cross-validation; the same folds and patients for every model. "
+               f"Trained: {', '.join(MODEL_LABELS[m] for m in runs) or 'none'}.")
+    if len(runs) < 2:
+        st.info("Train at least two models with these folds to compare them.", icon=":material/info:")
+        return
+    comparison = _comparison(cohort, {MODEL_NAMES[m]: r for m, r in runs.items()}, "|".join(digests[m] for m in runs))
+    st.markdown(comparison.summary_sentence())
+    if comparison.oracle is not None:
+        st.markdown(f"**Share of the oracle AUC** (AUC of the true response probabilities, {comparison.oracle['oracle_auc'].iloc[0]:.3f}: no model beats it on average)")
+        c = st.columns(len(comparison.oracle))
+        for col, (name, row) in zip(c, comparison.oracle.iterrows()):
+            col.metric(name, f"{row['fraction']:.3f}", help=f"AUC {row['auc']:.3f} / oracle AUC {row['oracle_auc']:.3f}; the interval is a paired bootstrap over patients.")
+            col.caption(f"AUC {row['auc']:.3f} · 95% CI of the share {row['ci_low']:.3f} – {row['ci_high']:.3f}")
+    figures = {"metrics": compare_views.metric_forest_figure, "paired": compare_views.paired_difference_figure, "calibration": compare_views.calibration_figure,
+               "decision": compare_views.decision_curves_figure, "patterns": compare_views.pattern_figure}
+    names = {"metrics": "metrics", "paired": "paired-differences", "calibration": "calibration", "decision": "decision-curves", "patterns": "by-missing-modality"}
+    slots = [st.container()] + [column for _ in range(2) for column in st.columns(2)]
+    for slot, (key, build) in zip(slots, figures.items()):
+        with slot:
+            fig, data = build(comparison)
+            show_figure(fig, key=f"pred-compare-{key}", data=data, filename=f"{cohort.name}-model-comparison-{names[key]}")
+    st.dataframe(comparison.paired.round({"mean": 4, "ci_low": 4, "ci_high": 4, "p": 4}), width="stretch", hide_index=True)
+    st.caption("Paired differences per fold (model minus the first model), with the corrected resampled t-test (Nadeau & Bengio 2003) over the folds, as on the Ablation page. "
+               f"Metric intervals: percentile bootstrap over patients ({N_BOOT} resamples, the same resamples for every model).")
+    _learning_curves(cohort, base, runs)
+
+
+def _learning_curves(cohort: Cohort, settings: CVSettings, runs: dict) -> None:
+    from components.views import comparison as compare_views
+    from core.evaluation.learning import LEARNING_CURVE_SIZES, learning_curve, learning_curve_key
+
+    st.markdown("**Learning curves**: AUC against the number of patients, each size cross-validated on a stratified subset")
+    models = list(CVSettings.MODELS)
+    key = learning_curve_key(cohort, settings, models, LEARNING_CURVE_SIZES)
+    workspace = state.workspace()
+    table = workspace.load_table("learning_curves", key)
+    if table is None:
+        sizes = [n for n in LEARNING_CURVE_SIZES if n <= cohort.n_patients]
+        if st.button(f"Compute learning curves ({', '.join(map(str, sizes))} patients; the deep models take minutes)", key="pred-learning-curves",
+                     icon=":material/trending_up:"):
+            with st.status("Learning curves ...", expanded=True) as status:
+                bar = st.progress(0.0)
+                table = learning_curve(cohort, fusion_inputs(cohort, cohort.digest), settings, models, runs=runs,
+                                       progress=lambda done, total, label: bar.progress(done / total, text=f"{label}: done ({done} of {total})"))
+                workspace.save_table("learning_curves", key, table)
+                status.update(label="Learning curves computed and saved", state="complete", expanded=False)
+        else:
+            st.caption("Not computed yet for this cohort and these settings; `python -m tests.bench_fusion` computes them for the presets.")
+            return
+    table = table.assign(model=table["model"].map(MODEL_NAMES).fillna(table["model"]))
+    fig, data = compare_views.learning_curve_figure(table)
+    show_figure(fig, key="pred-compare-learning", data=data, filename=f"{cohort.name}-learning-curves")

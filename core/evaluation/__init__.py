@@ -1,7 +1,9 @@
 """How good a model is, with its uncertainty: metrics with confidence intervals, the model's performance beside its
-baselines, statistics of cross-validated comparisons, recovery of a synthetic cohort's ground truth, the model report."""
+baselines, models compared on the same folds and learning curves, statistics of cross-validated comparisons, ground-truth recovery, the model report."""
 
-from core.evaluation.ground_truth import bayes_optimal_auc
+from core.evaluation.comparison import ModelComparison, calibration_slope_intercept, compare_models
+from core.evaluation.ground_truth import bayes_optimal_auc, raw_signal_note, saliency_regions
+from core.evaluation.learning import LEARNING_CURVE_SIZES, learning_curve, subsample
 from core.evaluation.metrics import (METRICS, MetricSpec, binary_metrics, binary_metrics_ci, calibration_curve, confusion_at, decision_curve,
                                      expected_calibration_error, fold_spread, metrics_with_ci, regression_metrics, roc_auc, roc_auc_ci)
 from core.evaluation.performance import (CLINICAL, MODEL, MODEL_STROKE, PREP2, binary_ci_tables, calibration_line, prep2_probability, prep2_usable,
@@ -15,4 +17,6 @@ __all__ = [
     "MODEL", "CLINICAL", "PREP2", "MODEL_STROKE", "score_table", "prep2_usable", "prep2_probability", "binary_ci_tables", "regression_ci_tables",
     "repeat_spread", "calibration_line", "model_report_html", "ci_table", "prediction_table",
     "corrected_resampled_ttest", "holm", "shapley_values", "bayes_optimal_auc",
+    "ModelComparison", "compare_models", "calibration_slope_intercept", "raw_signal_note", "saliency_regions",
+    "LEARNING_CURVE_SIZES", "learning_curve", "subsample",
 ]
