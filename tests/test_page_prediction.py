@@ -418,3 +418,17 @@ def test_stacked_run_opens_with_the_fusion_input_among_its_features(models_works
     assert any(f"Run `{run}` (loaded saved run)" in c for c in captions(at))
     assert "What-if" not in [t.label for t in at.tabs]
     assert any(option.endswith("[fusion.logit]") for option in at.selectbox(key="pred-dep-feature").options)
+
+
+@pytest.mark.parametrize("model", ["fusion", "stacked"])
+def test_deep_runs_export_a_model_report_that_names_the_model(models_workspace, model):
+    from core.evaluation.report import model_report_html
+
+    at = open_view(open_deep(model), "Export")
+    ws = Workspace(models_workspace)
+    tiny = ws.load("tiny")
+    run = deep_settings(model).run_digest(tiny)
+    html = model_report_html(tiny, ws.load_cv(run, tiny), run)
+    assert ("Deep multimodal fusion" if model == "fusion" else "Stacked: gradient-boosted trees") in html
+    assert ("learned missing-modality embedding" if model == "fusion" else "fusion.logit") in html
+    assert at.get("download_button")

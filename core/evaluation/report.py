@@ -114,7 +114,7 @@ def model_report_html(cohort, result, run: str, *, threshold: float = 0.5, n_boo
         cohort_name=cohort.name, n_patients=cohort.n_patients, provenance=cohort.provenance, responder_threshold_pct=cohort.responder_threshold_pct,
         outcome=result.outcome, outcome_summary=summary, features=list(result.features),
         missing_by_modality=(100 * (~cohort.modality_availability())).mean().round(1),
-        missing_by_feature=100 * cohort.features[result.features].isna().mean(),
+        missing_by_feature=100 * cohort.features[[f for f in result.features if f in cohort.features.columns]].isna().mean(),
         model_params=result.fold_models[0].get_params() if result.fold_models else estimator_for(result.outcome, **result.params).get_params(),
         model=result.model, scheme=result.scheme, run=run, n_boot=n_boot, metrics=metrics, repeat_spread=spread, calibration=calibration, ece=ece, notes=notes,
     )
