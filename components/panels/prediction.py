@@ -18,6 +18,7 @@ from components import state
 from components.figures import brain_slice_viewer, column_label, show_figure
 from components.panels import cohort as cohort_panels
 from components.views import prediction as views
+from components.views.slices import ras_grid
 from core.data.cohort import Cohort
 from core.data.schema import FEATURE_DESCRIPTIONS, MODALITY_LABELS, modality_of
 from core.errors import InputError
@@ -602,8 +603,10 @@ def deep_explanations_panel(cohort: Cohort, result: CVResult, run: str) -> None:
     lesion = None if raw.lesion_mask is None else fa_crop(raw.lesion_mask.astype(np.float32)) >= 0.5
     magnitude = np.abs(saliency)
     peak = float(magnitude.max()) or 1.0
-    brain_slice_viewer(fa_crop(raw.fa), FA_CROP_AFFINE, magnitude, lesion if lesion is not None and lesion.any() else None, key="pred-saliency",
-                       default_crosshair_mm=None, overlay_name="|saliency| (log-odds)", mask_name="lesion", overlay_threshold=0.1 * peak,
+    lesion = lesion if lesion is not None and lesion.any() else None
+    background = fa_crop(raw.fa)
+    brain_slice_viewer(background, FA_CROP_AFFINE, magnitude, lesion, key=f"pred-saliency-{patient}",
+                       default_crosshair_mm=None if lesion is None else ras_grid(background, FA_CROP_AFFINE, mask=lesion).mask_centre_mm(), overlay_name="|saliency| (log-odds)", mask_name="lesion", overlay_threshold=0.1 * peak,
                        overlay_range=(0.1 * peak, peak), overlay_colorscale="Viridis", background_name="FA (4 mm crop)")
     from core.evaluation.ground_truth import saliency_regions
 
@@ -673,7 +676,7 @@ def fusion_whatif_panel(cohort: Cohort, result: CVResult, run: str) -> None:
             col.metric(f"{name} probability of response", f"{scenario.prediction:.3f}",
                        delta=("out-of-fold prediction" if scenario is base else "no change") if neutral else f"{scenario.prediction - base.prediction:+.3f}",
                        delta_color="off" if neutral else "normal", delta_arrow="off" if neutral else "auto")
-            col.caption(f"Range across the {n_models} models that never saw this patient: {scenario.spread[0]:.3f} – {scenario.spread[1]:.3f}")
+            col.caption(f"Range across the {n_models} model{'s' if n_models > 1 else ''} that never saw this patient: {scenario.spread[0]:.3f} – {scenario.spread[1]:.3f}")
             fig, data = views.waterfall_figure(scenario.explanation, title=name, x_range=x_range)
             show_figure(fig, key=f"wi-fusion-waterfall-{name.lower()}", data=data, filename=f"{patient}-fusion-whatif-{name.lower()}")
     st.caption("Bars: each modality's exact Shapley value in log-odds; a knocked-out modality contributes nothing, and the network uses its learned missing-modality embedding instead.")

@@ -353,10 +353,15 @@ def _waterfall_steps(explanation: Explanation, max_features: int) -> tuple[list,
     shap, values, base = explanation.to_series(), explanation.data_series(), float(explanation.base_values)
     order = shap.abs().sort_values(ascending=False, kind="stable").index
     shown, rest = list(order[:max_features]), list(order[max_features:])
-    labels, amounts = ["base value (mean of training)"], [float(base)]
+    # An explanation over modalities (the fusion model's) starts from the logit with every modality knocked out.
+    over_modalities = all(f in MODALITY_LABELS for f in shap.index)
+    labels, amounts = ["base value (no modality seen)" if over_modalities else "base value (mean of training)"], [float(base)]
     for f in shown:
         v = values[f]
-        labels.append(f"{f} = {'missing' if pd.isna(v) else f'{v:.4g}'}")
+        if over_modalities:
+            labels.append(f"{MODALITY_LABELS[f]}: {'seen' if v == 1 else 'not seen'}")
+        else:
+            labels.append(f"{f} = {'missing' if pd.isna(v) else f'{v:.4g}'}")
         amounts.append(float(shap[f]))
     if rest:
         labels.append(f"{len(rest)} other features")
