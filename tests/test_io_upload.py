@@ -274,3 +274,29 @@ _ZIP = _seed_zip()
 @given(mutated(_ZIP, hot=len(_ZIP)))
 def test_malformed_cohort_zips_give_only_input_errors(data):
     assert_only_input_error(lambda raw: read_cohort(raw, "fuzz.zip"), data)
+
+
+def test_uploaded_raw_data_survive_a_restart_and_feed_the_fusion_model(uploaded, upload_folder, tmp_path):
+    from core.features.tensors import inputs_from_raw
+    from core.store.workspace import Workspace
+
+    _, _, ids = upload_folder
+    Workspace(tmp_path / "ws").save(uploaded.cohort)
+    reopened = Workspace(tmp_path / "ws").load("bids-test")  # a new process would see only the files
+    for pid in ids[:4]:
+        before, after = uploaded.cohort.raw_data(pid), reopened.raw_data(pid)
+        for name in ("fa", "lesion_mask"):
+            assert (getattr(before, name) is None) == (getattr(after, name) is None)
+            if getattr(before, name) is not None:
+                np.testing.assert_array_equal(getattr(after, name), getattr(before, name))
+        assert (before.emg is None) == (after.emg is None) and (before.trajectory is None) == (after.trajectory is None)
+        if before.emg is not None:
+            np.testing.assert_array_equal(after.emg.mep_sweeps_uv, before.emg.mep_sweeps_uv)
+            assert after.emg.muscles == tuple(before.emg.muscles) and after.emg.fs_hz == before.emg.fs_hz
+        if before.trajectory is not None:
+            np.testing.assert_array_equal(after.trajectory.position_mm, before.trajectory.position_mm)
+    inputs = Workspace(tmp_path / "ws").fusion_inputs(reopened)
+    expected = inputs_from_raw([uploaded.cohort.raw_data(pid) for pid in reopened.patients.index])
+    np.testing.assert_array_equal(inputs.fa, expected.fa)
+    np.testing.assert_array_equal(inputs.mep, expected.mep)
+    assert {m: v.tolist() for m, v in inputs.mask.items()} == {m: v.tolist() for m, v in expected.mask.items()}

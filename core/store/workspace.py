@@ -128,6 +128,8 @@ class Workspace:
         if cohort.ground_truth is not None:
             for table in _TRUTH_TABLES:
                 getattr(cohort.ground_truth, table).to_parquet(staging / f"{table}.parquet")
+        if cohort.raw is not None and cohort.provenance.get("kind") != "synthetic":  # synthetic raw data are remade from the seed
+            _save_raw(cohort, staging / "raw")
         # Swap folders only once every file is written, so a crash never leaves half a cohort.
         shutil.rmtree(folder, ignore_errors=True)
         staging.rename(folder)
@@ -169,6 +171,8 @@ class Workspace:
 
             config = CohortConfig.from_dict(provenance["config"])
             raw = SyntheticRawSource(config, truth.latents, missing_modalities(config, truth.latents.index))
+        elif (folder / "raw").is_dir():
+            raw = StoredRawSource(folder / "raw", tables["patients"].index)
         return Cohort(name=name, responder_threshold_pct=threshold, provenance=provenance, ground_truth=truth, raw=raw, **tables)
 
     def saved_at(self, name: str):
@@ -428,3 +432,60 @@ class _FoldFiles:
         staging = self.folder / f"fold_{number:03d}.saving.npz"
         np.savez(staging, margin=np.asarray(margin), values=np.asarray(values), base=np.asarray(base))
         staging.replace(self.folder / f"fold_{number:03d}.oof.npz")
+
+
+def _save_raw(cohort: Cohort, folder: Path) -> None:
+    """Each patient's raw recordings as ``<folder>/<row>.npz`` (FA inside the brain mask, float32)."""
+    from core.anatomy import load_anatomy
+
+    brain = load_anatomy().brain_mask
+    folder.mkdir(parents=True)
+    for row, patient_id in enumerate(cohort.patients.index):
+        raw = cohort.raw.load(patient_id)
+        arrays = {}
+        if raw.fa is not None:
+            arrays["fa_in_brain"] = np.asarray(raw.fa, np.float32)[brain]
+        if raw.lesion_mask is not None:
+            arrays["lesion_in_brain"] = np.asarray(raw.lesion_mask, bool)[brain]
+        if raw.emg is not None:
+            emg = raw.emg
+            arrays.update(emg_fs_hz=np.float64(emg.fs_hz), emg_muscles=np.array(list(emg.muscles), dtype=str), emg_mep_sweeps_uv=np.asarray(emg.mep_sweeps_uv),
+                          emg_sweep_start_ms=np.float64(emg.sweep_start_ms), emg_voluntary_uv=np.asarray(emg.voluntary_uv))
+        if raw.trajectory is not None:
+            arrays.update(trajectory_fs_hz=np.float64(raw.trajectory.fs_hz), trajectory_position_mm=np.asarray(raw.trajectory.position_mm))
+        if arrays:
+            np.savez(folder / f"{row:06d}.npz", **arrays)
+
+
+class StoredRawSource:
+    """Raw recordings of a saved uploaded cohort, read from its folder one patient at a time."""
+
+    def __init__(self, folder: Path, patient_ids):
+        self.folder = folder
+        self._row = {pid: row for row, pid in enumerate(patient_ids)}
+
+    def load(self, patient_id: str):
+        from core.anatomy import load_anatomy
+        from core.data.raw import EMGRecording, PatientRaw, Trajectory
+
+        anatomy = load_anatomy()
+        raw = PatientRaw(patient_id=patient_id, affine=anatomy.affine)
+        path = self.folder / f"{self._row[patient_id]:06d}.npz"
+        if not path.exists():
+            return raw
+        try:
+            with np.load(path, allow_pickle=False) as a:
+                if "fa_in_brain" in a:
+                    raw.fa = np.zeros(anatomy.shape, np.float32)
+                    raw.fa[anatomy.brain_mask] = a["fa_in_brain"]
+                if "lesion_in_brain" in a:
+                    raw.lesion_mask = np.zeros(anatomy.shape, bool)
+                    raw.lesion_mask[anatomy.brain_mask] = a["lesion_in_brain"]
+                if "emg_fs_hz" in a:
+                    raw.emg = EMGRecording(float(a["emg_fs_hz"]), tuple(str(m) for m in a["emg_muscles"]), a["emg_mep_sweeps_uv"], float(a["emg_sweep_start_ms"]),
+                                           a["emg_voluntary_uv"])
+                if "trajectory_fs_hz" in a:
+                    raw.trajectory = Trajectory(float(a["trajectory_fs_hz"]), a["trajectory_position_mm"])
+        except (OSError, ValueError, KeyError) as exc:
+            raise InputError(f"the saved raw data of patient {patient_id!r} cannot be read ({exc}); upload the cohort again.", source=str(path)) from exc
+        return raw
