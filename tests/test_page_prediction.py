@@ -418,7 +418,7 @@ def test_stacked_run_opens_with_the_fusion_input_among_its_features(models_works
     run = deep_settings("stacked").run_digest(tiny)
     assert any(f"Run `{run}` (loaded saved run)" in c for c in captions(at))
     assert "What-if" not in [t.label for t in at.tabs]
-    assert any(option.endswith("[fusion.logit]") for option in at.selectbox(key="pred-dep-feature").options)
+    assert any(option.endswith("fusion.logit") for option in at.selectbox(key="pred-dep-feature").options)
 
 
 @pytest.mark.parametrize("model", ["fusion", "stacked"])

@@ -44,7 +44,6 @@ FEATURE_DESCRIPTIONS = {
     "clin.rtms_intensity_pct_rmt": "rTMS intensity (% of resting motor threshold)",
     "clin.dbs_amplitude_ma": "DBS amplitude (mA)",
     "clin.dbs_frequency_hz": "DBS frequency (Hz)",
-    "fusion.logit": "Deep fusion model's log-odds of response from the raw data (stacked model; out-of-fold inside each training fold)",
 }
 
 
