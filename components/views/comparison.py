@@ -141,7 +141,7 @@ def paired_difference_figure(comparison) -> tuple[go.Figure, pd.DataFrame]:
     for metric in PAIRED_METRICS:
         better = "higher is better →" if METRICS[metric].higher_is_better else "← lower is better"
         titles.append(f"{METRICS[metric].label}: model minus {_esc(reference)}  ({better})")
-    fig = make_subplots(rows=len(PAIRED_METRICS), cols=1, subplot_titles=titles, vertical_spacing=0.14 if len(others) < 3 else 0.1)
+    fig = make_subplots(rows=len(PAIRED_METRICS), cols=1, subplot_titles=titles, vertical_spacing=0.2 if len(others) < 2 else 0.15 if len(others) < 3 else 0.1)
     rng = np.random.default_rng(0)  # the same jitter every time
     for k, metric in enumerate(PAIRED_METRICS, start=1):
         for j, model in enumerate(others):
@@ -172,7 +172,7 @@ def paired_difference_figure(comparison) -> tuple[go.Figure, pd.DataFrame]:
         fig.update_xaxes(title_text=f"difference in {METRICS[metric].label}", title_standoff=4, zeroline=False, range=[shown.min() - pad, shown.max() + pad], row=k, col=1)
     fig.update_annotations(font_size=12)
     n_folds = int(summary["n_folds"].iloc[0])
-    fig.update_layout(height=150 + len(PAIRED_METRICS) * (80 + 50 * len(others)), margin=dict(t=110, l=10, r=120, b=40), showlegend=False,  # models on the y axes
+    fig.update_layout(height=150 + len(PAIRED_METRICS) * (110 + 50 * len(others)), margin=dict(t=110, l=10, r=120, b=40), showlegend=False,  # models on the y axes
                       title=dict(text=f"Paired differences against {_esc(reference)}",
                                  subtitle=dict(text=f"dots: the {n_folds} test folds · diamond: their mean with the corrected-t {_pct(comparison.level)} CI")))
     data = per_fold.merge(summary[["model", "metric", "mean", "ci_low", "ci_high", "p"]], on=["model", "metric"], how="left")[columns]
