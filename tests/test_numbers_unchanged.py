@@ -59,7 +59,9 @@ def demo_cohort():
 
 
 def cohort_digests(cohort) -> dict:
-    return {"features": digest(cohort.features), "outcomes": digest(cohort.outcomes), "patients": digest(cohort.patients)}
+    measures = list(cohort.measure_specs())
+    planted = cohort.outcomes.drop(columns=measures)
+    return {"features": digest(cohort.features), "outcomes": digest(planted), "measures": digest(cohort.outcomes[measures]), "patients": digest(cohort.patients)}
 
 
 def cv_digests(cohort) -> dict:

@@ -109,6 +109,19 @@ class Cohort:
         return Cohort(name=name or self.name, patients=self.patients.loc[ids], features=self.features.loc[ids], outcomes=self.outcomes.loc[ids],
                       responder_threshold_pct=self.responder_threshold_pct, provenance=self.provenance, ground_truth=truth, raw=self.raw)
 
+    def measure_specs(self) -> dict:
+        """The described outcome measures of this cohort: ``{outcome column: OutcomeSpec}``.
+
+        An uploaded cohort's descriptions live in its provenance (``"measures"``: column -> spec
+        fields); otherwise every outcome column named like a measure of the shipped bank is one.
+        """
+        from core.data.outcome_bank import load_outcome_bank, outcome_spec
+
+        described = (self.provenance or {}).get("measures")
+        if described:
+            return {column: outcome_spec(entry, self.name) for column, entry in described.items() if column in self.outcomes}
+        return {s.key: s for s in load_outcome_bank() if s.key in self.outcomes.columns}
+
     def raw_data(self, patient_id: str) -> PatientRaw:
         if self.raw is None:
             raise InputError("this cohort has no raw data attached; only its feature table is available.", source=self.name)

@@ -16,7 +16,7 @@ INDICATIONS = {
 }
 
 
-GENERATOR_VERSION = 2  # bump when the same config would give different patients or outcomes
+GENERATOR_VERSION = 3  # bump when the same config would give different patients or outcomes
 SITE_FA_OFFSET_SD = 0.008  # scanner FA offset per site (after harmonisation)
 SITE_OUTCOME_SHIFT_SD = 0.25  # outcome shift per site on the logit scale, at site_effect 1
 PRESET_DIR = Path(__file__).resolve().parents[2] / "assets" / "cohorts"

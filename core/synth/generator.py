@@ -22,6 +22,11 @@ How a cohort is made
 Improvement means: for stroke, the percentage of the ARAT points missing at baseline that are
 regained at 3 months; for Parkinson's disease, the percentage reduction of UPDRS-III on
 stimulation.
+
+5. **Outcome measures of the bank** (``assets/outcome_bank.yaml``): every measure clinics use that
+   the bank lists (FM-UE, ARAT, grip strength, MDS-UPDRS items, PDQ-39, ...) is planted as a
+   documented function of latent constructs that include ``eta`` (:mod:`core.synth.measures`), and
+   stored as an outcome column named by its key.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from core.features.kinematics import kinematic_feature_table
 from core.features.tensors import TENSOR_MODALITIES, FusionInputs, fa_crop, fa_crop_index, mep_tensor, reach_tensor, voluntary_tensor
 from core.synth.config import GENERATOR_VERSION, CohortConfig
 from core.synth.fa_phantom import fa_batch, voxel_set
+from core.synth.measures import bank_measures
 from core.synth.latents import clinical_features, donor_patients, emg_parameters, fa_parameters, feature_voxel_sets, missing_modalities, reaching_parameters, sample_latents
 from core.synth.outcome import arat_after_recovery, arat_baseline, outcomes_from_terms, planted_effects, term_factors, terms_from_factors
 from core.synth.recordings import EMG_FS_HZ, EMG_MUSCLES, KIN_FS_HZ, SWEEP_START_MS, make_emg, make_reaching, patient_rng
@@ -189,6 +195,8 @@ def generate_cohort(config: CohortConfig, *, progress=None, n_jobs: int = -1):
     outcomes = outcomes_from_terms(terms, latents, config)
     if "stroke" in config.indications:
         outcomes["arat_3mo"] = arat_after_recovery(latents, outcomes["improvement_pct"], config.seed)
+    measures, _ = bank_measures(latents, outcomes["eta"].to_numpy(), config.seed)
+    outcomes = outcomes.join(measures.loc[:, measures.notna().any()])  # a single-indication cohort has no use for the other's measures
     patients = latents[["patient_number", "indication", "site", "affected_hemisphere"]].copy()
     patients["arat_baseline"] = arat_baseline(latents, config.seed)
     return Cohort(
