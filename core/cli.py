@@ -1,4 +1,4 @@
-"""Command line: ``python -m core demo|generate|list|train|ablate|report|tms-dataset|tms-train``.
+"""Command line: ``python -m core demo|generate|list|train|ablate|report|any-outcome|predict-outcome|tms-dataset|tms-train``.
 
 ``train``, ``ablate`` and ``report`` are the Prediction and Ablation pages without the browser, for
 a cluster node: they store and read the same runs in the same workspace (under the same digests),
@@ -40,6 +40,7 @@ def main(argv=None) -> int:
 
     add_tms_train(sub)
     add_research_commands(sub)
+    add_outcome_commands(sub)
     args = parser.parse_args(argv)
     if args.command in RESEARCH_COMMANDS:
         try:
@@ -468,4 +469,87 @@ def _ablate(args, argv: list) -> int:
     return 0
 
 
-RESEARCH_COMMANDS = {"train": _train, "ablate": _ablate, "report": _report}
+def add_outcome_commands(subparsers) -> None:
+    """Register ``any-outcome`` (the held-out evaluation) and ``predict-outcome`` (one measure, zero-shot)."""
+    evaluate = subparsers.add_parser(
+        "any-outcome", help="held-out evaluation of zero-shot and few-shot prediction of the cohort's outcome measures",
+        description="Every instrument family of the cohort's described measures is held out in turn, on the shared patient folds: "
+                    "its measures are predicted from their descriptions (zero-shot), by the description baselines, from K = 10, 20, 50 "
+                    "and 100 labelled patients (meta-matching against xgboost on those patients), and by the supervised and ceiling "
+                    "references. Prints signed Pearson r (never |r|) per method, the paired differences over families with bootstrap "
+                    "CIs and r by similarity to the nearest seen measure. The result is stored in the workspace, as the Any outcome page stores it.")
+    evaluate.add_argument("--workspace", default=None, metavar="DIR", help=_WORKSPACE_HELP)
+    evaluate.add_argument("--cohort", required=True, metavar="NAME", help=_COHORT_HELP)
+    evaluate.add_argument("--folds", type=int, default=5, metavar="K", help="patient folds, 2-10 (default 5)")
+    evaluate.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the folds and the few-shot draws (default 0)")
+    evaluate.add_argument("--csv", metavar="DIR", help="also write every table (per measure, summary, paired, by similarity, splits) as CSV into DIR")
+    predict = subparsers.add_parser(
+        "predict-outcome", help="zero-shot predictions of one outcome measure for every patient, from its description",
+        description="Predicts a measure of the bank (--measure KEY, predicted as if its whole instrument family had never been seen) or "
+                    "a measure you describe (--description with --indication and --direction) for every patient of that indication, on the "
+                    "standardised scale (SD from the cohort's mean; higher = a higher score). Writes a CSV.")
+    predict.add_argument("--workspace", default=None, metavar="DIR", help=_WORKSPACE_HELP)
+    predict.add_argument("--cohort", required=True, metavar="NAME", help=_COHORT_HELP)
+    predict.add_argument("--measure", metavar="KEY", help="key of a measure of the outcome bank (assets/outcome_bank.yaml)")
+    predict.add_argument("--description", metavar="TEXT", help="a new measure, described as a clinician would")
+    predict.add_argument("--indication", choices=["stroke", "parkinsons"], help="whose measure the description is")
+    predict.add_argument("--direction", choices=["higher_better", "higher_worse"], help="whether a higher score is better or worse")
+    predict.add_argument("--weeks", type=float, default=12.0, help="time point of the described measure, weeks (default 12)")
+    predict.add_argument("--out", metavar="FILE", help="CSV to write (default <cohort>-<measure>-zero-shot.csv)")
+
+
+def _any_outcome(args, argv: list) -> int:
+    import pandas as pd
+
+    from core.evaluation.anyoutcome import METHOD_LABELS, AnyOutcomeSettings
+    from core.store.workspace import Workspace
+
+    settings = AnyOutcomeSettings(n_splits=args.folds, seed=args.seed)
+    workspace = Workspace(args.workspace)
+    cohort = workspace.load(args.cohort)
+    stored = workspace.any_outcome_evaluation(cohort, settings, compute=False)
+    if stored is None:
+        print(f"evaluating {len(cohort.measure_specs())} measures of cohort {cohort.name!r} ({settings.n_splits} folds x each held-out family)", file=sys.stderr)
+    evaluation = stored or workspace.any_outcome_evaluation(cohort, settings, progress=_Progress("folds x held-out families done:", every_step=False))
+    print(("loaded the stored evaluation " if stored is not None else "stored evaluation ") + settings.key(cohort))
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print("\nMean signed r over held-out families:\n" + evaluation.summary().drop(columns="label").round(3).to_string(index=False))
+        print("\nZero-shot minus each baseline (mean over families, bootstrap 95% CI):\n" + evaluation.paired().round(3).to_string(index=False))
+        few = evaluation.paired("meta_matching_stacked", ("xgboost_k",), k=50)
+        print("\nFew-shot, K = 50: stacked meta-matching minus xgboost on the same 50 patients:\n" + few.round(3).to_string(index=False))
+        print("\nSigned r by similarity of the measure to its nearest seen one:\n" + evaluation.by_similarity().rename(columns=METHOD_LABELS).round(3).to_string())
+    print("\n" + evaluation.summary_sentence())
+    if args.csv:
+        folder = Path(args.csv)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, table in evaluation.to_csv_tables().items():
+            table.to_csv(folder / f"{cohort.name}-{name}.csv", index=False)
+        print(f"wrote {len(evaluation.to_csv_tables())} CSV tables to {folder}")
+    return 0
+
+
+def _predict_outcome(args, argv: list) -> int:
+    from core.data.outcome_bank import described_outcome, load_outcome_bank
+    from core.modelling.anyoutcome import zero_shot_table
+    from core.store.workspace import Workspace
+
+    if bool(args.measure) == bool(args.description):
+        raise InputError("give either --measure KEY (a measure of the bank) or --description TEXT (a new measure).", field="measure")
+    if args.measure:
+        bank = {s.key: s for s in load_outcome_bank()}
+        if args.measure not in bank:
+            raise InputError(f"no measure {args.measure!r} in the outcome bank; available: {', '.join(bank)}.", field="measure")
+        spec = bank[args.measure]
+    else:
+        if not (args.indication and args.direction):
+            raise InputError("a described measure needs --indication and --direction.", field="description")
+        spec = described_outcome(args.description, args.indication, args.direction, time_point_weeks=args.weeks)
+    cohort = Workspace(args.workspace).load(args.cohort)
+    table = zero_shot_table(cohort, spec)
+    out = Path(args.out or f"{cohort.name}-{spec.key}-zero-shot.csv")
+    table.to_csv(out)
+    print(f"wrote zero-shot predictions of {spec.name!r} for {len(table)} {spec.indication} patients to {out}")
+    return 0
+
+
+RESEARCH_COMMANDS = {"train": _train, "ablate": _ablate, "report": _report, "any-outcome": _any_outcome, "predict-outcome": _predict_outcome}

@@ -307,3 +307,50 @@ def test_train_fusion_and_stacked_store_the_runs_the_page_opens(app_workspace, m
     at.run()
     assert not at.exception, [e.message for e in at.exception]
     assert any(f"Run `{fusion_run}` (loaded saved run)" in c.value for c in at.caption)
+
+
+# --- any-outcome and predict-outcome -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def outcome_workspace(tmp_path_factory):
+    """A workspace holding "mid": 200 patients, enough for every measure in each training fold."""
+    path = tmp_path_factory.mktemp("outcomes") / "workspace"
+    assert run_cli("generate", "--workspace", path, "--preset", "default", "--name", "mid", "--n-patients", "200", "--seed", "5")[0] == 0
+    return path
+
+
+def test_any_outcome_stores_the_evaluation_the_page_opens_and_prints_signed_r(outcome_workspace, tmp_path):
+    from core.evaluation.anyoutcome import AnyOutcomeSettings
+
+    app_workspace = shutil.copytree(outcome_workspace, tmp_path / "workspace")
+    status, out, err = run_cli("any-outcome", "--workspace", app_workspace, "--cohort", "mid", "--folds", "2", "--csv", tmp_path / "csv")
+    assert status == 0, err
+    ws = Workspace(app_workspace)
+    mid = ws.load("mid")
+    stored = ws.any_outcome_evaluation(mid, AnyOutcomeSettings(n_splits=2), compute=False)
+    assert stored is not None and f"stored evaluation {AnyOutcomeSettings(n_splits=2).key(mid)}" in out
+    zero_shot = stored.summary().query("K == 0 and method == 'zero_shot'")["mean_r"].iloc[0]
+    assert f"zero_shot   {zero_shot:.3f}" in out
+    assert stored.summary_sentence() in out
+    assert (tmp_path / "csv" / "mid-any_outcome_per_measure.csv").exists()
+    status, out, _ = run_cli("any-outcome", "--workspace", app_workspace, "--cohort", "mid", "--folds", "2")
+    assert status == 0 and out.startswith("loaded the stored evaluation")
+
+
+def test_predict_outcome_writes_the_zero_shot_table(outcome_workspace, tmp_path):
+    from core.data.outcome_bank import described_outcome
+    from core.modelling.anyoutcome import zero_shot_table
+
+    out_csv = tmp_path / "wmft.csv"
+    description = "Wolf Motor Function Test, seconds to complete timed arm tasks"
+    status, out, err = run_cli("predict-outcome", "--workspace", outcome_workspace, "--cohort", "mid", "--description", description,
+                               "--indication", "stroke", "--direction", "higher_worse", "--out", out_csv)
+    assert status == 0, err
+    written = pd.read_csv(out_csv, index_col=0)
+    expected = zero_shot_table(Workspace(outcome_workspace).load("mid"), described_outcome(description, "stroke", "higher_worse"))
+    pd.testing.assert_frame_equal(written, expected, check_names=False, check_index_type=False)
+    status, _, err = run_cli("predict-outcome", "--workspace", outcome_workspace, "--cohort", "mid", "--measure", "grip_kg_w12", "--description", "x")
+    assert status == 2 and "give either --measure KEY" in err
+    status, _, err = run_cli("predict-outcome", "--workspace", outcome_workspace, "--cohort", "mid", "--description", description)
+    assert status == 2 and "a described measure needs --indication and --direction" in err

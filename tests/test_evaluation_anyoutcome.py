@@ -2,7 +2,10 @@
 metrics, the same patients for every method, and the references above the zero-shot methods."""
 
 import numpy as np
+import pandas as pd
 import pytest
+
+from core.errors import InputError
 
 from core.evaluation.anyoutcome import FEW_SHOT_METHODS, ZERO_SHOT_METHODS, evaluate_any_outcome
 
@@ -44,16 +47,29 @@ def test_scores_are_signed_and_ordered_as_expected(evaluation):
     assert summary["ceiling"] > summary["zero_shot"] and summary["supervised"] > summary["zero_shot"]
     assert ((scores["r_low"] <= scores["r"]) & (scores["r"] <= scores["r_high"])).all()
     # Flip the sign of one method's predictions: its r flips too (never |r|).
-    from core.evaluation.anyoutcome import _scores
+    from core.data.outcome_bank import load_outcome_bank
+    from core.evaluation.anyoutcome import AnyOutcomeEvaluation
 
     flipped = evaluation.predictions.assign(prediction=lambda t: -t["prediction"])
-    np.testing.assert_allclose(_scores(flipped, {s: v for s, v in evaluation_specs(evaluation).items()})["r"], -scores["r"])
+    rebuilt = AnyOutcomeEvaluation.from_tables(flipped, evaluation.splits, evaluation.similarity, {s.key: s for s in load_outcome_bank()}, 3)
+    np.testing.assert_allclose(rebuilt.per_outcome["r"], -scores["r"])
 
 
-def evaluation_specs(evaluation):
-    from core.data.outcome_bank import load_outcome_bank
+def test_stored_evaluation_round_trips(small_cohort, tmp_path):
+    from core.evaluation.anyoutcome import AnyOutcomeSettings
+    from core.store.workspace import Workspace
 
-    return {s.key: s for s in load_outcome_bank()}
+    workspace = Workspace(tmp_path / "ws")
+    subset = small_cohort.subset(small_cohort.patients.index[:200])
+    settings = AnyOutcomeSettings(n_splits=2, seed=3)
+    assert workspace.any_outcome_evaluation(subset, settings, compute=False) is None
+    computed = workspace.any_outcome_evaluation(subset, settings)
+    loaded = workspace.any_outcome_evaluation(subset, settings, compute=False)
+    pd.testing.assert_frame_equal(loaded.per_outcome, computed.per_outcome)
+    assert loaded.splits["seen_families"].tolist() == computed.splits["seen_families"].tolist()
+    assert settings.key(subset) != AnyOutcomeSettings(n_splits=2, seed=4).key(subset)
+    with pytest.raises(InputError, match="expected 2 to 10 folds, found 1"):
+        AnyOutcomeSettings(n_splits=1)
 
 
 def test_paired_differences_and_similarity_bands(evaluation):

@@ -167,3 +167,18 @@ def descriptor_vectors(specs, vocabulary: dict | None = None) -> tuple[np.ndarra
         row += [float(s.body_region == b) for b in vocabulary["body_region"]] + [s.sign, s.time_point_weeks / 12.0]
         rows.append(row)
     return np.asarray(rows, float), vocabulary
+
+
+def described_outcome(description: str, indication: str, direction: str, *, name: str | None = None, kind: str = "clinician rating",
+                      body_region: str = "whole body", construct: str | None = None, time_point_weeks: float = 12.0, value_range=(0.0, 100.0),
+                      unit: str = "points", instrument: str | None = None, source: str = "described outcome") -> OutcomeSpec:
+    """An outcome measure a user describes (not in the bank), validated like a bank entry.
+
+    Its family is its own (``user:<name>``), so it is never mistaken for a seen instrument.
+    """
+    name = name or " ".join(str(description).split()[:6])
+    key = re.sub(r"[^a-z0-9_]+", "_", name.lower()).strip("_") or "described"
+    entry = {"key": key if key[0].isalpha() else f"m_{key}", "name": name, "family": f"user:{key}", "indication": indication, "description": description,
+             "descriptor": {"construct": construct or name, "body_region": body_region, "kind": kind, "direction": direction,
+                            "range": list(value_range), "unit": unit, "time_point_weeks": time_point_weeks, "instrument": instrument or name}}
+    return outcome_spec(entry, source)

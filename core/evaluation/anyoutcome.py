@@ -6,13 +6,16 @@ unseen measure is to its nearest seen one.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
+from core.config import Settings
 from core.errors import InputError
-from core.modelling.anyoutcome import AnyOutcomeModel, _ridge, meta_matching, signed_r, supervised_head
+from core.modelling.anyoutcome import AnyOutcomeModel, meta_matching, ridge_coefficients, signed_r, supervised_head
 from core.modelling.validation import CohortSplitter
 
 FEW_SHOT_K = (10, 20, 50, 100)
@@ -32,6 +35,40 @@ METHOD_LABELS = {
     "xgboost_k": "xgboost on the K patients",
 }
 SIMILARITY_BANDS = ("far", "middle", "near")
+
+
+EVALUATION_VERSION = 1  # bump when the same settings would give other numbers
+
+
+@dataclass(frozen=True)
+class AnyOutcomeSettings(Settings):
+    """Settings of an any-outcome evaluation, shared by the page and ``python -m core any-outcome``.
+
+    n_splits : K of the patient folds (the shared splitter, grouped by site when there are enough sites).
+    seed : seed of the folds and of the K labelled patients drawn for few-shot prediction.
+    """
+
+    n_splits: int = 5
+    seed: int = 0
+
+    SOURCE: ClassVar[str] = "any-outcome settings"
+
+    def __post_init__(self):
+        if not isinstance(self.n_splits, int) or not 2 <= self.n_splits <= 10:
+            raise InputError(f"expected 2 to 10 folds, found {self.n_splits!r}.", source=self.SOURCE, field="n_splits")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise InputError(f"expected a seed of 0 or more, found {self.seed!r}.", source=self.SOURCE, field="seed")
+
+    def key(self, cohort) -> str:
+        """16 hex digits naming the evaluation of this cohort's measures with these settings."""
+        h = hashlib.sha256(f"{cohort.digest}|{self.digest()}|{EVALUATION_VERSION}|{FEW_SHOT_K}".encode())
+        measures = list(cohort.measure_specs())
+        h.update(pd.util.hash_pandas_object(cohort.outcomes[measures], index=True).to_numpy().tobytes())
+        h.update("|".join(s.descriptor_text() for s in cohort.measure_specs().values()).encode())
+        return h.hexdigest()[:16]
+
+    def evaluate(self, cohort, progress=None) -> AnyOutcomeEvaluation:
+        return evaluate_any_outcome(cohort, n_splits=self.n_splits, seed=self.seed, progress=progress)
 
 
 @dataclass
@@ -103,6 +140,11 @@ class AnyOutcomeEvaluation:
                           for b in ("nearest", "similarity_weighted") if b in paired.index)
         return (f"On {self.similarity['family'].nunique()} held-out instrument families, zero-shot signed r averages {r.get('zero_shot', np.nan):.3f} and "
                 f"{verdict}: {diffs}. Supervised models reach {r.get('supervised', np.nan):.3f}; the ceiling from the true seen measures is {r.get('ceiling', np.nan):.3f}.")
+
+    @classmethod
+    def from_tables(cls, predictions: pd.DataFrame, splits: pd.DataFrame, similarity: pd.DataFrame, specs: dict, n_splits: int) -> AnyOutcomeEvaluation:
+        """Rebuild an evaluation from its stored tables (the scores are recomputed, not stored)."""
+        return cls(predictions=predictions, per_outcome=_scores(predictions, specs), splits=splits, similarity=similarity, n_splits=n_splits)
 
     def to_csv_tables(self) -> dict[str, pd.DataFrame]:
         return {"any_outcome_per_measure": self.per_outcome, "any_outcome_summary": self.summary(), "any_outcome_paired": self.paired(),
@@ -197,7 +239,7 @@ def _predict_measure(model, spec, seen, cohort, fold, fold_number, few_shot_k, s
         S = cohort.outcomes[same].to_numpy(float)
         s_mean, s_sd = np.nanmean(S[train], axis=0), np.nanstd(S[train], axis=0) + 1e-9
         S_train, S_test = np.nan_to_num((S[train] - s_mean) / s_sd), np.nan_to_num((S[test] - s_mean) / s_sd)
-        out["ceiling"] = S_test @ _ridge(S_train - S_train.mean(axis=0), (y_all[train] - mean) / sd, 1.0)
+        out["ceiling"] = S_test @ ridge_coefficients(S_train - S_train.mean(axis=0), (y_all[train] - mean) / sd, 1.0)
     rows = [{"measure": spec.key, "family": spec.family, "patient_id": pid, "fold": fold_number, "method": m, "K": 0, "prediction": p, "truth": t}
             for m, pred in out.items() for pid, p, t in zip(ids, pred, truth)]
     seen_train = model.seen_predictions(X.iloc[train], spec.indication)

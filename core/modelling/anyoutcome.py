@@ -46,7 +46,7 @@ def patient_basis(X: pd.DataFrame, center: np.ndarray | None = None, scale: np.n
     return np.hstack([z, missing.astype(float)]), center, scale
 
 
-def _ridge(A: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
+def ridge_coefficients(A: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
     """Ridge coefficients (no intercept: ``A`` and ``y`` are centred by the caller)."""
     return np.linalg.solve(A.T @ A + alpha * np.eye(A.shape[1]), A.T @ y)
 
@@ -108,7 +108,7 @@ class AnyOutcomeModel(BaseEstimator):
                 raise InputError(f"the seen measure {s.key!r} has {int(rows.sum())} patients with a value; at least 10 are needed.", field=s.key)
             self.label_mean_[s.key], self.label_sd_[s.key] = float(y[rows].mean()), float(y[rows].std() or 1.0)
             a = A[rows] - A[rows].mean(axis=0)
-            heads.append(_ridge(a, (y[rows] - self.label_mean_[s.key]) / self.label_sd_[s.key], self.head_alpha))
+            heads.append(ridge_coefficients(a, (y[rows] - self.label_mean_[s.key]) / self.label_sd_[s.key], self.head_alpha))
         W = np.stack(heads, axis=1)  # (p, m) on the standardised scale of each measure
         self.indication_mean_ = {ind: A[indication == ind].mean(axis=0) for ind in np.unique(indication)}
         rank = min(self.rank, W.shape[1], W.shape[0])
@@ -256,7 +256,7 @@ def meta_matching(seen_k: pd.DataFrame, y_k: np.ndarray, seen_test: pd.DataFrame
     if how != "stacked":
         raise InputError(f"meta-matching is 'basic' or 'stacked', found {how!r}.", field="how")
     mean, sd = P.mean(axis=0), P.std(axis=0) + 1e-9
-    coef = _ridge((P - mean) / sd, y_k - y_k.mean(), alpha * len(y_k) / 10)
+    coef = ridge_coefficients((P - mean) / sd, y_k - y_k.mean(), alpha * len(y_k) / 10)
     return y_k.mean() + ((T - mean) / sd) @ coef
 
 
@@ -265,4 +265,27 @@ def supervised_head(model: AnyOutcomeModel, X: pd.DataFrame, y: np.ndarray, indi
     of any head made without labels. Returns the ridge coefficients over the basis's columns."""
     A = model.representation(X) - model.indication_mean_.get(indication, 0.0)
     y = np.asarray(y, float)
-    return _ridge(A - A.mean(axis=0), (y - y.mean()) / (y.std() or 1.0), model.head_alpha)
+    return ridge_coefficients(A - A.mean(axis=0), (y - y.mean()) / (y.std() or 1.0), model.head_alpha)
+
+
+def fit_on_cohort(cohort, exclude_families=(), **params) -> AnyOutcomeModel:
+    """An :class:`AnyOutcomeModel` fitted on every patient and every described measure of the cohort
+    except those of ``exclude_families`` (so a bank measure can be predicted as if never seen)."""
+    seen = [s for s in cohort.measure_specs().values() if s.family not in set(exclude_families)]
+    return AnyOutcomeModel(**params).fit(cohort.features, cohort.outcomes, seen, cohort.patients["indication"].to_numpy())
+
+
+def zero_shot_table(cohort, spec: OutcomeSpec) -> pd.DataFrame:
+    """Zero-shot predictions of one measure for every patient of its indication, one row each:
+    the prediction (standardised scale), its percentile in the cohort and, when the cohort holds
+    the measure, the recorded value. A bank measure is predicted by a model that never saw its family."""
+    rows = (cohort.patients["indication"] == spec.indication).to_numpy()
+    if not rows.any():
+        raise InputError(f"the cohort has no {spec.indication} patients to predict {spec.name!r} for.", source=cohort.name, field="indication")
+    model = fit_on_cohort(cohort, exclude_families=(spec.family,))
+    prediction = model.predict(cohort.features[rows], spec)
+    table = pd.DataFrame({"zero_shot_sd": prediction, "percentile": pd.Series(prediction).rank(pct=True).to_numpy() * 100},
+                         index=cohort.patients.index[rows])
+    if spec.key in cohort.outcomes:
+        table["recorded"] = cohort.outcomes.loc[rows, spec.key].to_numpy()
+    return table

@@ -262,6 +262,29 @@ class Workspace:
         except (OSError, ValueError) as exc:
             raise InputError(f"the stored {kind} table cannot be read ({exc}); compute it again.", source=str(path)) from exc
 
+    def any_outcome_evaluation(self, cohort, settings, progress=None, compute: bool = True):
+        """The stored any-outcome evaluation of this cohort with these settings
+        (:class:`~core.evaluation.anyoutcome.AnyOutcomeSettings`); computed and stored first when
+        ``compute`` (else None when not stored). One path for the page and the CLI."""
+        import json
+
+        from core.evaluation.anyoutcome import AnyOutcomeEvaluation
+
+        key = settings.key(cohort)
+        tables = {kind: self.load_table(f"any_outcome_{kind}", key) for kind in ("predictions", "splits", "similarity")}
+        if all(t is not None for t in tables.values()):
+            splits = tables["splits"].assign(**{c: tables["splits"][c].map(json.loads) for c in ("seen_families", "held_out_measures")})
+            return AnyOutcomeEvaluation.from_tables(tables["predictions"], splits, tables["similarity"], cohort.measure_specs(), settings.n_splits)
+        if not compute:
+            return None
+        evaluation = settings.evaluate(cohort, progress=progress)
+        splits = evaluation.splits.assign(**{c: evaluation.splits[c].map(json.dumps) for c in ("seen_families", "held_out_measures")})
+        # predictions last: a table set counts as stored only once all three are there
+        self.save_table("any_outcome_splits", key, splits)
+        self.save_table("any_outcome_similarity", key, evaluation.similarity)
+        self.save_table("any_outcome_predictions", key, evaluation.predictions)
+        return evaluation
+
     def fold_checkpoint(self, run: str):
         """Where a long cross-validation keeps finished folds (:class:`~core.modelling.validation.FoldCheckpoint`).
 
