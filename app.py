@@ -12,6 +12,7 @@ pages = [
     st.Page("pages/cohort.py", title="Cohort", icon=":material/groups:", default=True),
     st.Page("pages/prediction.py", title="Prediction", icon=":material/query_stats:"),
     st.Page("pages/ablation.py", title="Ablation", icon=":material/layers:"),
+    st.Page("pages/any_outcome.py", title="Any outcome", icon=":material/psychology_alt:"),
     st.Page("pages/upload.py", title="Upload", icon=":material/upload_file:"),
     st.Page("pages/tms.py", title="TMS maps", icon=":material/bolt:"),
 ]

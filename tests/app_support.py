@@ -35,3 +35,14 @@ def private_workspace(template: Path, tmp_path: Path, monkeypatch) -> Path:
     path = shutil.copytree(template, tmp_path / "workspace")
     monkeypatch.setenv(DEFAULT_WORKSPACE_ENV, str(path))
     return path
+
+
+def array_of(value) -> list:
+    """A plotly trace's array as a list: plotly's JSON writes numeric arrays as {"dtype", "bdata"} (base64)."""
+    if isinstance(value, dict) and "bdata" in value:
+        import base64
+
+        import numpy as np
+
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"])).tolist()
+    return list(value)

@@ -68,8 +68,8 @@ def test_baselines_and_similarity(small_cohort, split):
     assert similarity.is_monotonic_decreasing and grip.key not in similarity.index
     heads = model.baseline_heads(grip)
     assert set(heads) == {"nearest", "similarity_weighted", "attribute_map"}
-    nearest_stroke = next(k for k in similarity.index if model._spec(k).indication == "stroke")
-    np.testing.assert_allclose(heads["nearest"], model.heads_[:, [s.key for s in model.specs_].index(nearest_stroke)] * model._spec(nearest_stroke).sign)
+    nearest_stroke = next(k for k in similarity.index if model.seen_spec(k).indication == "stroke")
+    np.testing.assert_allclose(heads["nearest"], model.heads_[:, [s.key for s in model.specs_].index(nearest_stroke)] * model.seen_spec(nearest_stroke).sign)
 
 
 def test_meta_matching_picks_the_matching_head():

@@ -116,15 +116,19 @@ class AnyOutcomeEvaluation:
         out["measures"] = self.similarity.groupby("band").size().reindex(SIMILARITY_BANDS)
         return out
 
-    def summary(self) -> pd.DataFrame:
-        """Mean signed r over held-out families for every method (and K), best first within each K."""
+    def summary(self, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+        """Mean signed r over held-out families for every method (and K), with a bootstrap 95% CI over families."""
         rows = []
+        rng = np.random.default_rng(seed)
         for k in sorted(self.per_outcome["K"].unique()):
-            family = self.per_family(int(k)) if k else self.per_family(0)
+            family = self.per_family(int(k))
             methods = FEW_SHOT_METHODS if k else ZERO_SHOT_METHODS + REFERENCE_METHODS
             for m in methods:
                 if m in family:
-                    rows.append({"K": int(k), "method": m, "label": METHOD_LABELS[m], "mean_r": float(family[m].mean()), "families": int(family[m].notna().sum())})
+                    values = family[m].dropna().to_numpy()
+                    boots = values[rng.integers(0, len(values), (n_boot, len(values)))].mean(axis=1)
+                    rows.append({"K": int(k), "method": m, "label": METHOD_LABELS[m], "mean_r": float(values.mean()),
+                                 "ci_low": float(np.quantile(boots, 0.025)), "ci_high": float(np.quantile(boots, 0.975)), "families": len(values)})
         return pd.DataFrame(rows)
 
     def summary_sentence(self) -> str:

@@ -214,3 +214,11 @@ def transfer_sentence(table: pd.DataFrame, n_small: int = 200) -> str:
         sentence += (f"; at {large} patients the difference was {difference(large)}, with the full model that reads DTI at "
                      f"{rows.loc[(large, 'full'), 'auc']:.3f} and the cheap-only model at {rows.loc[(large, 'cheap_only'), 'auc']:.3f}")
     return sentence + "."
+
+
+def transfer_key(cohort, cheap_modalities=CHEAP_MODALITIES_DEFAULT, sizes=TRANSFER_CURVE_SIZES, n_splits: int = 5, seed: int = 0) -> str:
+    """16 hex digits naming a transfer curve of this cohort with these settings (its workspace key)."""
+    import hashlib
+
+    text = f"{cohort.digest}|{sorted(cheap_modalities)}|{list(sizes)}|{n_splits}|{seed}|transfer-1"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

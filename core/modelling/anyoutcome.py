@@ -196,7 +196,7 @@ class AnyOutcomeModel(BaseEstimator):
         direction, as the synthesizer's are, so the comparison isolates what each learns.
         """
         similarity = self.similarities(spec)
-        same = [k for k in similarity.index if self._spec(k).indication == spec.indication] or list(similarity.index)
+        same = [k for k in similarity.index if self.seen_spec(k).indication == spec.indication] or list(similarity.index)
         canonical = pd.DataFrame(self._canonical(), columns=[s.key for s in self.specs_])
         weights = np.exp((similarity[same] - similarity[same].max()) / self.similarity_temperature)
         text_all, desc_all = self.seen_vectors_
@@ -206,7 +206,7 @@ class AnyOutcomeModel(BaseEstimator):
         return {"nearest": spec.sign * canonical[same[0]].to_numpy(), "similarity_weighted": spec.sign * (canonical[same].to_numpy() @ (weights / weights.sum()).to_numpy()),
                 "attribute_map": spec.sign * (mapping @ d)}
 
-    def _spec(self, key: str) -> OutcomeSpec:
+    def seen_spec(self, key: str) -> OutcomeSpec:
         return next(s for s in self.specs_ if s.key == key)
 
     # --- prediction -------------------------------------------------------------------------------

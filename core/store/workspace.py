@@ -285,6 +285,29 @@ class Workspace:
         self.save_table("any_outcome_predictions", key, evaluation.predictions)
         return evaluation
 
+    def transfer_curve(self, cohort, cheap_modalities, sizes, progress=None, compute: bool = True, n_reference: int = 20_000):
+        """The stored costly-to-cheap transfer curve of this cohort (and, for a synthetic cohort,
+        the large-sample cheap-only limit as a one-row table), computed and stored first when
+        ``compute``; ``(curve, limit or None)``, or None when not stored and not ``compute``."""
+        from core.evaluation.transfer import cheap_bayes_limit, transfer_curve, transfer_key
+
+        key = transfer_key(cohort, cheap_modalities, sizes)
+        curve, limit = self.load_table("transfer_curves", key), self.load_table("transfer_limits", key)
+        synthetic = (cohort.provenance or {}).get("kind") == "synthetic"
+        if curve is not None and (limit is not None or not synthetic):
+            return curve, limit
+        if not compute:
+            return None
+        if synthetic:
+            from core.synth.config import CohortConfig
+
+            config = CohortConfig.from_dict(cohort.provenance["config"])
+            limit = pd.DataFrame([cheap_bayes_limit(config, cheap_modalities, n_reference=n_reference, cohort=cohort)])
+            self.save_table("transfer_limits", key, limit)
+        curve = transfer_curve(cohort, sizes, cheap_modalities, progress=progress)
+        self.save_table("transfer_curves", key, curve)
+        return curve, limit
+
     def fold_checkpoint(self, run: str):
         """Where a long cross-validation keeps finished folds (:class:`~core.modelling.validation.FoldCheckpoint`).
 

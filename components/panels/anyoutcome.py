@@ -1,0 +1,213 @@
+"""Panels of the Any outcome page: choosing or describing a measure, its zero-shot predictions with
+how far to trust them, few-shot from K labelled patients, the held-out evaluation, and what a clinic
+loses by skipping the scan.
+
+Stored results (the evaluation, the transfer curve) live in the workspace under keys of the cohort's
+content and the settings, so they load at once, also after a restart, and equal the CLI's.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from components import state
+from components.figures import show_figure
+from components.views import anyoutcome as views
+from core.data.outcome_bank import KINDS, described_outcome, load_outcome_bank
+from core.data.schema import MODALITY_LABELS
+from core.errors import InputError
+from core.evaluation.anyoutcome import METHOD_LABELS, AnyOutcomeSettings
+from core.modelling.anyoutcome import fit_on_cohort, meta_matching, signed_r, zero_shot_table
+
+INDICATION_LABELS = {"stroke": "Stroke", "parkinsons": "Parkinson's disease"}
+DIRECTION_LABELS = {"higher_better": "higher is better", "higher_worse": "higher is worse"}
+
+
+@st.cache_resource(max_entries=8, show_spinner="Fitting the zero-shot model ...")
+def _zero_shot(cohort_digest: str, spec_text: str, _cohort, _spec) -> pd.DataFrame:
+    return zero_shot_table(_cohort, _spec)
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _fitted(cohort_digest: str, family: str, _cohort):
+    return fit_on_cohort(_cohort, exclude_families=(family,))
+
+
+def measure_picker(cohort):
+    """A measure from the bank or one the user describes; returns its OutcomeSpec (or None with an error shown)."""
+    indications = [i for i in INDICATION_LABELS if (cohort.patients["indication"] == i).any()]
+    source = st.radio("Measure", ["From the outcome bank", "Describe a new measure"], horizontal=True, key="any-source")
+    if source == "From the outcome bank":
+        bank = [s for s in load_outcome_bank() if s.indication in indications]
+        key = st.selectbox("Outcome measure", [s.key for s in bank], format_func=lambda k: next(s.name for s in bank if s.key == k), key="any-measure",
+                           help="Predicted as if its whole instrument family had never been seen: the model learns from the other families only.")
+        spec = next(s for s in bank if s.key == key)
+        st.caption(f"{spec.description} · {spec.kind}, {DIRECTION_LABELS[spec.direction]}, {spec.range[0]:g}-{spec.range[1]:g} {spec.unit}, "
+                   f"{spec.time_point_weeks:g} weeks · instrument family `{spec.family}`")
+        return spec
+    description = st.text_area("Describe the measure as you would to a colleague", key="any-description", height=90,
+                               placeholder="e.g. Wolf Motor Function Test, seconds to complete 15 timed arm and hand tasks with the affected arm")
+    c = st.columns(4)
+    indication = c[0].selectbox("Indication", indications, format_func=INDICATION_LABELS.get, key="any-indication")
+    direction = c[1].selectbox("Direction", list(DIRECTION_LABELS), format_func=DIRECTION_LABELS.get, key="any-direction")
+    kind = c[2].selectbox("Kind of measure", list(KINDS), key="any-kind")
+    weeks = c[3].number_input("Time point (weeks)", 1.0, 104.0, 12.0, key="any-weeks")
+    if not description.strip():
+        st.info("Type a description: what is measured, how, on which body part, and whether higher is better.", icon=":material/edit:")
+        return None
+    try:
+        return described_outcome(description, indication, direction, kind=kind, time_point_weeks=float(weeks))
+    except InputError as exc:
+        st.error(str(exc))
+        return None
+
+
+def zero_shot_panel(cohort, spec, evaluation) -> None:
+    """Zero-shot predictions per patient, the nearest seen measures, and how zero-shot fared at that similarity."""
+    table = _zero_shot(cohort.digest, spec.descriptor_text(), cohort, spec)
+    model = _fitted(cohort.digest, spec.family, cohort)
+    similarity = model.similarities(spec)
+    same = [k for k in similarity.index if model.seen_spec(k).indication == spec.indication]
+    nearest = similarity[same].head(5)
+    left, right = st.columns([3, 2])
+    with left:
+        fig, data = views.zero_shot_figure(table, spec.name)
+        show_figure(fig, key="any-zero-shot", data=data, filename=f"{cohort.name}-{spec.key}-zero-shot")
+    with right:
+        st.markdown("**Nearest seen measures** (description similarity)")
+        names = {s.key: s.name for s in load_outcome_bank()}
+        st.dataframe(pd.DataFrame({"measure": [names.get(k, k) for k in nearest.index], "similarity": nearest.round(3).to_numpy()}), hide_index=True, width="stretch")
+        st.markdown("**How far to trust it**")
+        st.write(_trust_sentence(float(nearest.iloc[0]), evaluation))
+    st.caption("Predictions are on the standardised scale: standard deviations from the cohort's mean, signed so that a higher prediction means a "
+               "higher score on this measure. Zero-shot knows no value of the measure, so it cannot know its mean or spread.")
+
+
+def _trust_sentence(similarity: float, evaluation) -> str:
+    if evaluation is None:
+        return ("Run the held-out evaluation (tab **Held-out evaluation**) to see how well zero-shot predicted unseen measures that were this "
+                "similar to a seen one.")
+    bands = evaluation.similarity.sort_values("similarity")
+    close = bands.iloc[(bands["similarity"] - similarity).abs().argsort()[:6]]
+    scores = evaluation.per_outcome.query("K == 0 and method == 'zero_shot'").set_index("measure")["r"]
+    r = scores.reindex(close["measure"]).dropna()
+    return (f"Its nearest seen measure has similarity {similarity:.2f}. In the held-out evaluation, the {len(r)} unseen measures closest to that "
+            f"similarity ({close['similarity'].min():.2f}-{close['similarity'].max():.2f}) were predicted with signed r from {r.min():.2f} to "
+            f"{r.max():.2f} (mean {r.mean():.2f}) by zero-shot. Similar wording does not guarantee a similar measure: check the nearest measures.")
+
+
+def few_shot_panel(cohort, spec) -> None:
+    """Switch to few-shot: K patients with a recorded value; scored on the other patients."""
+    if spec.key not in cohort.outcomes:
+        st.info("Few-shot needs recorded values of the measure: upload a table with it as an outcome column, mapped to this description.", icon=":material/info:")
+        return
+    rows = np.flatnonzero((cohort.patients["indication"] == spec.indication).to_numpy() & cohort.outcomes[spec.key].notna().to_numpy())
+    k = int(st.number_input("K labelled patients", 5, max(5, min(200, len(rows) // 2)), min(50, len(rows) // 2), key="any-k",
+                            help="Drawn at random (seed 0) from the patients with a value; the others are the test patients."))
+    pick = np.sort(np.random.default_rng(0).choice(rows, k, replace=False))
+    rest = np.setdiff1d(rows, pick)
+    model = _fitted(cohort.digest, spec.family, cohort)
+    seen = model.seen_predictions(cohort.features.iloc[rows], spec.indication)
+    seen_k, seen_rest = seen.loc[cohort.patients.index[pick]], seen.loc[cohort.patients.index[rest]]
+    y = cohort.outcomes[spec.key].to_numpy(float)
+    few = meta_matching(seen_k, y[pick], seen_rest, "stacked")
+    zero = model.predict(cohort.features.iloc[rest], spec)
+    c = st.columns(2)
+    c[0].metric(f"Few-shot (stacked meta-matching, K = {k})", f"r = {signed_r(y[rest], few):.3f}", help="Signed Pearson r on the patients not among the K.")
+    c[1].metric("Zero-shot on the same patients", f"r = {signed_r(y[rest], zero):.3f}")
+    st.caption("The seen measures' models are fitted on all patients, the K included: this view shows the few-shot mechanics on your cohort. "
+               "The held-out evaluation scores it without that overlap.")
+
+
+def evaluation_panel(cohort):
+    """The stored held-out evaluation (or a button that computes it), with its figures and tables; returns it or None."""
+    settings = AnyOutcomeSettings()
+    workspace = state.workspace()
+    try:
+        evaluation = workspace.any_outcome_evaluation(cohort, settings, compute=False)
+    except InputError as exc:
+        st.error(str(exc))
+        evaluation = None
+    if evaluation is None:
+        n_families = len({s.family for s in cohort.measure_specs().values()})
+        st.info(f"Not evaluated yet: {settings.n_splits} patient folds x {n_families} held-out instrument families (about 2 minutes for 2,000 patients). "
+                "The result is stored in the workspace and equals `python -m core any-outcome`.", icon=":material/info:")
+        if st.button("Run the held-out evaluation", type="primary", key="any-evaluate", icon=":material/play_arrow:"):
+            bar = st.progress(0.0, text="Starting ...")
+            try:
+                evaluation = workspace.any_outcome_evaluation(cohort, settings, progress=lambda d, n: bar.progress(d / n, text=f"{d} of {n} folds x held-out families"))
+            except InputError as exc:
+                st.error(str(exc))
+                return None
+            bar.empty()
+        else:
+            return None
+    return evaluation
+
+
+def evaluation_views(cohort, evaluation) -> None:
+    st.markdown(evaluation.summary_sentence())
+    summary = evaluation.summary()
+    left, right = st.columns(2)
+    with left:
+        fig, data = views.method_summary_figure(summary)
+        show_figure(fig, key="any-methods", data=data, filename=f"{cohort.name}-any-outcome-methods")
+    with right:
+        fig, data = views.few_shot_figure(summary)
+        show_figure(fig, key="any-few-shot", data=data, filename=f"{cohort.name}-any-outcome-few-shot")
+    few = evaluation.paired("meta_matching_stacked", ("xgboost_k",), k=50)
+    if len(few):
+        row = few.iloc[0]
+        verdict = "beats" if row["ci_low"] > 0 else "does not beat (CI includes 0)"
+        st.markdown(f"At K = 50, stacked meta-matching {verdict} xgboost trained on the same 50 patients: {row['mean_difference']:+.3f} signed r "
+                    f"(95% CI {row['ci_low']:+.3f} to {row['ci_high']:+.3f}) over {int(row['families'])} families.")
+    fig, data = views.similarity_figure(evaluation.per_outcome, evaluation.similarity)
+    show_figure(fig, key="any-similarity", data=data, filename=f"{cohort.name}-any-outcome-similarity")
+    st.markdown("**Zero-shot minus each baseline** (mean over held-out families, bootstrap 95% CI over families)")
+    st.dataframe(evaluation.paired().assign(baseline=lambda t: t["baseline"].map(METHOD_LABELS)).round(3), hide_index=True, width="stretch")
+    with st.expander("Signed r per measure and method"):
+        table = evaluation.per_outcome.query("K == 0").pivot_table(index=["family", "measure"], columns="method", values="r").round(3)
+        st.dataframe(table, width="stretch")
+    c = st.columns(3)
+    for i, (name, table) in enumerate(evaluation.to_csv_tables().items()):
+        c[i % 3].download_button(f"{name}.csv", table.to_csv(index=False).encode(), file_name=f"{cohort.name}-{name}.csv", mime="text/csv",
+                                 key=f"any-csv-{name}", icon=":material/download:")
+
+
+def transfer_panel(cohort) -> None:
+    """What a clinic loses by skipping the scan, with and without transfer from a DTI teacher."""
+    from core.evaluation.transfer import TRANSFER_CURVE_SIZES, transfer_sentence
+
+    if "dti" not in cohort.modalities:
+        st.info("This cohort has no DTI features: there is no costly scan to skip.", icon=":material/info:")
+        return
+    cheap = st.multiselect("Cheap modalities (what the clinic measures)", [m for m in cohort.modalities if m != "dti"], default=[m for m in cohort.modalities if m != "dti"],
+                           format_func=MODALITY_LABELS.get, key="any-cheap")
+    if not cheap:
+        st.info("Pick at least one cheap modality.")
+        return
+    sizes = tuple(n for n in TRANSFER_CURVE_SIZES if n < cohort.n_patients) + (cohort.n_patients,)
+    workspace = state.workspace()
+    stored = workspace.transfer_curve(cohort, cheap, sizes, compute=False)
+    if stored is None:
+        st.info(f"Not computed yet: full, cheap-only and distilled-student models at N = {', '.join(map(str, sizes))} on the same folds "
+                "(about 2 minutes for 2,000 patients). Stored in the workspace.", icon=":material/info:")
+        if not st.button("Compute the transfer curve", type="primary", key="any-transfer", icon=":material/play_arrow:"):
+            return
+        bar = st.progress(0.0, text="Starting ...")
+        try:
+            stored = workspace.transfer_curve(cohort, cheap, sizes, progress=lambda d, n, *rest: bar.progress(d / n, text=f"{d} of {n} cohort sizes"))
+        except InputError as exc:
+            st.error(str(exc))
+            return
+        bar.empty()
+    curve, limit = stored
+    limit_auc = float(limit["cheap_limit_auc"].iloc[0]) if limit is not None and "cheap_limit_auc" in limit else None
+    st.markdown(transfer_sentence(curve))
+    fig, data = views.transfer_figure(curve, limit_auc)
+    show_figure(fig, key="any-transfer-curve", data=data, filename=f"{cohort.name}-transfer-curve")
+    if limit_auc is not None:
+        st.caption(f"Cheap-only limit: xgboost on the cheap features of {int(limit['n_reference'].iloc[0]):,} further patients from the same generator, "
+                   "scored on this cohort; a large-sample estimate from below, not an exact Bayes limit.")
