@@ -41,6 +41,8 @@ bench: $(VENV)/.testing nrnmech
 	$(BIN)/python -m tests.bench_io
 	$(BIN)/python -m tests.bench_ablation
 	$(BIN)/python -m tests.bench_fusion
+	$(BIN)/python -m tests.bench_anyoutcome
+	$(BIN)/python -m tests.bench_transfer
 	$(BIN)/python -m tests.bench_browser
 
 clean-venv:

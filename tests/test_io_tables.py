@@ -178,3 +178,45 @@ def test_malformed_tsv_tables_give_only_input_errors(data):
 @given(mutated(_XLSX))
 def test_malformed_xlsx_tables_give_only_input_errors(data):
     assert_only_input_error(lambda raw: _read_map_apply(raw, "fuzz.xlsx"), data)
+
+
+# ---------------------------------------------------------------- outcome measures
+
+
+def test_outcome_columns_map_to_bank_measures_and_described_ones():
+    text = PARTICIPANTS.replace("\tnotes\n", "\tnotes\tfm12\twmft_s\n", 1)
+    lines = text.splitlines()
+    extra = [("40", "31.5"), ("22", "80"), ("", "12.1"), ("60", ""), ("35", "44")]
+    text = "\n".join([lines[0]] + [f"{line}\t{a}\t{b}" for line, (a, b) in zip(lines[1:], extra)]) + "\n"
+    table = read_table(text.encode(), "participants.tsv")
+    mapping = infer_column_mapping(table)
+    mapping.measures = {"fm12": "fmue_total_w12",
+                        "wmft_s": {"description": "Wolf Motor Function Test, seconds for 15 timed arm tasks", "indication": "stroke",
+                                   "direction": "higher_worse", "name": "WMFT time", "range": [0, 2000], "unit": "s"}}
+    mapping.features.pop("fm12", None), mapping.features.pop("wmft_s", None)
+    mapped = apply_column_mapping(table, mapping)
+    np.testing.assert_array_equal(mapped.outcomes["fmue_total_w12"], [40, 22, np.nan, 60, 35])
+    np.testing.assert_array_equal(mapped.outcomes["wmft_time"], [31.5, 80, 12.1, np.nan, 44])
+    assert mapped.measures["fmue_total_w12"]["family"] == "fugl_meyer_ue"
+    assert mapped.measures["wmft_time"]["descriptor"]["direction"] == "higher_worse" and mapped.measures["wmft_time"]["family"] == "user:wmft_time"
+    assert not any(c.startswith("clin.fm12") or c.startswith("clin.wmft") for c in mapped.features.columns)  # never a feature too
+    # The Cohort reads the descriptions back from its provenance.
+    from core.data.cohort import Cohort
+
+    cohort = Cohort("upload", mapped.patients, mapped.features, mapped.outcomes, 50.0, provenance={"kind": "upload", "measures": mapped.measures})
+    specs = cohort.measure_specs()
+    assert set(specs) == {"fmue_total_w12", "wmft_time"} and specs["wmft_time"].unit == "s" and specs["wmft_time"].range == (0.0, 2000.0)
+
+
+def test_a_bad_measure_mapping_names_the_column():
+    table = read_table(PARTICIPANTS.encode(), "participants.tsv")
+    mapping = infer_column_mapping(table)
+    mapping.measures = {"nihss": "nihss_week_99"}
+    with pytest.raises(InputError, match="participants.tsv: \\[nihss\\] column 'nihss' is mapped to 'nihss_week_99', which is not a measure of the outcome bank"):
+        apply_column_mapping(table, mapping)
+    mapping.measures = {"nihss": {"description": "NIHSS at discharge", "indication": "stroke"}}
+    with pytest.raises(InputError, match="expected a bank measure's key or a description with indication and direction"):
+        apply_column_mapping(table, mapping)
+    mapping.measures = {"notes": "nihss_w12"}
+    with pytest.raises(InputError, match=r"\[notes\] non-numeric value\(s\) in numeric column 'notes': line 2 \(patient 01\): 'first visit'"):
+        apply_column_mapping(table, mapping)

@@ -432,7 +432,34 @@ def mapping_editor(scan: UploadScan, key: str) -> ColumnMapping:
     )
     used = edited[edited["use"]]
     types = {**guess.types, **dict(zip(edited["column"], edited["type"]))}
-    return ColumnMapping(**chosen, features=dict(zip(used["column"], used["feature"])), types=types, responder_threshold_pct=float(threshold))
+    measures = measure_mapping(edited["column"].tolist(), key)
+    used = used[~used["column"].isin(list(measures))]  # an outcome measure is never also a feature
+    return ColumnMapping(**chosen, features=dict(zip(used["column"], used["feature"])), types=types, responder_threshold_pct=float(threshold), measures=measures)
+
+
+_DESCRIBE = "Describe it ..."
+
+
+def measure_mapping(columns: list, key: str) -> dict:
+    """Outcome columns beside the responder outcome: each mapped to a measure of the bank or described (the Any outcome page predicts them)."""
+    from core.data.outcome_bank import load_outcome_bank
+
+    chosen = st.multiselect("Columns holding further outcome measures (FM-UE, ARAT, UPDRS ...)", columns, key=f"{key}-measures",
+                            help="Each becomes an outcome the Any outcome page can evaluate and predict, not a feature.")
+    bank = {s.key: s.name for s in load_outcome_bank()}
+    measures = {}
+    for column in chosen:
+        c = st.columns([2, 3, 1, 1])
+        pick = c[0].selectbox(f"Measure in {column!r}", [_DESCRIBE, *bank], format_func=lambda k: bank.get(k, k), key=f"{key}-measure-{column}")
+        if pick != _DESCRIBE:
+            measures[column] = pick
+            continue
+        description = c[1].text_input("Description", key=f"{key}-measure-text-{column}", placeholder="what is measured, how, on which body part")
+        indication = c[2].selectbox("Indication", ["stroke", "parkinsons"], key=f"{key}-measure-ind-{column}")
+        direction = c[3].selectbox("Direction", ["higher_better", "higher_worse"], key=f"{key}-measure-dir-{column}")
+        if description.strip():
+            measures[column] = {"description": description, "indication": indication, "direction": direction, "name": column}
+    return measures
 
 
 def mapping_summary(scan: UploadScan, mapping: ColumnMapping) -> bool:

@@ -85,6 +85,9 @@ class ColumnMapping:
     features : column -> feature name (``clin.*``, or its own prefixed name).
     types : column -> ``"numeric"``, ``"binary"``, ``"categorical"`` or ``"text"``.
     responder_threshold_pct : improvement (%) from which a patient is a responder.
+    measures : column -> the outcome measure it holds: the key of a measure of the outcome bank, or
+        the fields of one the user describes (``description``, ``indication``, ``direction``, and
+        optionally ``name``, ``kind``, ``body_region``, ``time_point_weeks``, ``range``, ``unit``).
     """
 
     patient_id: str
@@ -96,6 +99,7 @@ class ColumnMapping:
     features: dict = field(default_factory=dict)
     types: dict = field(default_factory=dict)
     responder_threshold_pct: float = 50.0
+    measures: dict = field(default_factory=dict)
 
     ROLES = ("patient_id", "outcome", "responder", "site", "indication", "affected_hemisphere")
 
@@ -109,7 +113,7 @@ class ColumnMapping:
 
     @classmethod
     def from_dict(cls, data: dict) -> ColumnMapping:
-        known = {"patient_id", "outcome", "responder", "site", "indication", "affected_hemisphere", "features", "types", "responder_threshold_pct"}
+        known = {"patient_id", "outcome", "responder", "site", "indication", "affected_hemisphere", "features", "types", "responder_threshold_pct", "measures"}
         unknown = set(data) - known
         if unknown:
             raise InputError(f"unknown mapping field(s) {sorted(unknown)}; expected some of {sorted(known)}.", field="mapping")
@@ -136,6 +140,7 @@ class MappedTable:
     features: pd.DataFrame
     outcomes: pd.DataFrame
     report: list = field(default_factory=list)
+    measures: dict = field(default_factory=dict)  # outcome column -> outcome-bank entry (the Cohort's provenance "measures")
 
 
 # ---------------------------------------------------------------- reading
@@ -455,7 +460,7 @@ def apply_column_mapping(table: ClinicalTable, mapping: ColumnMapping) -> Mapped
         patients["affected_hemisphere"] = sides
 
     columns = {}
-    role_columns = set(mapping.roles().values())
+    role_columns = set(mapping.roles().values()) | set(mapping.measures)
     leaked = [c for c in mapping.features if c in role_columns]
     if leaked:
         # An outcome (or id, site...) among the features would leak the answer into the model.
@@ -494,8 +499,43 @@ def apply_column_mapping(table: ClinicalTable, mapping: ColumnMapping) -> Mapped
     if missing.any():
         listed = ", ".join(index[missing][:10])
         report.append(ReportEntry.warning(source, f"{int(missing.sum())} patient(s) have no outcome: {listed}{' ...' if missing.sum() > 10 else ''}; kept, but models cannot train on them.", field=mapping.outcome or mapping.responder))
-    report.append(ReportEntry.ok(source, f"{len(index)} patients, {features.shape[1]} clinical feature column(s), outcome from {mapping.outcome or mapping.responder!r}."))
-    return MappedTable(patients, features, outcomes, report)
+    measures = {}
+    for column, measure in mapping.measures.items():
+        entry = measure_entry(measure, source, column)
+        if column not in frame.columns:
+            raise InputError(f"the outcome-measure column {column!r} is not in the table.", source=source, field=column)
+        if entry["key"] in outcomes.columns:
+            raise InputError(f"two columns would both become the outcome measure {entry['key']!r}; map {column!r} to another measure.", source=source, field=column)
+        outcomes[entry["key"]] = _numeric_column(frame, column, source, id_list).to_numpy()
+        measures[entry["key"]] = entry
+    report.append(ReportEntry.ok(source, f"{len(index)} patients, {features.shape[1]} clinical feature column(s), outcome from {mapping.outcome or mapping.responder!r}"
+                                 + (f", {len(measures)} described outcome measure(s)." if measures else ".")))
+    return MappedTable(patients, features, outcomes, report, measures)
+
+
+def measure_entry(measure, source: str, column: str) -> dict:
+    """The outcome-bank entry (a dict as in ``assets/outcome_bank.yaml``) of a mapped measure: a bank
+    key, or the fields of a described measure; validated, InputError naming the column otherwise."""
+
+    from core.data.outcome_bank import described_outcome, load_outcome_bank
+
+    if isinstance(measure, str):
+        bank = {s.key: s for s in load_outcome_bank()}
+        if measure not in bank:
+            raise InputError(f"column {column!r} is mapped to {measure!r}, which is not a measure of the outcome bank.", source=source, field=column)
+        spec = bank[measure]
+    elif isinstance(measure, dict) and {"description", "indication", "direction"} <= set(measure):
+        extra = {k: measure[k] for k in ("name", "kind", "body_region", "construct", "time_point_weeks", "unit", "instrument") if k in measure}
+        if "range" in measure:
+            extra["value_range"] = tuple(measure["range"])
+        spec = described_outcome(measure["description"], measure["indication"], measure["direction"], source=source, **extra)
+    else:
+        raise InputError(f"column {column!r}: expected a bank measure's key or a description with indication and direction, found {measure!r}.", source=source, field=column)
+    fields = asdict(spec)
+    descriptor = {k: fields.pop(k) for k in ("construct", "body_region", "kind", "direction", "range", "unit", "time_point_weeks", "instrument")}
+    descriptor["range"] = list(descriptor["range"])
+    fields.pop("generator")
+    return {**fields, "descriptor": descriptor}
 
 
 def _indication(value: str) -> str:

@@ -459,6 +459,7 @@ def build_cohort(
             "mapping": mapping.to_dict(),
             "files": files_json,
             "errors": sum(e.status == "error" for e in report),
+            "measures": mapped.measures,
         },
         raw=raw_source,
     )
