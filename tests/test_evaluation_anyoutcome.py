@@ -6,7 +6,6 @@ import pandas as pd
 import pytest
 
 from core.errors import InputError
-
 from core.evaluation.anyoutcome import FEW_SHOT_METHODS, ZERO_SHOT_METHODS, evaluate_any_outcome
 
 

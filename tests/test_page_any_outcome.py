@@ -8,7 +8,6 @@ patients instead of the page's 20,000, to stay fast).
 """
 
 import numpy as np
-import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 

@@ -45,21 +45,26 @@ def few_shot_figure(summary: pd.DataFrame) -> tuple[go.Figure, pd.DataFrame]:
     zero-shot (K = 0) and the supervised reference as lines."""
     few = summary[summary["method"].isin(FEW_SHOT_METHODS)]
     fig = go.Figure()
-    for method in FEW_SHOT_METHODS:
+    for offset, method in zip((-1, 0, 1), FEW_SHOT_METHODS):
         part = few[few["method"] == method].sort_values("K")
         if part.empty:
             continue
-        fig.add_trace(go.Scatter(x=part["K"], y=part["mean_r"], mode="lines+markers", name=METHOD_LABELS[method], line=dict(color=METHOD_COLORS[method]),
+        fig.add_trace(go.Scatter(x=_dodged(part["K"], offset), y=part["mean_r"], mode="lines+markers", name=METHOD_LABELS[method], line=dict(color=METHOD_COLORS[method]),
                                  error_y=dict(type="data", symmetric=False, array=part["ci_high"] - part["mean_r"], arrayminus=part["mean_r"] - part["ci_low"]),
-                                 hovertemplate="K = %{x}: mean signed r %{y:.3f}<extra>" + METHOD_LABELS[method] + "</extra>"))
+                                 customdata=part["K"], hovertemplate="K = %{customdata}: mean signed r %{y:.3f}<extra>" + METHOD_LABELS[method] + "</extra>"))
     zero = summary[(summary["K"] == 0)].set_index("method")["mean_r"]
     for method, dash in (("zero_shot", "dash"), ("supervised", "dot")):
         if method in zero:
             fig.add_hline(y=zero[method], line=dict(color=METHOD_COLORS[method], dash=dash), annotation_text=f"{METHOD_LABELS[method]} {zero[method]:.2f}",
-                          annotation_position="bottom right")
+                          annotation_position="top left", annotation_font_size=11)
     fig.update_layout(height=420, margin=dict(l=10, r=20, t=40, b=10), title="Few-shot: K labelled patients of the unseen measure", legend=LEGEND_BELOW,
                       xaxis=dict(title="K labelled patients", type="log", tickvals=sorted(few["K"].unique())), yaxis=dict(title="mean signed r over families"))
     return fig, few.reset_index(drop=True)
+
+
+def _dodged(x, offset: int) -> np.ndarray:
+    """Positions on a log axis moved a little sideways, so error bars of methods at the same x do not hide each other."""
+    return np.asarray(x, float) * 10 ** (0.025 * offset)
 
 
 def similarity_figure(per_outcome: pd.DataFrame, similarity: pd.DataFrame) -> tuple[go.Figure, pd.DataFrame]:
@@ -86,11 +91,11 @@ def zero_shot_figure(table: pd.DataFrame, name: str) -> tuple[go.Figure, pd.Data
         r = float(np.corrcoef(table["recorded"], table["zero_shot_sd"])[0, 1]) if table["zero_shot_sd"].std() > 0 else 0.0
         fig.add_trace(go.Scatter(x=table["zero_shot_sd"], y=table["recorded"], mode="markers", marker=dict(color=BLUE, size=6, opacity=0.6),
                                  text=table.index, hovertemplate="%{text}: predicted %{x:.2f} SD, recorded %{y}<extra></extra>", showlegend=False))
-        fig.update_layout(title=f"{name}: zero-shot prediction against the recorded value (signed r = {r:.2f})", yaxis=dict(title="recorded value"))
+        fig.update_layout(title=f"{name}<br><sub>zero-shot prediction against the recorded value: signed r = {r:.2f}</sub>", yaxis=dict(title="recorded value"))
     else:
         fig.add_trace(go.Histogram(x=table["zero_shot_sd"], marker_color=BLUE, nbinsx=40, showlegend=False))
-        fig.update_layout(title=f"{name}: zero-shot predictions of the cohort", yaxis=dict(title="patients"))
-    fig.update_layout(height=400, margin=dict(l=10, r=20, t=50, b=10), xaxis=dict(title="zero-shot prediction (SD from the cohort mean; higher = higher score)"))
+        fig.update_layout(title=f"{name}<br><sub>zero-shot predictions of the cohort</sub>", yaxis=dict(title="patients"))
+    fig.update_layout(height=420, margin=dict(l=10, r=20, t=70, b=10), xaxis=dict(title="zero-shot prediction (SD from the cohort mean; higher = higher score)"))
     return fig, table
 
 
@@ -99,15 +104,15 @@ def transfer_figure(curve: pd.DataFrame, limit: float | None = None) -> tuple[go
     labels = {"full": "Full model (with DTI)", "cheap_only": "Cheap modalities only", "student": "Student (distilled from the DTI teacher)"}
     colors = {"full": BLACK, "cheap_only": ORANGE, "student": BLUE}
     fig = go.Figure()
-    for model in ("full", "cheap_only", "student"):
+    for offset, model in zip((-1, 0, 1), ("full", "cheap_only", "student")):
         part = curve[curve["model"] == model].sort_values("n_patients")
         if part.empty:
             continue
-        fig.add_trace(go.Scatter(x=part["n_patients"], y=part["auc"], mode="lines+markers", name=labels[model], line=dict(color=colors[model], dash="dot" if model == "full" else "solid"),
+        fig.add_trace(go.Scatter(x=_dodged(part["n_patients"], offset), y=part["auc"], customdata=part["n_patients"], mode="lines+markers", name=labels[model], line=dict(color=colors[model], dash="dot" if model == "full" else "solid"),
                                  error_y=dict(type="data", symmetric=False, array=part["ci_high"] - part["auc"], arrayminus=part["auc"] - part["ci_low"]),
-                                 hovertemplate="N = %{x}: AUC %{y:.3f}<extra>" + labels[model] + "</extra>"))
+                                 hovertemplate="N = %{customdata}: AUC %{y:.3f}<extra>" + labels[model] + "</extra>"))
     if limit is not None:
-        fig.add_hline(y=limit, line=dict(color=GREY, dash="dash"), annotation_text=f"cheap-only limit {limit:.3f}", annotation_position="bottom right")
+        fig.add_hline(y=limit, line=dict(color=GREY, dash="dash"), annotation_text=f"cheap-only limit {limit:.3f}", annotation_position="top left", annotation_font_size=11)
     fig.update_layout(height=420, margin=dict(l=10, r=20, t=40, b=10), title="Skipping the scan: AUC by cohort size, same folds", legend=LEGEND_BELOW,
                       xaxis=dict(title="patients (N)", type="log", tickvals=sorted(curve["n_patients"].unique())), yaxis=dict(title="AUC (95% CI)"))
     return fig, curve

@@ -137,9 +137,10 @@ class AnyOutcomeEvaluation:
         summary = self.summary()
         r = summary[(summary["K"] == 0)].set_index("method")["mean_r"]
         beats = [b for b in ("nearest", "similarity_weighted") if b in paired.index and paired.at[b, "ci_low"] > 0]
-        verdict = ("beats both the nearest-seen-head and the similarity-weighted baselines (paired CIs above 0)" if len(beats) == 2 else
-                   "does not beat " + " and ".join(METHOD_LABELS[b].lower() for b in ("nearest", "similarity_weighted") if b not in beats)
-                   + " with a paired CI above 0")
+        missed = [b for b in ("nearest", "similarity_weighted") if b not in beats]
+        verdict = ("beats both the nearest-seen-head and the similarity-weighted baselines (paired CIs above 0)" if not missed else
+                   "does not beat the " + " or the ".join({"nearest": "nearest-seen-head", "similarity_weighted": "similarity-weighted"}[b] for b in missed)
+                   + " baseline with a paired CI above 0")
         diffs = "; ".join(f"vs {METHOD_LABELS[b].lower()}: {paired.at[b, 'mean_difference']:+.3f} (95% CI {paired.at[b, 'ci_low']:+.3f} to {paired.at[b, 'ci_high']:+.3f})"
                           for b in ("nearest", "similarity_weighted") if b in paired.index)
         return (f"On {self.similarity['family'].nunique()} held-out instrument families, zero-shot signed r averages {r.get('zero_shot', np.nan):.3f} and "

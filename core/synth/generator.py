@@ -45,8 +45,8 @@ from core.features.kinematics import kinematic_feature_table
 from core.features.tensors import TENSOR_MODALITIES, FusionInputs, fa_crop, fa_crop_index, mep_tensor, reach_tensor, voluntary_tensor
 from core.synth.config import GENERATOR_VERSION, CohortConfig
 from core.synth.fa_phantom import fa_batch, voxel_set
-from core.synth.measures import bank_measures
 from core.synth.latents import clinical_features, donor_patients, emg_parameters, fa_parameters, feature_voxel_sets, missing_modalities, reaching_parameters, sample_latents
+from core.synth.measures import bank_measures
 from core.synth.outcome import arat_after_recovery, arat_baseline, outcomes_from_terms, planted_effects, term_factors, terms_from_factors
 from core.synth.recordings import EMG_FS_HZ, EMG_MUSCLES, KIN_FS_HZ, SWEEP_START_MS, make_emg, make_reaching, patient_rng
 
