@@ -1,4 +1,4 @@
-"""Command line: ``python -m core demo|generate|list|train|ablate|report|any-outcome|predict-outcome|tms-dataset|tms-train``.
+"""Command line: ``python -m core demo|generate|list|train|ablate|report|any-outcome|predict-outcome|transfer|tms-dataset|tms-train``.
 
 ``train``, ``ablate`` and ``report`` are the Prediction and Ablation pages without the browser, for
 a cluster node: they store and read the same runs in the same workspace (under the same digests),
@@ -496,6 +496,16 @@ def add_outcome_commands(subparsers) -> None:
     predict.add_argument("--direction", choices=["higher_better", "higher_worse"], help="whether a higher score is better or worse")
     predict.add_argument("--weeks", type=float, default=12.0, help="time point of the described measure, weeks (default 12)")
     predict.add_argument("--out", metavar="FILE", help="CSV to write (default <cohort>-<measure>-zero-shot.csv)")
+    transfer = subparsers.add_parser(
+        "transfer", help="what skipping the costly scan costs: full, cheap-only and distilled-student AUC by cohort size",
+        description="The full model (all modalities, DTI included), the cheap-only model and a student distilled from the DTI teacher's "
+                    "nested out-of-fold predictions, on the same folds at N = 100, 200, 500, 1000, 2000 (up to the cohort's size), with paired "
+                    "differences against cheap-only; on synthetic cohorts also a large-sample cheap-only limit. Stored in the workspace as the "
+                    "Any outcome page's 'Skip the scan' tab stores it.")
+    transfer.add_argument("--workspace", default=None, metavar="DIR", help=_WORKSPACE_HELP)
+    transfer.add_argument("--cohort", required=True, metavar="NAME", help=_COHORT_HELP)
+    transfer.add_argument("--cheap", metavar="LIST", help="comma-separated cheap modalities, e.g. clin,emg (default: every modality but dti)")
+    transfer.add_argument("--csv", metavar="FILE", help="also write the curve as CSV")
 
 
 def _any_outcome(args, argv: list) -> int:
@@ -544,12 +554,50 @@ def _predict_outcome(args, argv: list) -> int:
         if not (args.indication and args.direction):
             raise InputError("a described measure needs --indication and --direction.", field="description")
         spec = described_outcome(args.description, args.indication, args.direction, time_point_weeks=args.weeks)
-    cohort = Workspace(args.workspace).load(args.cohort)
+    from core.evaluation.anyoutcome import AnyOutcomeSettings
+    from core.modelling.anyoutcome import fit_on_cohort
+
+    workspace = Workspace(args.workspace)
+    cohort = workspace.load(args.cohort)
     table = zero_shot_table(cohort, spec)
     out = Path(args.out or f"{cohort.name}-{spec.key}-zero-shot.csv")
     table.to_csv(out)
     print(f"wrote zero-shot predictions of {spec.name!r} for {len(table)} {spec.indication} patients to {out}")
+    similarity = fit_on_cohort(cohort, exclude_families=(spec.family,)).similarities(spec)
+    print("nearest seen measures (description similarity): " + ", ".join(f"{k} {v:.2f}" for k, v in similarity.head(3).items()))
+    evaluation = workspace.any_outcome_evaluation(cohort, AnyOutcomeSettings(), compute=False)
+    if evaluation is None:
+        print("no stored held-out evaluation of this cohort: run `python -m core any-outcome` to see how far to trust zero-shot at this similarity.")
+    else:
+        r = evaluation.reliability(float(similarity.iloc[0]))
+        print(f"reliability: held-out measures at similarity {r['similarity_low']:.2f}-{r['similarity_high']:.2f} got zero-shot signed r "
+              f"{r['r_min']:.2f} to {r['r_max']:.2f} (mean {r['r_mean']:.2f})")
     return 0
 
 
-RESEARCH_COMMANDS = {"train": _train, "ablate": _ablate, "report": _report, "any-outcome": _any_outcome, "predict-outcome": _predict_outcome}
+def _transfer(args, argv: list) -> int:
+    from core.evaluation.transfer import TRANSFER_CURVE_SIZES, transfer_sentence
+    from core.modelling.transfer import cheap_and_privileged
+    from core.store.workspace import Workspace
+
+    workspace = Workspace(args.workspace)
+    cohort = workspace.load(args.cohort)
+    cheap = [m.strip() for m in args.cheap.split(",") if m.strip()] if args.cheap else [m for m in cohort.modalities if m != "dti"]
+    cheap_and_privileged(cohort.features.columns, cheap)  # an unknown modality is refused before any work
+    sizes = tuple(n for n in TRANSFER_CURVE_SIZES if n < cohort.n_patients) + (cohort.n_patients,)
+    stored = workspace.transfer_curve(cohort, cheap, sizes, compute=False)
+    if stored is None:
+        print(f"computing the transfer curve of cohort {cohort.name!r} (cheap: {', '.join(cheap)}; N = {', '.join(map(str, sizes))})", file=sys.stderr)
+        stored = workspace.transfer_curve(cohort, cheap, sizes, progress=lambda done, total, *rest: print(f"  sizes done: {done} of {total}", file=sys.stderr, flush=True))
+    curve, limit = stored
+    print(curve[["n_patients", "model", "auc", "ci_low", "ci_high", "diff_vs_cheap_only", "diff_ci_low", "diff_ci_high", "diff_p"]].round(4).to_string(index=False))
+    if limit is not None:
+        print(f"cheap-only limit (xgboost on {int(limit['n_reference'].iloc[0]):,} further patients of the same generator): AUC {float(limit['cheap_limit_auc'].iloc[0]):.3f}")
+    print(transfer_sentence(curve))
+    if args.csv:
+        curve.to_csv(args.csv, index=False)
+        print(f"wrote {args.csv}")
+    return 0
+
+
+RESEARCH_COMMANDS = {"train": _train, "ablate": _ablate, "report": _report, "any-outcome": _any_outcome, "predict-outcome": _predict_outcome, "transfer": _transfer}

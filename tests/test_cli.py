@@ -354,3 +354,8 @@ def test_predict_outcome_writes_the_zero_shot_table(outcome_workspace, tmp_path)
     assert status == 2 and "give either --measure KEY" in err
     status, _, err = run_cli("predict-outcome", "--workspace", outcome_workspace, "--cohort", "mid", "--description", description)
     assert status == 2 and "a described measure needs --indication and --direction" in err
+
+
+def test_transfer_refuses_an_unknown_modality(outcome_workspace):
+    status, out, err = run_cli("transfer", "--workspace", outcome_workspace, "--cohort", "mid", "--cheap", "clin,eeg")
+    assert status == 2 and err == "error: [cheap_modalities] unknown modality name(s) ['eeg']; expected some of ['dti', 'emg', 'kin', 'clin'].\n" and out == ""

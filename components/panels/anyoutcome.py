@@ -89,13 +89,10 @@ def _trust_sentence(similarity: float, evaluation) -> str:
     if evaluation is None:
         return ("Run the held-out evaluation (tab **Held-out evaluation**) to see how well zero-shot predicted unseen measures that were this "
                 "similar to a seen one.")
-    bands = evaluation.similarity.sort_values("similarity")
-    close = bands.iloc[(bands["similarity"] - similarity).abs().argsort()[:6]]
-    scores = evaluation.per_outcome.query("K == 0 and method == 'zero_shot'").set_index("measure")["r"]
-    r = scores.reindex(close["measure"]).dropna()
-    return (f"Its nearest seen measure has similarity {similarity:.2f}. In the held-out evaluation, the {len(r)} unseen measures closest to that "
-            f"similarity ({close['similarity'].min():.2f}-{close['similarity'].max():.2f}) were predicted with signed r from {r.min():.2f} to "
-            f"{r.max():.2f} (mean {r.mean():.2f}) by zero-shot. Similar wording does not guarantee a similar measure: check the nearest measures.")
+    r = evaluation.reliability(similarity)
+    return (f"Its nearest seen measure has similarity {similarity:.2f}. In the held-out evaluation, the {len(r['measures'])} unseen measures closest to that "
+            f"similarity ({r['similarity_low']:.2f}-{r['similarity_high']:.2f}) were predicted with signed r from {r['r_min']:.2f} to "
+            f"{r['r_max']:.2f} (mean {r['r_mean']:.2f}) by zero-shot. Similar wording does not guarantee a similar measure: check the nearest measures.")
 
 
 def few_shot_panel(cohort, spec) -> None:

@@ -116,6 +116,15 @@ class AnyOutcomeEvaluation:
         out["measures"] = self.similarity.groupby("band").size().reindex(SIMILARITY_BANDS)
         return out
 
+    def reliability(self, similarity: float, n_neighbours: int = 6) -> dict:
+        """How well zero-shot predicted the held-out measures whose nearest seen measure was about as
+        similar as ``similarity``: the ``n_neighbours`` closest in similarity, their range of
+        similarity and their signed r (min, mean, max). The honest reliability of a new prediction."""
+        close = self.similarity.iloc[(self.similarity["similarity"] - similarity).abs().argsort()[:n_neighbours]]
+        scores = self.per_outcome.query("K == 0 and method == 'zero_shot'").set_index("measure")["r"].reindex(close["measure"]).dropna()
+        return {"similarity": float(similarity), "measures": list(scores.index), "similarity_low": float(close["similarity"].min()),
+                "similarity_high": float(close["similarity"].max()), "r_min": float(scores.min()), "r_mean": float(scores.mean()), "r_max": float(scores.max())}
+
     def summary(self, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
         """Mean signed r over held-out families for every method (and K), with a bootstrap 95% CI over families."""
         rows = []
