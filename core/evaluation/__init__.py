@@ -1,6 +1,8 @@
 """How good a model is, with its uncertainty: metrics with confidence intervals, the model's performance beside its
-baselines, models compared on the same folds and learning curves, statistics of cross-validated comparisons, ground-truth recovery, the model report."""
+baselines, models compared on the same folds and learning curves, statistics of cross-validated comparisons, ground-truth recovery, the model report,
+held-out evaluation of any-outcome prediction, and what skipping a costly scan costs."""
 
+from core.evaluation.anyoutcome import AnyOutcomeEvaluation, AnyOutcomeSettings, evaluate_any_outcome
 from core.evaluation.comparison import ModelComparison, calibration_slope_intercept, compare_models
 from core.evaluation.ground_truth import bayes_optimal_auc, raw_signal_note, saliency_regions
 from core.evaluation.learning import LEARNING_CURVE_SIZES, learning_curve, subsample
@@ -10,6 +12,7 @@ from core.evaluation.performance import (CLINICAL, MODEL, MODEL_STROKE, PREP2, b
                                          regression_ci_tables, repeat_spread, score_table)
 from core.evaluation.report import ci_table, model_report_html, prediction_table
 from core.evaluation.stats import corrected_resampled_ttest, holm, shapley_values
+from core.evaluation.transfer import cheap_bayes_limit, transfer_curve, transfer_sentence
 
 __all__ = [
     "METRICS", "MetricSpec", "roc_auc", "roc_auc_ci", "binary_metrics", "binary_metrics_ci", "confusion_at", "calibration_curve",
@@ -19,4 +22,5 @@ __all__ = [
     "corrected_resampled_ttest", "holm", "shapley_values", "bayes_optimal_auc",
     "ModelComparison", "compare_models", "calibration_slope_intercept", "raw_signal_note", "saliency_regions",
     "LEARNING_CURVE_SIZES", "learning_curve", "subsample",
+    "AnyOutcomeEvaluation", "AnyOutcomeSettings", "evaluate_any_outcome", "transfer_curve", "cheap_bayes_limit", "transfer_sentence",
 ]

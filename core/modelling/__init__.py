@@ -1,6 +1,8 @@
 """Models of treatment response: the xgboost classifier and regressor, the deep fusion and stacked models, one
-Explanation object for all, cross-validation on shared folds, what-if scenarios, and baselines."""
+Explanation object for all, cross-validation on shared folds, what-if scenarios, baselines, zero-shot heads of
+any outcome measure from its description, and a student distilled from a costly-scan teacher."""
 
+from core.modelling.anyoutcome import AnyOutcomeModel, fit_on_cohort, meta_matching, signed_r, zero_shot_table
 from core.modelling.baselines import clinical_baseline, prep2_score
 from core.modelling.estimators import (ResponseClassifier, ResponseEstimator, ResponseRegressor, check_features, check_outcome, estimator_for,
                                        explain_each, load_estimator)
@@ -8,6 +10,7 @@ from core.modelling.explanation import Explanation, shapley_values
 from core.modelling.fusion import FusionClassifier, FusionDesign, fusion_design, load_fusion
 from core.modelling.prep2 import prep2_evaluation, prep2_prediction
 from core.modelling.stacking import StackedClassifier, StackedDesign, load_stacked, stacked_design
+from core.modelling.transfer import DistilledStudent, cross_validate_student
 from core.modelling.validation import (CohortSplitter, CVResult, Fold, FoldCheckpoint, cross_validate, cross_validate_fusion, cross_validate_stacked,
                                        run_digest, training_data)
 from core.modelling.whatif import Scenario, WhatIf
@@ -18,4 +21,5 @@ __all__ = [
     "StackedClassifier", "StackedDesign", "stacked_design", "load_stacked",
     "CohortSplitter", "Fold", "CVResult", "FoldCheckpoint", "cross_validate", "cross_validate_fusion", "cross_validate_stacked", "run_digest", "training_data",
     "WhatIf", "Scenario", "clinical_baseline", "prep2_score", "prep2_prediction", "prep2_evaluation",
+    "AnyOutcomeModel", "fit_on_cohort", "zero_shot_table", "meta_matching", "signed_r", "DistilledStudent", "cross_validate_student",
 ]
