@@ -95,3 +95,17 @@ def test_errors_name_what_is_wrong(small_cohort):
         AnyOutcomeModel().fit(small_cohort.features, small_cohort.outcomes, specs[:2], indication)
     with pytest.raises(InputError, match=r"no values for the seen measure\(s\) \['fmue_total_w4'\]"):
         AnyOutcomeModel().fit(small_cohort.features, small_cohort.outcomes.drop(columns="fmue_total_w4"), specs, indication)
+
+
+def test_stacking_penalty_is_chosen_by_leave_one_out():
+    """Pure noise columns: leave-one-out picks the strongest penalty, which keeps predictions near the mean."""
+    import pandas as pd
+
+    from core.modelling.anyoutcome import STACKING_PENALTIES
+
+    rng = np.random.default_rng(3)
+    noise = pd.DataFrame(rng.normal(size=(40, 8)))
+    y = rng.normal(size=40)
+    chosen = meta_matching(noise.iloc[:20], y[:20], noise.iloc[20:], "stacked")
+    strongest = meta_matching(noise.iloc[:20], y[:20], noise.iloc[20:], "stacked", alpha=max(STACKING_PENALTIES))
+    np.testing.assert_allclose(chosen, strongest)

@@ -106,11 +106,11 @@ def few_shot_panel(cohort, spec) -> None:
     pick = np.sort(np.random.default_rng(0).choice(rows, k, replace=False))
     rest = np.setdiff1d(rows, pick)
     model = _fitted(cohort.digest, spec.family, cohort)
-    seen = model.seen_predictions(cohort.features.iloc[rows], spec.indication)
+    seen = model.seen_predictions(cohort.features.iloc[rows], spec.indication).assign(zero_shot=model.predict(cohort.features.iloc[rows], spec))
     seen_k, seen_rest = seen.loc[cohort.patients.index[pick]], seen.loc[cohort.patients.index[rest]]
     y = cohort.outcomes[spec.key].to_numpy(float)
     few = meta_matching(seen_k, y[pick], seen_rest, "stacked")
-    zero = model.predict(cohort.features.iloc[rest], spec)
+    zero = seen_rest["zero_shot"].to_numpy()
     c = st.columns(2)
     c[0].metric(f"Few-shot (stacked meta-matching, K = {k})", f"r = {signed_r(y[rest], few):.3f}", help="Signed Pearson r on the patients not among the K.")
     c[1].metric("Zero-shot on the same patients", f"r = {signed_r(y[rest], zero):.3f}")

@@ -256,8 +256,9 @@ def _predict_measure(model, spec, seen, cohort, fold, fold_number, few_shot_k, s
         out["ceiling"] = S_test @ ridge_coefficients(S_train - S_train.mean(axis=0), (y_all[train] - mean) / sd, 1.0)
     rows = [{"measure": spec.key, "family": spec.family, "patient_id": pid, "fold": fold_number, "method": m, "K": 0, "prediction": p, "truth": t}
             for m, pred in out.items() for pid, p, t in zip(ids, pred, truth)]
-    seen_train = model.seen_predictions(X.iloc[train], spec.indication)
-    seen_test = model.seen_predictions(X.iloc[test], spec.indication)
+    # The description's own zero-shot head joins the seen heads as a stacking input.
+    seen_train = model.seen_predictions(X.iloc[train], spec.indication).assign(zero_shot=model.predict(X.iloc[train], spec))
+    seen_test = model.seen_predictions(X.iloc[test], spec.indication).assign(zero_shot=out["zero_shot"])
     for k in few_shot_k:
         if k >= len(train):  # too few training patients to hold K labelled ones
             continue

@@ -235,14 +235,18 @@ class AnyOutcomeModel(BaseEstimator):
 
 
 # --- few-shot and supervised references -------------------------------------------------------------
-def meta_matching(seen_k: pd.DataFrame, y_k: np.ndarray, seen_test: pd.DataFrame, how: str = "stacked", alpha: float = 1.0) -> np.ndarray:
+STACKING_PENALTIES = (0.1, 1.0, 10.0, 100.0)
+
+
+def meta_matching(seen_k: pd.DataFrame, y_k: np.ndarray, seen_test: pd.DataFrame, how: str = "stacked", alpha: float | None = None) -> np.ndarray:
     """Few-shot prediction from K labelled patients by meta-matching (He et al. 2022).
 
     ``seen_k`` and ``seen_test``: the seen heads' predictions for the K labelled patients and for the
-    patients to predict (same columns). ``how="basic"`` keeps the one seen head whose predictions
-    correlate best with the K labels (turned by the sign of that correlation); ``"stacked"`` fits a
-    ridge regression of the K labels on all seen heads' predictions. Returns predictions in the
-    units of ``y_k``.
+    patients to predict (same columns; a zero-shot prediction may be one of them). ``how="basic"``
+    keeps the one column whose predictions correlate best with the K labels (turned by the sign of
+    that correlation); ``"stacked"`` fits a ridge regression of the K labels on all columns, its
+    penalty ``alpha`` chosen among :data:`STACKING_PENALTIES` by leave-one-out error on the K
+    patients when None. Returns predictions in the units of ``y_k``.
     """
     y_k = np.asarray(y_k, float)
     if len(y_k) < 3:
@@ -256,8 +260,16 @@ def meta_matching(seen_k: pd.DataFrame, y_k: np.ndarray, seen_test: pd.DataFrame
     if how != "stacked":
         raise InputError(f"meta-matching is 'basic' or 'stacked', found {how!r}.", field="how")
     mean, sd = P.mean(axis=0), P.std(axis=0) + 1e-9
-    coef = ridge_coefficients((P - mean) / sd, y_k - y_k.mean(), alpha * len(y_k) / 10)
-    return y_k.mean() + ((T - mean) / sd) @ coef
+    Z, centred = (P - mean) / sd, y_k - y_k.mean()
+    if alpha is None:
+        alpha = min(STACKING_PENALTIES, key=lambda a: _ridge_loo_error(Z, centred, a))
+    return y_k.mean() + ((T - mean) / sd) @ ridge_coefficients(Z, centred, alpha)
+
+
+def _ridge_loo_error(Z: np.ndarray, y: np.ndarray, alpha: float) -> float:
+    """Mean squared leave-one-out error of a ridge fit, in closed form (residual / (1 - leverage))."""
+    hat = Z @ np.linalg.solve(Z.T @ Z + alpha * np.eye(Z.shape[1]), Z.T)
+    return float(np.mean(((y - hat @ y) / np.maximum(1 - np.diag(hat), 1e-9)) ** 2))
 
 
 def supervised_head(model: AnyOutcomeModel, X: pd.DataFrame, y: np.ndarray, indication: str) -> np.ndarray:
