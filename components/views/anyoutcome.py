@@ -53,10 +53,12 @@ def few_shot_figure(summary: pd.DataFrame) -> tuple[go.Figure, pd.DataFrame]:
                                  error_y=dict(type="data", symmetric=False, array=part["ci_high"] - part["mean_r"], arrayminus=part["mean_r"] - part["ci_low"]),
                                  customdata=part["K"], hovertemplate="K = %{customdata}: mean signed r %{y:.3f}<extra>" + METHOD_LABELS[method] + "</extra>"))
     zero = summary[(summary["K"] == 0)].set_index("method")["mean_r"]
-    for method, dash in (("zero_shot", "dash"), ("supervised", "dot")):
-        if method in zero:
-            fig.add_hline(y=zero[method], line=dict(color=METHOD_COLORS[method], dash=dash), annotation_text=f"{METHOD_LABELS[method]} {zero[method]:.2f}",
-                          annotation_position="top left", annotation_font_size=11)
+    span = [few["K"].min() * 0.85, few["K"].max() * 1.15] if len(few) else [1, 100]
+    references = {"zero_shot": ("dash", "Zero-shot, no labels"), "supervised": ("dot", "Supervised, all training labels")}
+    for method, (dash, label) in references.items():
+        if method in zero:  # references as legend entries: an annotation on the plot would sit on the curves
+            fig.add_trace(go.Scatter(x=span, y=[zero[method]] * 2, mode="lines", line=dict(color=METHOD_COLORS[method], dash=dash),
+                                     name=f"{label}: {zero[method]:.2f}", hoverinfo="skip"))
     fig.update_layout(height=420, margin=dict(l=10, r=20, t=40, b=10), title="Few-shot: K labelled patients of the unseen measure", legend=LEGEND_BELOW,
                       xaxis=dict(title="K labelled patients", type="log", tickvals=sorted(few["K"].unique())), yaxis=dict(title="mean signed r over families"))
     return fig, few.reset_index(drop=True)

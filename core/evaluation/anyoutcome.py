@@ -37,7 +37,7 @@ METHOD_LABELS = {
 SIMILARITY_BANDS = ("far", "middle", "near")
 
 
-EVALUATION_VERSION = 1  # bump when the same settings would give other numbers
+EVALUATION_VERSION = 2  # bump when the same settings would give other numbers
 
 
 @dataclass(frozen=True)
