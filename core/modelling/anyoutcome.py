@@ -211,7 +211,7 @@ class AnyOutcomeModel(BaseEstimator):
 
     # --- prediction -------------------------------------------------------------------------------
     def representation(self, X: pd.DataFrame) -> np.ndarray:
-        """Patients in the shared representation (n, rank), centred on the training patients of their indication when given."""
+        """Patients in the patient basis the heads read (n, features + 4): standardised features and missing-modality indicators."""
         check_is_fitted(self, "heads_")
         if list(X.columns) != self.feature_names_:
             raise InputError(f"the model was fitted on {len(self.feature_names_)} features; these patients have {len(X.columns)} "
@@ -219,7 +219,7 @@ class AnyOutcomeModel(BaseEstimator):
         return patient_basis(X, self.center_, self.scale_)[0]
 
     def predict_heads(self, X: pd.DataFrame, heads: np.ndarray, indication: str) -> np.ndarray:
-        """Predictions (n, n_heads) on the standardised scale for patients of ``indication``."""
+        """Predictions on the standardised scale for patients of ``indication``: (n,) for one head (rank,), (n, k) for heads (rank, k)."""
         A = self.representation(X) - self.indication_mean_.get(indication, 0.0)
         return (A @ self.basis_) @ np.asarray(heads)
 
