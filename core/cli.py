@@ -559,11 +559,12 @@ def _predict_outcome(args, argv: list) -> int:
 
     workspace = Workspace(args.workspace)
     cohort = workspace.load(args.cohort)
-    table = zero_shot_table(cohort, spec)
+    model = fit_on_cohort(cohort, exclude_families=(spec.family,))
+    table = zero_shot_table(cohort, spec, model)
     out = Path(args.out or f"{cohort.name}-{spec.key}-zero-shot.csv")
     table.to_csv(out)
     print(f"wrote zero-shot predictions of {spec.name!r} for {len(table)} {spec.indication} patients to {out}")
-    similarity = fit_on_cohort(cohort, exclude_families=(spec.family,)).similarities(spec)
+    similarity = model.similarities(spec)
     print("nearest seen measures (description similarity): " + ", ".join(f"{k} {v:.2f}" for k, v in similarity.head(3).items()))
     evaluation = workspace.any_outcome_evaluation(cohort, AnyOutcomeSettings(), compute=False)
     if evaluation is None:

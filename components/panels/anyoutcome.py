@@ -26,11 +26,6 @@ DIRECTION_LABELS = {"higher_better": "higher is better", "higher_worse": "higher
 
 
 @st.cache_resource(max_entries=8, show_spinner="Fitting the zero-shot model ...")
-def _zero_shot(cohort_digest: str, spec_text: str, _cohort, _spec) -> pd.DataFrame:
-    return zero_shot_table(_cohort, _spec)
-
-
-@st.cache_resource(max_entries=8, show_spinner=False)
 def _fitted(cohort_digest: str, family: str, _cohort):
     return fit_on_cohort(_cohort, exclude_families=(family,))
 
@@ -66,8 +61,8 @@ def measure_picker(cohort):
 
 def zero_shot_panel(cohort, spec, evaluation) -> None:
     """Zero-shot predictions per patient, the nearest seen measures, and how zero-shot fared at that similarity."""
-    table = _zero_shot(cohort.digest, spec.descriptor_text(), cohort, spec)
     model = _fitted(cohort.digest, spec.family, cohort)
+    table = zero_shot_table(cohort, spec, model)
     similarity = model.similarities(spec)
     same = [k for k in similarity.index if model.seen_spec(k).indication == spec.indication]
     nearest = similarity[same].head(5)

@@ -241,7 +241,8 @@ def _predict_measure(model, spec, seen, cohort, fold, fold_number, few_shot_k, s
     truth = (y_all[test] - mean) / sd
     ids = cohort.patients.index[test]
     out = {}
-    out["zero_shot"] = model.predict(X.iloc[test], spec)
+    zero_shot_head = model.synthesized_heads([spec])[:, 0]  # synthesized once: for the test patients and, as a stacking input, the K
+    out["zero_shot"] = model.predict_heads(X.iloc[test], zero_shot_head, spec.indication)
     for name, head in model.baseline_heads(spec).items():
         out[name] = model.predict_heads(X.iloc[test], head, spec.indication)
     out["population_mean"] = np.zeros(len(test))
@@ -257,7 +258,7 @@ def _predict_measure(model, spec, seen, cohort, fold, fold_number, few_shot_k, s
     rows = [{"measure": spec.key, "family": spec.family, "patient_id": pid, "fold": fold_number, "method": m, "K": 0, "prediction": p, "truth": t}
             for m, pred in out.items() for pid, p, t in zip(ids, pred, truth)]
     # The description's own zero-shot head joins the seen heads as a stacking input.
-    seen_train = model.seen_predictions(X.iloc[train], spec.indication).assign(zero_shot=model.predict(X.iloc[train], spec))
+    seen_train = model.seen_predictions(X.iloc[train], spec.indication).assign(zero_shot=model.predict_heads(X.iloc[train], zero_shot_head, spec.indication))
     seen_test = model.seen_predictions(X.iloc[test], spec.indication).assign(zero_shot=out["zero_shot"])
     for k in few_shot_k:
         if k >= len(train):  # too few training patients to hold K labelled ones

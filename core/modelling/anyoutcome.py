@@ -287,14 +287,15 @@ def fit_on_cohort(cohort, exclude_families=(), **params) -> AnyOutcomeModel:
     return AnyOutcomeModel(**params).fit(cohort.features, cohort.outcomes, seen, cohort.patients["indication"].to_numpy())
 
 
-def zero_shot_table(cohort, spec: OutcomeSpec) -> pd.DataFrame:
+def zero_shot_table(cohort, spec: OutcomeSpec, model: AnyOutcomeModel | None = None) -> pd.DataFrame:
     """Zero-shot predictions of one measure for every patient of its indication, one row each:
     the prediction (standardised scale), its percentile in the cohort and, when the cohort holds
-    the measure, the recorded value. A bank measure is predicted by a model that never saw its family."""
+    the measure, the recorded value. A bank measure is predicted by a model that never saw its family
+    (``model``: that model, already fitted with :func:`fit_on_cohort`; fitted here when None)."""
     rows = (cohort.patients["indication"] == spec.indication).to_numpy()
     if not rows.any():
         raise InputError(f"the cohort has no {spec.indication} patients to predict {spec.name!r} for.", source=cohort.name, field="indication")
-    model = fit_on_cohort(cohort, exclude_families=(spec.family,))
+    model = fit_on_cohort(cohort, exclude_families=(spec.family,)) if model is None else model
     prediction = model.predict(cohort.features[rows], spec)
     table = pd.DataFrame({"zero_shot_sd": prediction, "percentile": pd.Series(prediction).rank(pct=True).to_numpy() * 100},
                          index=cohort.patients.index[rows])
