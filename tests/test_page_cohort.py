@@ -217,7 +217,7 @@ def test_unsafe_cohort_name_shows_an_error_and_writes_nothing(app, app_workspace
     assert len(at.error) == 1 and "cohort name '../x' is not allowed" in at.error[0].value
     assert Workspace(app_workspace).names() == ["tiny"]
     assert not (app_workspace / "x").exists() and not (app_workspace.parent / "x").exists()
-    assert sorted(p.name for p in (app_workspace / "cohorts").iterdir()) == ["tiny"]
+    assert sorted(p.name.split("@")[0] for p in (app_workspace / "cohorts").iterdir()) == ["tiny"]  # cohorts/<name>@<version>
     assert page_caption(at).startswith("**tiny** · 60 patients")
 
 

@@ -2,21 +2,38 @@
 
 Layout::
 
-    <workspace>/catalogue.duckdb            table ``cohorts``: one row per saved cohort
-    <workspace>/cohorts/<name>/*.parquet    patients, features, outcomes (+ ground truth tables)
-    <workspace>/models/<run>/               cross-validation runs (fold models, out-of-fold results)
-    <workspace>/ablation/<digest>/          modality ablation runs (per-fold scores), table ``ablation_runs``
+    <workspace>/catalogue.duckdb                      tables ``cohorts``, ``settings``, ``cv_runs``, ``ablation_runs``
+    <workspace>/cohorts/<name>@<version>/*.parquet    patients, features, outcomes (+ ground truth tables, raw/)
+    <workspace>/models/<run>@<version>/               cross-validation runs (fold models, out-of-fold results)
+    <workspace>/models/<run>.partial/                 finished folds of a run still training
+    <workspace>/ablation/<digest>@<version>/          modality ablation runs (per-fold scores)
+    <workspace>/<kind>/<key>.parquet                  result tables (:meth:`Workspace.save_table`)
+    <workspace>/tensors/<key>/chunk_NNNN.npz          cached fusion inputs
 
 Nothing is pickled: tables are Parquet, provenance is JSON in the catalogue.
+
+Every save is atomic and durable (see :mod:`core.store.atomic`): a cohort, run or ablation is
+written into a temporary folder, fsynced, renamed to a new version folder, and only then does one
+catalogue transaction point its row at that version; the old version is removed after the commit.
+So a row in the catalogue always names a complete folder, and a crash at any instant leaves the old
+or the new version loadable. Single files (tables, chunks, fold checkpoints) are written to a
+temporary file, fsynced and renamed. Workspaces written before versions existed (rows without a
+``folder``, folders named ``<name>``) open as they are and move to versions when saved again.
+
+The app and the CLI may use one workspace at once: each catalogue access opens DuckDB briefly
+(one process at a time may hold the file), retrying with backoff while another holds it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import random
 import re
-import shutil
+import threading
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -27,6 +44,18 @@ import pandas as pd
 from core.data.cohort import Cohort, GroundTruth
 from core.data.schema import OUTCOMES
 from core.errors import InputError
+from core.store.atomic import (
+    VERSION_MARK,
+    atomic_file,
+    atomic_folder,
+    fsync_file,
+    fsync_folder,
+    is_stale_temporary,
+    is_temporary,
+    publish_folder,
+    remove_tree,
+    temporary_path,
+)
 
 DEFAULT_WORKSPACE_ENV = "NEUROPREDICT_WORKSPACE"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,63}$")
@@ -34,6 +63,32 @@ _TABLES = ("patients", "features", "outcomes")
 _TRUTH_TABLES = ("latents", "terms", "feature_effects")
 _DIGEST = re.compile(r"^[0-9a-f]{16}$")
 FUSION_CHUNK_SIZE = 250
+# Where each versioned kind lives: catalogue table, its key column, the folder under the workspace.
+_VERSIONED = {"cohorts": ("name", "cohorts"), "cv_runs": ("run", "models"), "ablation_runs": ("digest", "ablation")}
+
+# One lock per catalogue file and process: DuckDB shares one database between the connections of a
+# process, so threads (Streamlit sessions) take turns here; processes take turns on DuckDB's file lock.
+_PROCESS_LOCKS: dict[str, threading.RLock] = {}
+_PROCESS_LOCKS_GUARD = threading.Lock()
+
+
+def _reset_locks_after_fork() -> None:
+    global _PROCESS_LOCKS_GUARD
+    _PROCESS_LOCKS.clear()  # a lock held by another thread at the fork would never be released in the child
+    _PROCESS_LOCKS_GUARD = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_locks_after_fork)
+
+
+def _process_lock(path: Path) -> threading.RLock:
+    with _PROCESS_LOCKS_GUARD:
+        return _PROCESS_LOCKS.setdefault(str(path.resolve()), threading.RLock())
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
 def fusion_inputs_key(cohort: Cohort) -> str:
@@ -54,7 +109,13 @@ class Workspace:
     Parameters
     ----------
     path : the folder; created if missing.
+
+    Opening a workspace also sweeps what crashed saves left behind: temporary files and folders of
+    processes that no longer run, and version folders that no catalogue row names.
     """
+
+    #: How long a catalogue access waits for another process holding the workspace (s).
+    lock_timeout_s: float = 10.0
 
     def __init__(self, path: str | Path | None = None):
         self.path = Path(path) if path is not None else default_workspace()
@@ -63,6 +124,7 @@ class Workspace:
         except OSError as exc:
             raise InputError(f"cannot create the workspace folder: {exc.strerror}.", source=str(self.path)) from exc
         with self._connect() as db:
+            db.begin()
             db.execute(
                 """CREATE TABLE IF NOT EXISTS cohorts (
                     name TEXT PRIMARY KEY, kind TEXT, n_patients INTEGER, n_features INTEGER,
@@ -78,9 +140,130 @@ class Workspace:
                     digest TEXT PRIMARY KEY, cohort TEXT, cohort_digest TEXT, outcome TEXT,
                     fits_done INTEGER, fits_total INTEGER, saved_at TIMESTAMP)"""
             )
+            for table in _VERSIONED:  # workspaces written before versioned folders get the column (NULL: the old folder)
+                db.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS folder TEXT")
+            db.commit()
+            retired = self._retire_unreferenced(db)
+        for path in retired + self._stale_temporaries():
+            remove_tree(path)
 
+    @contextlib.contextmanager
     def _connect(self):
-        return duckdb.connect(str(self.path / "catalogue.duckdb"))
+        """The catalogue, held by this thread alone until the block ends; keep the block short.
+
+        Another process holding the file makes DuckDB refuse to open it: retried with exponential
+        backoff (from 5 ms, with jitter) for up to :attr:`lock_timeout_s`, then an InputError.
+        """
+        with _process_lock(self.path):
+            db = self._open_catalogue()
+            try:
+                yield db
+            finally:
+                db.close()
+
+    def _open_catalogue(self):
+        file = self.path / "catalogue.duckdb"
+        deadline, delay = time.monotonic() + self.lock_timeout_s, 0.005
+        while True:
+            try:
+                return duckdb.connect(str(file))
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower() and "resource temporarily unavailable" not in str(exc).lower():
+                    raise InputError(f"the workspace catalogue cannot be opened ({exc}).", source=str(file)) from exc
+                if time.monotonic() + delay > deadline:
+                    raise InputError(f"another process holds the workspace (its catalogue stayed locked for {self.lock_timeout_s:g} s); "
+                                     "try again when it has finished saving.", source=str(file)) from exc
+                time.sleep(delay * random.uniform(0.5, 1.5))
+                delay = min(delay * 2, 0.25)
+
+    # --- versioned folders: written whole, then one catalogue transaction points at them -------------
+    def _versioned_folder(self, table: str, key: str, folder: str | None) -> Path:
+        """The folder of a catalogue row: its ``folder`` column, or the old unversioned one when NULL."""
+        return self.path / folder if folder else self.path / _VERSIONED[table][1] / key
+
+    def _row_folder(self, table: str, key: str) -> tuple[bool, Path]:
+        """(whether the row exists, the folder it names) of a versioned kind."""
+        column = _VERSIONED[table][0]
+        with self._connect() as db:
+            row = db.execute(f"SELECT folder FROM {table} WHERE {column} = ?", [key]).fetchone()
+        return row is not None, self._versioned_folder(table, key, None if row is None else row[0])
+
+    def _commit_version(self, table: str, key: str, staging: Path, row: dict, *, replace: bool = True) -> Path:
+        """Publish the complete, fsynced ``staging`` folder as a new version and point the row of
+        ``key`` at it in one transaction; then remove the version it replaces. Returns the folder.
+
+        ``replace=False``: an InputError (and nothing changed) when the row exists.
+        """
+        column, kind = _VERSIONED[table]
+        final = self.path / kind / key
+        version = committed = None
+        old_folder = None
+        try:
+            with self._connect() as db:
+                old = db.execute(f"SELECT folder FROM {table} WHERE {column} = ?", [key]).fetchone()
+                if old is not None and not replace:
+                    raise InputError(f"a cohort named {key!r} is already saved; choose another name or tick 'Replace'.", field="name")
+                version = publish_folder(staging, final)  # under the lock: a sweep never sees it unreferenced
+                values = {column: key, **row, "folder": version.relative_to(self.path).as_posix()}
+                db.begin()
+                db.execute(f"DELETE FROM {table} WHERE {column} = ?", [key])
+                db.execute(f"INSERT INTO {table} ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})", list(values.values()))
+                db.commit()
+                committed = version
+                if old is not None:
+                    old_folder = self._versioned_folder(table, key, old[0])
+                # a folder of the old layout (never in the catalogue after a crash of the old code) is superseded too
+                legacy = self._retire(final) if final.is_dir() else None
+                retired = self._retire(old_folder) if old_folder is not None and old_folder != final else None
+        finally:
+            if committed is None:
+                remove_tree(version if version is not None else staging)
+        for path in (legacy, retired):
+            if path is not None:
+                remove_tree(path)
+        return committed
+
+    def _retire(self, folder: Path) -> Path | None:
+        """Rename a superseded folder to a temporary name (atomic: never half-deleted under its name)."""
+        temporary = temporary_path(folder)
+        try:
+            os.rename(folder, temporary)
+        except FileNotFoundError:
+            return None
+        return temporary
+
+    def _retire_unreferenced(self, db) -> list[Path]:
+        """Rename version folders that no row names (a crash between publish and commit) to temporaries."""
+        retired = []
+        for table, (column, kind) in _VERSIONED.items():
+            parent = self.path / kind
+            if not parent.is_dir():
+                continue
+            referenced = {f for (f,) in db.execute(f"SELECT folder FROM {table} WHERE folder IS NOT NULL").fetchall()}
+            for entry in parent.iterdir():
+                if VERSION_MARK in entry.name and not is_temporary(entry) and entry.relative_to(self.path).as_posix() not in referenced:
+                    path = self._retire(entry)
+                    if path is not None:
+                        retired.append(path)
+        return retired
+
+    def _stale_temporaries(self) -> list[Path]:
+        """Temporary files and folders that crashed writers left (up to three levels down, not
+        inside version folders)."""
+        found, todo = [], [(self.path, 0)]
+        while todo:
+            folder, depth = todo.pop()
+            try:
+                entries = list(os.scandir(folder))
+            except OSError:
+                continue
+            for entry in entries:
+                if is_temporary(entry.name):
+                    if is_stale_temporary(entry.path):
+                        found.append(Path(entry.path))
+                elif depth < 2 and VERSION_MARK not in entry.name and entry.is_dir(follow_symlinks=False):
+                    todo.append((Path(entry.path), depth + 1))
+        return found
 
     @staticmethod
     def check_name(name: str) -> None:
@@ -118,51 +301,42 @@ class Workspace:
 
     # --- save / load ---------------------------------------------------------------------------
     def save(self, cohort: Cohort, *, overwrite: bool = True) -> None:
+        """Store the cohort under its name, all or nothing; an overwritten cohort stays loadable (old
+        version) until the new one is complete and committed."""
         folder = self._folder(cohort.name)
         self.check_new_name(cohort.name, replace=overwrite)
-        staging = folder.with_name(folder.name + ".saving")
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        for table in _TABLES:
-            getattr(cohort, table).to_parquet(staging / f"{table}.parquet")
-        if cohort.ground_truth is not None:
-            for table in _TRUTH_TABLES:
-                getattr(cohort.ground_truth, table).to_parquet(staging / f"{table}.parquet")
-        if cohort.raw is not None and cohort.provenance.get("kind") != "synthetic":  # synthetic raw data are remade from the seed
-            _save_raw(cohort, staging / "raw")
-        # Swap folders only once every file is written, so a crash never leaves half a cohort.
-        shutil.rmtree(folder, ignore_errors=True)
-        staging.rename(folder)
-        with self._connect() as db:
-            db.execute("DELETE FROM cohorts WHERE name = ?", [cohort.name])
-            db.execute(
-                "INSERT INTO cohorts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    cohort.name,
-                    cohort.provenance.get("kind", "unknown"),
-                    cohort.n_patients,
-                    cohort.features.shape[1],
-                    cohort.responder_threshold_pct,
-                    cohort.digest,
-                    json.dumps(cohort.provenance),
-                    datetime.now(timezone.utc).replace(tzinfo=None),
-                ],
-            )
+        with atomic_folder(folder) as staging:
+            for table in _TABLES:
+                getattr(cohort, table).to_parquet(staging / f"{table}.parquet")
+            if cohort.ground_truth is not None:
+                for table in _TRUTH_TABLES:
+                    getattr(cohort.ground_truth, table).to_parquet(staging / f"{table}.parquet")
+            if cohort.raw is not None and cohort.provenance.get("kind") != "synthetic":  # synthetic raw data are remade from the seed
+                _save_raw(cohort, staging / "raw")
+        row = {"kind": cohort.provenance.get("kind", "unknown"), "n_patients": cohort.n_patients, "n_features": cohort.features.shape[1],
+               "responder_threshold_pct": cohort.responder_threshold_pct, "digest": cohort.digest, "provenance": json.dumps(cohort.provenance),
+               "saved_at": _now()}
+        self._commit_version("cohorts", cohort.name, staging, row, replace=overwrite)
 
     def load(self, name: str) -> Cohort:
-        folder = self._folder(name)
-        with self._connect() as db:
-            row = db.execute("SELECT provenance, responder_threshold_pct FROM cohorts WHERE name = ?", [name]).fetchone()
-        if row is None:
-            raise InputError(f"no saved cohort named {name!r}; saved cohorts: {', '.join(self.names()) or 'none'}.", source=str(self.path))
-        provenance, threshold = json.loads(row[0]), float(row[1])
-        try:
-            tables = {t: pd.read_parquet(folder / f"{t}.parquet") for t in _TABLES}
-            truth = None
-            if all((folder / f"{t}.parquet").exists() for t in _TRUTH_TABLES):
-                truth = GroundTruth(**{t: pd.read_parquet(folder / f"{t}.parquet") for t in _TRUTH_TABLES})
-        except (OSError, ValueError) as exc:
-            raise InputError(f"the saved files of cohort {name!r} cannot be read ({exc}); save it again.", source=str(folder)) from exc
+        self.check_name(name)
+        for attempt in range(3):
+            with self._connect() as db:
+                row = db.execute("SELECT provenance, responder_threshold_pct, folder FROM cohorts WHERE name = ?", [name]).fetchone()
+            if row is None:
+                raise InputError(f"no saved cohort named {name!r}; saved cohorts: {', '.join(self.names()) or 'none'}.", source=str(self.path))
+            provenance, threshold = json.loads(row[0]), float(row[1])
+            folder = self._versioned_folder("cohorts", name, row[2])
+            try:
+                tables = {t: pd.read_parquet(folder / f"{t}.parquet") for t in _TABLES}
+                truth = None
+                if all((folder / f"{t}.parquet").exists() for t in _TRUTH_TABLES):
+                    truth = GroundTruth(**{t: pd.read_parquet(folder / f"{t}.parquet") for t in _TRUTH_TABLES})
+                break
+            except (OSError, ValueError) as exc:
+                if attempt < 2 and self._row_folder("cohorts", name)[1] != folder:
+                    continue  # saved again by another process while this one read: read the new version
+                raise InputError(f"the saved files of cohort {name!r} cannot be read ({exc}); save it again.", source=str(folder)) from exc
         raw = None
         if provenance.get("kind") == "synthetic" and truth is not None:
             from core.synth.config import CohortConfig
@@ -193,10 +367,20 @@ class Workspace:
 
     # --- cross-validation runs: trained fold models and out-of-fold results ---------------------
     def save_cv(self, cohort: Cohort, run: str, result) -> None:
-        """Store a :class:`~core.modelling.validation.CVResult` under its run digest (see ``run_digest``)."""
-        folder = self.path / "models" / run
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
+        """Store a :class:`~core.modelling.validation.CVResult` under its run digest (see ``run_digest``),
+        all or nothing; the run's fold checkpoints (``<run>.partial``) are removed once it is committed."""
+        if not _DIGEST.match(run or ""):
+            raise InputError(f"run {run!r} is not a run digest (16 hex digits).", field="run")
+        with atomic_folder(self.path / "models" / run) as folder:
+            self._write_cv(folder, result)
+        self._commit_version("cv_runs", run, folder, {"cohort": cohort.name, "cohort_digest": cohort.digest, "outcome": result.outcome,
+                                                      "scheme": result.scheme, "saved_at": _now()})
+        partial = self._retire(self.path / "models" / f"{run}.partial")
+        if partial is not None:
+            remove_tree(partial)
+
+    @staticmethod
+    def _write_cv(folder: Path, result) -> None:
         for i, model in enumerate(result.fold_models):
             model.save(folder / f"fold_{i:03d}")
         result.prediction_by_repeat.to_parquet(folder / "prediction_by_repeat.parquet")
@@ -210,13 +394,6 @@ class Workspace:
         folds.to_parquet(folder / "folds.parquet")
         meta = {"outcome": result.outcome, "features": result.features, "scheme": result.scheme, "params": result.params, "model": result.model}
         (folder / "meta.json").write_text(json.dumps(meta))
-        shutil.rmtree(self.path / "models" / f"{run}.partial", ignore_errors=True)
-        with self._connect() as db:
-            db.execute("DELETE FROM cv_runs WHERE run = ?", [run])
-            db.execute(
-                "INSERT INTO cv_runs VALUES (?, ?, ?, ?, ?, ?)",
-                [run, cohort.name, cohort.digest, result.outcome, result.scheme, datetime.now(timezone.utc).replace(tzinfo=None)],
-            )
 
     def train_cv(self, cohort: Cohort, settings, *, progress=None, on_epoch=None, tensor_progress=None):
         """Cross-validate the model of ``settings`` (:class:`~core.modelling.validation.CVSettings`) and store the run.
@@ -246,11 +423,8 @@ class Workspace:
         """Store a result table (e.g. ``kind="learning_curves"``) under a digest key, atomically."""
         if not (_DIGEST.match(key or "") and re.fullmatch(r"[a-z_]+", kind or "")):
             raise InputError(f"cannot store a {kind!r} table under key {key!r}: expected a lower-case kind and a 16-hex-digit key.", field="key")
-        folder = self.path / kind
-        folder.mkdir(parents=True, exist_ok=True)
-        staging = folder / f"{key}.saving.parquet"
-        table.to_parquet(staging)
-        staging.replace(folder / f"{key}.parquet")
+        with atomic_file(self.path / kind / f"{key}.parquet") as handle:
+            table.to_parquet(handle)
 
     def load_table(self, kind: str, key: str) -> pd.DataFrame | None:
         """A table stored by :meth:`save_table`, or None; InputError when unreadable."""
@@ -329,13 +503,27 @@ class Workspace:
 
         The cohort gives the feature values the stored SHAP values explain.
         """
+        if not _DIGEST.match(run or ""):
+            raise InputError(f"run {run!r} is not a run digest (16 hex digits).", field="run")
+        for attempt in range(3):
+            exists, folder = self._row_folder("cv_runs", run)  # an old workspace's run without its row is read from its folder
+            if not (folder / "meta.json").exists():
+                if exists and attempt < 2 and self._row_folder("cv_runs", run)[1] != folder:
+                    continue
+                return None
+            try:
+                return self._read_cv(folder, cohort)
+            except InputError:
+                if attempt < 2 and self._row_folder("cv_runs", run)[1] != folder:
+                    continue  # saved again by another process while this one read: read the new version
+                raise
+
+    @staticmethod
+    def _read_cv(folder: Path, cohort: Cohort):
         from core.modelling.estimators import load_estimator
         from core.modelling.explanation import OUTPUT_SPACES, Explanation
         from core.modelling.validation import CVResult, Fold
 
-        folder = self.path / "models" / run
-        if not (folder / "meta.json").exists():
-            return None
         try:
             meta = json.loads((folder / "meta.json").read_text())
             folds_table = pd.read_parquet(folder / "folds.parquet")
@@ -363,7 +551,7 @@ class Workspace:
                 model=meta.get("model", "xgboost"),
             )
         except (OSError, ValueError, KeyError) as exc:
-            raise InputError(f"the saved model run {run} cannot be read ({exc}); train it again.", source=str(folder)) from exc
+            raise InputError(f"the saved model run {folder.name.split(VERSION_MARK)[0]} cannot be read ({exc}); train it again.", source=str(folder)) from exc
 
     # --- ablation runs: per-fold scores of every modality subset (complete or partial) ----------
     def _ablation_folder(self, digest: str) -> Path:
@@ -377,19 +565,11 @@ class Workspace:
         A partial result (``AblationCancelled.partial``) is stored the same way; saving the
         completed run later replaces it.
         """
-        folder = self._ablation_folder(result.digest)
-        staging = folder.with_name(folder.name + ".saving")
-        shutil.rmtree(staging, ignore_errors=True)
-        result.save(staging)
-        shutil.rmtree(folder, ignore_errors=True)  # swap only once every file is written
-        staging.rename(folder)
+        with atomic_folder(self._ablation_folder(result.digest)) as staging:
+            result.save(staging)
         done, total = result.progress()
-        with self._connect() as db:
-            db.execute("DELETE FROM ablation_runs WHERE digest = ?", [result.digest])
-            db.execute(
-                "INSERT INTO ablation_runs VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [result.digest, cohort.name, cohort.digest, result.config.outcome, done, total, datetime.now(timezone.utc).replace(tzinfo=None)],
-            )
+        self._commit_version("ablation_runs", result.digest, staging, {"cohort": cohort.name, "cohort_digest": cohort.digest, "outcome": result.config.outcome,
+                                                                       "fits_done": done, "fits_total": total, "saved_at": _now()})
 
     def load_ablation(self, digest: str):
         """The stored ablation run (complete or partial), or None when it was never saved.
@@ -398,16 +578,28 @@ class Workspace:
         """
         from core.ablation.result import AblationResult
 
-        folder = self._ablation_folder(digest)
-        if not (folder / "ablation.json").exists():
-            return None
-        return AblationResult.load(folder)
+        self._ablation_folder(digest)
+        for attempt in range(3):
+            exists, folder = self._row_folder("ablation_runs", digest)
+            if not (folder / "ablation.json").exists():
+                if exists and attempt < 2 and self._row_folder("ablation_runs", digest)[1] != folder:
+                    continue
+                return None
+            try:
+                return AblationResult.load(folder)
+            except InputError:
+                if attempt < 2 and self._row_folder("ablation_runs", digest)[1] != folder:
+                    continue  # saved again by another process while this one read: read the new version
+                raise
 
     def ablation_saved_at(self, digest: str):
         """When the ablation run was last saved (None if never): a cache key that changes on resume."""
+        self._ablation_folder(digest)
         with self._connect() as db:
-            row = db.execute("SELECT saved_at FROM ablation_runs WHERE digest = ?", [digest]).fetchone()
-        return None if row is None or not (self._ablation_folder(digest) / "ablation.json").exists() else row[0]
+            row = db.execute("SELECT saved_at, folder FROM ablation_runs WHERE digest = ?", [digest]).fetchone()
+        if row is None or not (self._versioned_folder("ablation_runs", digest, row[1]) / "ablation.json").exists():
+            return None
+        return row[0]
 
     # --- fusion inputs: each patient's raw data as fixed-size arrays, cached per cohort ------------
     def fusion_inputs(self, cohort: Cohort, *, progress=None, should_stop=None, chunk_size: int = FUSION_CHUNK_SIZE):
@@ -438,9 +630,8 @@ class Workspace:
                                      source=cohort.name)
                 make = getattr(cohort.raw, "fusion_inputs", None)
                 part = make(chunk) if make is not None else inputs_from_raw([cohort.raw_data(pid) for pid in chunk])
-                staging = path.with_name(path.stem + ".saving.npz")
-                np.savez(staging, **part.to_arrays())
-                staging.replace(path)  # a chunk is listed only once it is complete
+                with atomic_file(path) as handle:  # a chunk is listed only once it is complete
+                    np.savez(handle, **part.to_arrays())
             with np.load(path, allow_pickle=False) as arrays:
                 parts.append(FusionInputs.from_arrays(arrays))
             if progress:
@@ -452,9 +643,19 @@ class Workspace:
         return inputs
 
     def delete(self, name: str) -> None:
-        shutil.rmtree(self._folder(name), ignore_errors=True)
+        """Remove a saved cohort: its row first (one transaction), then its files."""
+        legacy = self._folder(name)
         with self._connect() as db:
+            db.begin()
+            row = db.execute("SELECT folder FROM cohorts WHERE name = ?", [name]).fetchone()
             db.execute("DELETE FROM cohorts WHERE name = ?", [name])
+            db.commit()
+            retired = [self._retire(legacy)]
+            if row is not None and row[0]:
+                retired.append(self._retire(self._versioned_folder("cohorts", name, row[0])))
+        for path in retired:
+            if path is not None:
+                remove_tree(path)
 
 
 class _FoldFiles:
@@ -473,11 +674,16 @@ class _FoldFiles:
             return load_estimator(self.folder / f"fold_{number:03d}"), arrays["margin"], arrays["values"], arrays["base"], None
 
     def keep(self, number: int, model, margin, values, base, interaction) -> None:
+        """Write the fold's model, fsync it, then its arrays (atomically): the arrays mark the fold done."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        model.save(self.folder / f"fold_{number:03d}")
-        staging = self.folder / f"fold_{number:03d}.saving.npz"
-        np.savez(staging, margin=np.asarray(margin), values=np.asarray(values), base=np.asarray(base))
-        staging.replace(self.folder / f"fold_{number:03d}.oof.npz")
+        stem = f"fold_{number:03d}"
+        model.save(self.folder / stem)
+        for path in self.folder.glob(f"{stem}*"):
+            if path.is_file() and not path.name.endswith(".oof.npz"):
+                fsync_file(path)
+        fsync_folder(self.folder)
+        with atomic_file(self.folder / f"{stem}.oof.npz") as handle:
+            np.savez(handle, margin=np.asarray(margin), values=np.asarray(values), base=np.asarray(base))
 
 
 def _save_raw(cohort: Cohort, folder: Path) -> None:
