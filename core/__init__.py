@@ -12,6 +12,7 @@ Subpackages, lowest layer first (a layer imports only those below it; ``.importl
 - ``evaluation``: metrics with CIs, statistics, ground-truth recovery, the model report;
 - ``ablation``: what each modality adds;
 - ``store``: the workspace on disk;
+- ``jobs``: background jobs (cross-validation, ablation, TMS datasets) in their own processes;
 - ``cli``: the command line;
 - ``tms``: TMS E-fields, neurons, thresholds and their CNN surrogate (stands beside the others).
 
@@ -24,4 +25,4 @@ Example::
     result = cross_validate(cohort, "responder")
 """
 
-__all__ = ["errors", "parallel", "anatomy", "config", "data", "features", "synth", "io", "modelling", "evaluation", "ablation", "store", "cli", "tms"]
+__all__ = ["errors", "parallel", "anatomy", "config", "data", "features", "synth", "io", "modelling", "evaluation", "ablation", "store", "jobs", "cli", "tms"]

@@ -1,0 +1,139 @@
+"""What each kind of job runs: exactly the core calls the pages and ``python -m core`` make, so a job
+stores the same result (under the same digest) as the page did when it ran the work itself.
+
+Each kind has a builder for the pages (``cv_job``, ``ablation_job``, ``tms_dataset_job``) that
+returns the job's JSON parameters and its key (the digest the result is stored under), and a
+runner ``run(workspace, params, reporter) -> result key`` that the job process calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from core.errors import InputError
+from core.jobs.runner import JobCancelled
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A kind of job: its name, how people call it, and what its process runs."""
+
+    name: str
+    label: str
+    run: Callable
+
+
+def _cohort(workspace, params: dict):
+    """The saved cohort a job works on; InputError if it was saved again with other content since."""
+    name = params.get("cohort")
+    cohort = workspace.load(name)
+    if cohort.digest != params.get("cohort_digest"):
+        raise InputError(f"cohort {name!r} was saved again with other content after this job was submitted; start it again.", source=name)
+    return cohort
+
+
+# --- cross-validation (xgboost, deep fusion, stacked) ------------------------------------------------
+
+
+def cv_job(cohort, settings) -> tuple[dict, str]:
+    """Parameters and key (the run digest) of a cross-validation job of ``settings``
+    (:class:`~core.modelling.validation.CVSettings`) on a saved ``cohort``."""
+    return {"cohort": cohort.name, "cohort_digest": cohort.digest, "settings": settings.to_dict()}, settings.run_digest(cohort)
+
+
+def _run_cv(workspace, params: dict, report) -> str:
+    """:meth:`core.store.Workspace.train_cv`, as the Prediction page's Train button and ``python -m core train``."""
+    from core.modelling.validation import CVSettings
+
+    cohort = _cohort(workspace, params)
+    settings = CVSettings.from_dict(params["settings"])
+    run = settings.run_digest(cohort)
+    total = settings.n_splits * settings.n_repeats
+    deep = settings.model != "xgboost"
+    kept = workspace.cv_progress(run) if deep else 0
+    report.progress(kept, total, f"resuming: {kept} of {total} folds kept" if kept else "splitting the cohort into folds")
+
+    def on_epoch(fold, row):
+        report.append("losses", {"fold": f"repeat {fold.repeat + 1}, fold {fold.fold + 1}", **row})
+        report.check()
+
+    try:
+        workspace.train_cv(cohort, settings, progress=lambda done, n: report.progress(done, n, f"fold {done} of {n} trained and explained"),
+                           on_epoch=on_epoch if deep else None,
+                           tensor_progress=(lambda done, n: report.progress(kept, total, f"raw-data tensors: chunk {done} of {n}")) if deep else None)
+    except JobCancelled:
+        if deep:
+            raise JobCancelled(f"Training was cancelled with {workspace.cv_progress(run)} of {total} folds finished and kept: Train resumes from them.") from None
+        raise JobCancelled("Training was cancelled; nothing was saved.") from None
+    return run
+
+
+# --- modality ablation ---------------------------------------------------------------------------------
+
+
+def ablation_job(cohort, config) -> tuple[dict, str]:
+    """Parameters and key (the ablation digest) of an ablation job of ``config``
+    (:class:`~core.ablation.AblationConfig`) on a saved ``cohort``."""
+    from core.ablation.config import ablation_digest
+
+    return {"cohort": cohort.name, "cohort_digest": cohort.digest, "config": config.to_dict()}, ablation_digest(cohort, config)
+
+
+def _run_ablation(workspace, params: dict, report) -> str:
+    """:func:`core.ablation.run_ablation` with its result stored, as the Ablation page and ``python -m core ablate``:
+    a saved partial run is resumed; a cancelled run stores its finished fits as a partial run."""
+    from core.ablation import AblationCancelled, AblationConfig, ablation_digest, run_ablation
+
+    cohort = _cohort(workspace, params)
+    config = AblationConfig.from_dict(params["config"])
+    digest = ablation_digest(cohort, config)
+    saved = workspace.load_ablation(digest)
+    if saved is not None and saved.is_complete:
+        return digest
+    if saved is not None:
+        report.progress(*saved.progress(), "resuming: {} of {} model fits kept".format(*saved.progress()))
+    else:
+        report.progress(0, 1, "building the folds")
+    try:
+        result = run_ablation(cohort, config, progress=lambda done, total: report.progress(done, total, f"{done} of {total} model fits", check=False),
+                              should_stop=report.should_stop, resume=saved)
+    except AblationCancelled as exc:
+        workspace.save_ablation(cohort, exc.partial)
+        done, total = exc.partial.progress()
+        raise JobCancelled(f"Ablation stopped after {done} of {total} model fits; they are saved. Press Resume to finish.") from None
+    workspace.save_ablation(cohort, result)
+    return digest
+
+
+# --- TMS threshold dataset -----------------------------------------------------------------------------
+
+
+def tms_dataset_job(config, *, n_jobs: int = 2, limit: int | None = None) -> tuple[dict, str]:
+    """Parameters and key (the config digest) of a TMS dataset job (:class:`~core.tms.dataset.DatasetConfig`);
+    ``n_jobs`` worker processes; ``limit``: at most this many more chunks (as ``python -m core tms-dataset --limit``)."""
+    return {"config": config.to_dict(), "n_jobs": int(n_jobs), "limit": None if limit is None else int(limit)}, config.digest()
+
+
+def _run_tms_dataset(workspace, params: dict, report) -> str:
+    """:func:`core.tms.dataset.generate_dataset` into the workspace, as ``python -m core tms-dataset``.
+    Chunks are written whole, so a cancelled or interrupted job resumes at the next chunk."""
+    from core.tms.dataset import DatasetConfig, generate_dataset
+
+    config = DatasetConfig.from_dict(params["config"])
+    report.progress(0, 1, "planning the coil placements and cells")
+    try:
+        outcome = generate_dataset(config, workspace.path, n_jobs=int(params.get("n_jobs", 2)), limit=params.get("limit"),
+                                   progress=lambda done, total: report.progress(done, total, f"{done} of {total} thresholds"))
+    except JobCancelled:
+        raise JobCancelled("Dataset generation was cancelled; the finished chunks are kept and generating again resumes there.") from None
+    if not outcome.complete:
+        report.progress(report._state.get("done", 0), report._state.get("total", 1), "stopped at the chunk limit; run again to continue", check=False)
+    return config.digest()
+
+
+KINDS: dict[str, Kind] = {
+    "cv": Kind("cv", "cross-validation", _run_cv),
+    "ablation": Kind("ablation", "modality ablation", _run_ablation),
+    "tms_dataset": Kind("tms_dataset", "TMS threshold dataset", _run_tms_dataset),
+}

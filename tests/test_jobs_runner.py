@@ -1,0 +1,175 @@
+"""The background job runner: jobs run in their own process and store what the direct core call
+stores; cancel, owners, the queue, and a restart of the server (a fresh runner on the same workspace).
+
+One 80-patient cohort, saved once per module; each test copies the workspace. Every job is a real
+``python -m core.jobs run`` process (a few seconds each, most of it imports).
+"""
+
+import os
+import shutil
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from core.ablation import AblationConfig, run_ablation
+from core.errors import InputError
+from core.jobs import MAX_JOBS_ENV, JobRunner, ablation_job, cv_job
+from core.jobs.runner import _process_alive, max_running_jobs
+from core.modelling.validation import CVSettings
+from core.store.workspace import Workspace
+from core.synth.config import CohortConfig
+from core.synth.generator import generate_cohort
+from tests.jobs_support import wait_for_progress
+
+QUICK = CVSettings(n_splits=3, n_repeats=1)
+LONG = CVSettings(n_splits=5, n_repeats=20)  # 100 folds: minutes, so it is still running when cancelled or killed
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    path = tmp_path_factory.mktemp("jobs") / "workspace"
+    Workspace(path).save(generate_cohort(CohortConfig(name="eighty", n_patients=80, seed=5), n_jobs=1))
+    return path
+
+
+@pytest.fixture
+def workspace(template, tmp_path):
+    return Workspace(shutil.copytree(template, tmp_path / "workspace"))
+
+
+@pytest.fixture
+def cohort(workspace):
+    return workspace.load("eighty")
+
+
+def _gone(job, timeout_s: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while _process_alive(job.pid, job.pid_start):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_a_cv_job_stores_the_run_of_the_direct_call_and_only_its_owner_sees_it(workspace, cohort, tmp_path):
+    runner = JobRunner(workspace.path)
+    params, key = cv_job(cohort, QUICK)
+    job = runner.submit("cv", params, "alice", key)
+    assert job.status == "running" and job.pid and job.pid != os.getpid()
+    assert runner.submit("cv", params, "alice", key).id == job.id  # a second click joins the job under way
+    finished = runner.wait(job.id, 180)
+    assert finished.status == "done", runner.log(job.id)
+    assert (finished.done, finished.total, finished.result_key) == (3, 3, key)
+
+    stored = workspace.load_cv(key, cohort)
+    other = Workspace(tmp_path / "direct")
+    direct = other.train_cv(cohort, QUICK)
+    np.testing.assert_array_equal(stored.prediction.to_numpy(), direct.prediction.to_numpy())
+    np.testing.assert_array_equal(stored.explanation.values, direct.explanation.values)
+    assert [f.test.tolist() for f in stored.folds] == [f.test.tolist() for f in direct.folds]
+
+    assert [j.id for j in runner.list("alice")] == [job.id]
+    assert runner.list("bob") == [] and runner.active("bob", "cv", key) is None
+    with pytest.raises(InputError, match="no job"):
+        runner.status(job.id, owner="bob")
+    with pytest.raises(InputError, match="no job"):
+        runner.cancel(job.id, "bob")
+    assert runner.status(job.id, owner="alice").status == "done"
+
+
+def test_cancel_stops_the_process_and_lists_no_result_and_the_queued_job_then_runs(workspace, cohort):
+    runner = JobRunner(workspace.path, max_running=1)
+    params, key = cv_job(cohort, LONG)
+    long = runner.submit("cv", params, "alice", key)
+    quick_params, quick_key = cv_job(cohort, QUICK)
+    queued = runner.submit("cv", quick_params, "alice", quick_key)
+    assert queued.status == "queued" and queued.pid is None  # one slot, taken
+
+    running = wait_for_progress(runner, long.id)
+    assert 1 <= running.done < running.total == 100
+    runner.cancel(long.id, "alice")
+    cancelled = runner.wait(long.id, 60)
+    assert cancelled.status == "cancelled" and cancelled.message == "Training was cancelled; nothing was saved."
+    assert _gone(cancelled), "the cancelled job's process still runs"
+    assert workspace.load_cv(key, cohort) is None and not (workspace.path / "models" / key).exists()
+
+    done = runner.wait(queued.id, 180)  # the freed slot went to the queued job
+    assert done.status == "done" and workspace.load_cv(quick_key, cohort) is not None
+
+
+def test_a_queued_job_cancels_at_once(workspace, cohort):
+    runner = JobRunner(workspace.path, max_running=1)
+    long = runner.submit("cv", *_args(cohort, LONG))
+    queued = runner.submit("cv", *_args(cohort, QUICK))
+    assert runner.cancel(queued.id, "alice").status == "cancelled"
+    runner.cancel(long.id, "alice")
+    assert runner.wait(long.id, 60).status == "cancelled"
+    assert runner.status(queued.id).pid is None  # it never started
+
+
+def _args(cohort, settings, owner="alice"):
+    params, key = cv_job(cohort, settings)
+    return params, owner, key
+
+
+def test_a_restarted_server_sees_finished_jobs_and_marks_a_killed_one_interrupted(workspace, cohort):
+    first = JobRunner(workspace.path, max_running=2)
+    quick = first.submit("cv", *_args(cohort, QUICK))
+    long = first.submit("cv", *_args(cohort, LONG))
+    assert first.wait(quick.id, 180).status == "done"
+    running = wait_for_progress(first, long.id)
+    os.killpg(running.pid, signal.SIGKILL)  # the job's process dies without a word (OOM killer, reboot)
+    first._children.clear()  # ... and the server that started it is gone too
+    assert _gone(running)
+
+    fresh = JobRunner(workspace.path)
+    jobs = {j.id: j for j in fresh.list("alice")}
+    assert jobs[quick.id].status == "done" and jobs[quick.id].result_key == quick.key
+    assert jobs[long.id].status == "interrupted" and "submit it again" in jobs[long.id].message
+    assert fresh.active("alice", "cv", long.key) is None
+    again = fresh.submit("cv", *_args(cohort, LONG))  # a new job, not the interrupted one
+    assert again.id != long.id and again.status == "running"
+    fresh.cancel(again.id, "alice")
+    assert fresh.wait(again.id, 60).status == "cancelled"
+
+
+def test_an_ablation_job_stores_what_the_direct_run_gives(workspace, cohort):
+    config = AblationConfig(n_splits=3, n_repeats=1, n_permutations=0)
+    runner = JobRunner(workspace.path)
+    params, digest = ablation_job(cohort, config)
+    job = runner.wait(runner.submit("ablation", params, "alice", digest).id, 180)
+    assert job.status == "done", runner.log(job.id)
+    stored = workspace.load_ablation(digest)
+    direct = run_ablation(cohort, config, n_jobs=1)
+    assert stored.is_complete and (job.done, job.total) == stored.progress()
+    columns = ["subset", "repeat", "fold", "auc"]
+    np.testing.assert_array_equal(stored.scores[columns].sort_values(columns[:3]).to_numpy(), direct.scores[columns].sort_values(columns[:3]).to_numpy())
+
+
+def test_a_job_of_a_cohort_saved_again_fails_with_a_message(workspace, cohort):
+    params, key = cv_job(cohort, QUICK)
+    params["cohort_digest"] = "0" * 64  # as if the cohort had been replaced after the click
+    runner = JobRunner(workspace.path)
+    job = runner.wait(runner.submit("cv", params, "alice", key).id, 120)
+    assert job.status == "failed" and job.message == "eighty: cohort 'eighty' was saved again with other content after this job was submitted; start it again."
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two", "1.5"])
+def test_the_number_of_jobs_at_once_must_be_a_whole_number_of_at_least_one(monkeypatch, value, tmp_path):
+    monkeypatch.setenv(MAX_JOBS_ENV, value)
+    with pytest.raises(InputError, match=f"found '{value}'"):
+        JobRunner(tmp_path)
+    monkeypatch.setenv(MAX_JOBS_ENV, "3")
+    assert JobRunner(tmp_path).max_running == 3 and max_running_jobs(2) == 2
+
+
+def test_bad_ids_owners_and_kinds_are_refused(tmp_path):
+    runner = JobRunner(tmp_path)
+    with pytest.raises(InputError, match="not a job id"):
+        runner.status("../../etc/passwd")
+    with pytest.raises(InputError, match="owner"):
+        runner.submit("cv", {}, "a/b", "k")
+    with pytest.raises(InputError, match="unknown job kind 'mine'"):
+        runner.submit("mine", {}, "alice", "k")
