@@ -15,6 +15,9 @@ DTI-reading teacher's nested probabilities, imitation 0.5) on the same folds of 
 - ``transfer_cheap_only_limit``: a large-sample estimate of the best cheap-only AUC (xgboost trained
   on an independent 20,000-patient cohort of the same config), with the same for every feature;
   baseline in the same run: the cheap-only model cross-validated on the 2,000 patients.
+- ``transfer_distillation_bound_n200``: over 6 subsamples of 200 patients, each model minus the
+  cheap-only model (mean over subsamples, t interval), beside the student's method taught by a
+  perfect teacher (the true response probabilities): the most any teacher could pass on.
 - ``transfer_sentence``: what was found, in one sentence; ``transfer_wall_s``: the run's wall time.
 """
 
@@ -26,6 +29,7 @@ import time
 
 N_REFERENCE = 20_000
 IMITATIONS = (0.25, 0.75, 1.0)
+N_SUBSAMPLES = 6
 
 
 def emit(figure: str, value: float, unit: str, **extra) -> None:
@@ -43,7 +47,14 @@ def _difference(row) -> dict:
 def main() -> None:
     import pandas as pd
 
-    from core.evaluation.transfer import TRANSFER_CURVE_SIZES, cheap_bayes_limit, transfer_curve, transfer_sentence
+    from core.evaluation.transfer import (
+        TRANSFER_CURVE_SIZES,
+        cheap_bayes_limit,
+        distillation_bound,
+        distillation_bound_summary,
+        transfer_curve,
+        transfer_sentence,
+    )
     from core.synth.config import presets
     from core.synth.generator import generate_cohort
 
@@ -72,6 +83,12 @@ def main() -> None:
         row = transfer_curve(cohort, sizes=(200,), student_params={"imitation": imitation}, n_jobs=1).set_index("model").loc["student"]
         emit("transfer_imitation_sensitivity_n200", imitation, "imitation", student_minus_cheap=[round(row["diff_vs_cheap_only"], 4), round(row["diff_ci_low"], 4),
              round(row["diff_ci_high"], 4)], p=round(row["diff_p"], 4), student_auc=round(row["auc"], 4), note="descriptive; not used to choose imitation")
+
+    begun = time.perf_counter()
+    bound = distillation_bound_summary(distillation_bound(cohort, n_patients=200, n_subsamples=N_SUBSAMPLES, n_jobs=1))
+    emit("transfer_distillation_bound_n200", bound.loc["oracle_taught_alone", "diff_vs_cheap_only"], "AUC difference (perfect teacher alone)",
+         **{f"{m}_minus_cheap": [round(bound.loc[m, k], 4) for k in ("diff_vs_cheap_only", "diff_ci_low", "diff_ci_high")] for m in bound.index if m != "cheap_only"},
+         cheap_only_auc=round(bound.loc["cheap_only", "auc"], 4), subsamples=N_SUBSAMPLES, seconds=round(time.perf_counter() - begun, 1))
 
     begun = time.perf_counter()
     limit = cheap_bayes_limit(config, n_reference=N_REFERENCE, cohort=cohort)

@@ -3,11 +3,21 @@
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from core.errors import InputError
 from core.evaluation.metrics import roc_auc
 from core.evaluation.stats import corrected_resampled_ttest
-from core.evaluation.transfer import TRANSFER_MODELS, cheap_bayes_limit, transfer_curve, transfer_runs, transfer_sentence
+from core.evaluation.transfer import (
+    BOUND_MODELS,
+    TRANSFER_MODELS,
+    cheap_bayes_limit,
+    distillation_bound,
+    distillation_bound_summary,
+    transfer_curve,
+    transfer_runs,
+    transfer_sentence,
+)
 from core.modelling.estimators import ResponseClassifier
 from core.modelling.transfer import CHEAP_MODALITIES_DEFAULT, DistilledStudent, cheap_and_privileged
 from core.modelling.validation import CohortSplitter
@@ -159,6 +169,21 @@ def test_the_cheap_only_limit_lies_below_the_full_limit_and_the_oracle(small_con
     assert limit["oracle_auc"] == pytest.approx(roc_auc(small_cohort.outcomes["responder"], small_cohort.outcomes["true_response_probability"]))
 
 
+def test_a_perfect_teacher_helps_the_student_and_bounds_what_distillation_can_add(small_cohort):
+    """Taught by the true probabilities, the student must beat the cheap-only model on each subsample:
+    no teacher passes on more, so this is the most distillation could add at that size."""
+    table = distillation_bound(small_cohort, n_patients=200, n_subsamples=2, n_jobs=1)
+    assert list(table["model"].unique()) == list(BOUND_MODELS) and table["subsample"].nunique() == 2
+    diff = table.pivot(index="subsample", columns="model", values="diff_vs_cheap_only")
+    assert (diff["cheap_only"] == 0).all()
+    assert (diff["oracle_taught_alone"] > 0.02).all() and (diff["full"] > 0.03).all()  # planted: DTI carries signal, and knowing the truth helps
+    summary = distillation_bound_summary(table)
+    alone = diff["oracle_taught_alone"].to_numpy()
+    half = stats.t.ppf(0.975, 1) * alone.std(ddof=1) / np.sqrt(2)
+    assert summary.loc["oracle_taught_alone", "diff_ci_low"] == pytest.approx(alone.mean() - half)
+    assert summary.loc["oracle_taught_alone", "diff_vs_cheap_only"] == pytest.approx(alone.mean())
+
+
 def _message(call) -> str:
     with pytest.raises(InputError) as caught:
         call()
@@ -185,3 +210,10 @@ def test_bad_input_is_named(small_config, small_cohort, data, fitted):
         "[reference_seed] the reference cohort needs a seed other than the evaluated cohort's (7), found 7.")
     assert _message(lambda: cheap_bayes_limit(small_config.__class__(n_patients=300, seed=8), cohort=small_cohort)) == (
         "small: [config] the cohort was not generated from this config; expected the synthetic cohort of the config given.")
+    upload_like = small_cohort.subset(small_cohort.patients.index, name="upload-like")
+    upload_like.outcomes = upload_like.outcomes.drop(columns=["true_response_probability"])
+    assert _message(lambda: distillation_bound(upload_like, n_patients=100)) == (
+        "upload-like: [true_response_probability] the bound needs each patient's true response probability, which only a synthetic cohort has; "
+        "found an uploaded cohort.")
+    assert _message(lambda: distillation_bound(small_cohort, n_patients=100, n_subsamples=1)) == (
+        "[n_subsamples] n_subsamples must be a whole number of at least 2 (its spread is the interval), found 1.")

@@ -19,16 +19,20 @@ from core.evaluation.comparison import compare_models
 from core.evaluation.learning import subsample
 from core.evaluation.metrics import roc_auc_ci
 from core.modelling.estimators import ResponseClassifier
-from core.modelling.transfer import CHEAP_MODALITIES_DEFAULT, cheap_and_privileged, cross_validate_student
+from core.modelling.transfer import CHEAP_MODALITIES_DEFAULT, SoftLabelClassifier, cheap_and_privileged, cross_validate_student
 from core.modelling.validation import CohortSplitter, cross_validate, training_data
 
-__all__ = ["TRANSFER_CURVE_SIZES", "TRANSFER_MODELS", "transfer_runs", "transfer_curve", "cheap_bayes_limit", "transfer_sentence"]
+__all__ = ["TRANSFER_CURVE_SIZES", "TRANSFER_MODELS", "BOUND_MODELS", "transfer_runs", "transfer_curve", "cheap_bayes_limit", "distillation_bound",
+           "distillation_bound_summary", "transfer_sentence"]
 
 TRANSFER_CURVE_SIZES = (100, 200, 500, 1000, 2000)
 # full: xgboost on every modality (DTI included; the teacher's design); cheap_only: xgboost on the cheap
 # modalities; student: the distilled student, which reads the cheap modalities only at prediction.
 TRANSFER_MODELS = ("full", "cheap_only", "student")
 _COMPARED_WITH = "cheap_only"  # every paired difference is a model minus the cheap-only model
+# distillation_bound's models: those of TRANSFER_MODELS, and the student's method taught by a perfect teacher
+# (the true response probability) at the student's imitation and alone (imitation 1).
+BOUND_MODELS = (*TRANSFER_MODELS, "oracle_taught", "oracle_taught_alone")
 
 
 def transfer_runs(cohort, cheap_modalities=CHEAP_MODALITIES_DEFAULT, *, n_splits: int = 5, seed: int = 0, student_params: dict | None = None,
@@ -172,6 +176,80 @@ def cheap_bayes_limit(config, cheap_modalities=CHEAP_MODALITIES_DEFAULT, n_refer
         auc = low = high = np.nan
     return out | {"oracle_auc": auc, "oracle_ci_low": low, "oracle_ci_high": high, "n_patients": cohort.n_patients, "n_reference": int(n_reference),
                   "reference_seed": reference_seed, "cheap_features": cheap}
+
+
+def distillation_bound(cohort, n_patients: int = 200, n_subsamples: int = 6, cheap_modalities=CHEAP_MODALITIES_DEFAULT, n_splits: int = 5, seed: int = 0,
+                       progress=None, *, student_params: dict | None = None, n_jobs: int = -1) -> pd.DataFrame:
+    """How much could distillation add at ``n_patients``? The student against students taught by a perfect teacher.
+
+    On a synthetic cohort the true response probability is known. A student of the same kind as
+    :class:`~core.modelling.transfer.DistilledStudent` (xgboost on the cheap features, soft labels)
+    taught with it in place of the DTI teacher's nested probabilities shows the most any teacher
+    could pass on: no teacher's probabilities are closer to the truth. Each of ``n_subsamples``
+    stratified subsamples (:func:`~core.evaluation.learning.subsample` with seeds ``seed``,
+    ``seed + 1``, ...) is cross-validated with :func:`transfer_runs` and the two oracle-taught
+    students on the same folds, so one lucky or unlucky subsample does not decide the verdict.
+
+    Returns
+    -------
+    DataFrame, one row per subsample x model (:data:`BOUND_MODELS`): ``subsample``, ``seed``,
+    ``n_patients``, ``model``, ``auc`` (mean over folds of each fold's test AUC) and
+    ``diff_vs_cheap_only`` (mean over folds of the model's fold AUC minus the cheap-only model's).
+    Summarise with :func:`distillation_bound_summary`. Raises InputError without true probabilities.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    if "true_response_probability" not in cohort.outcomes:
+        raise InputError("the bound needs each patient's true response probability, which only a synthetic cohort has; found an uploaded cohort.",
+                         source=cohort.name, field="true_response_probability")
+    if isinstance(n_subsamples, bool) or not isinstance(n_subsamples, (int, np.integer)) or n_subsamples < 2:
+        raise InputError(f"n_subsamples must be a whole number of at least 2 (its spread is the interval), found {n_subsamples!r}.", field="n_subsamples")
+    (n_patients,) = _checked_sizes(cohort, (n_patients,))
+    cheap, _ = cheap_and_privileged(cohort.features.columns, cheap_modalities)
+    imitation = float(dict(student_params or {}).get("imitation", 0.5))
+    rows = []
+    for r in range(int(n_subsamples)):
+        part_seed = seed + r
+        part = subsample(cohort, n_patients, part_seed)
+        runs = transfer_runs(part, cheap_modalities, n_splits=n_splits, seed=part_seed, student_params=student_params, n_jobs=n_jobs)
+        X, y = training_data(part, "responder")
+        truth = part.outcomes.loc[X.index, "true_response_probability"].to_numpy(dtype=float)
+        fold_auc = {model: [] for model in BOUND_MODELS}
+        for fold in runs[_COMPARED_WITH].folds:
+            for model in TRANSFER_MODELS:
+                fold_auc[model].append(roc_auc_score(y[fold.test], runs[model].prediction.to_numpy()[fold.test]))
+            for model, weight in (("oracle_taught", imitation), ("oracle_taught_alone", 1.0)):
+                target = weight * truth[fold.train] + (1.0 - weight) * y[fold.train]
+                student = SoftLabelClassifier(seed=part_seed).fit(X.iloc[fold.train][cheap], y[fold.train], soft_target=target)
+                fold_auc[model].append(roc_auc_score(y[fold.test], student.predict_proba(X.iloc[fold.test][cheap])[:, 1]))
+        reference = np.asarray(fold_auc[_COMPARED_WITH])
+        for model in BOUND_MODELS:
+            rows.append({"subsample": r, "seed": part_seed, "n_patients": n_patients, "model": model, "auc": float(np.mean(fold_auc[model])),
+                         "diff_vs_cheap_only": float(np.mean(np.asarray(fold_auc[model]) - reference))})
+        if progress:
+            progress(r + 1, int(n_subsamples), f"subsample {r + 1} of {n_subsamples}: {n_patients} patients")
+    return pd.DataFrame(rows)
+
+
+def distillation_bound_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean over subsamples of each model's AUC and difference from the cheap-only model, with a t interval.
+
+    The interval treats the subsamples as independent; drawn from one cohort they share some
+    patients, so it is somewhat too narrow when the subsamples are a large share of the cohort.
+    Returns one row per model: ``auc``, ``diff_vs_cheap_only``, ``diff_sd``, ``diff_ci_low``,
+    ``diff_ci_high``, ``n_subsamples``.
+    """
+    from scipy import stats
+
+    rows = []
+    for model, part in table.groupby("model", sort=False):
+        diff = part["diff_vs_cheap_only"].to_numpy(dtype=float)
+        n = len(diff)
+        sd = float(np.std(diff, ddof=1)) if n > 1 else np.nan
+        half = float(stats.t.ppf(0.975, n - 1) * sd / np.sqrt(n)) if n > 1 else np.nan
+        rows.append({"model": model, "auc": float(part["auc"].mean()), "diff_vs_cheap_only": float(diff.mean()), "diff_sd": sd,
+                     "diff_ci_low": float(diff.mean() - half), "diff_ci_high": float(diff.mean() + half), "n_subsamples": n})
+    return pd.DataFrame(rows).set_index("model")
 
 
 def _p_words(p: float) -> str:

@@ -30,7 +30,7 @@ from core.errors import InputError
 from core.modelling.estimators import ResponseClassifier, check_features, check_outcome
 from core.modelling.explanation import Explanation, output_of_margin
 
-__all__ = ["CHEAP_MODALITIES_DEFAULT", "COSTLY_MODALITY", "DistilledStudent", "cheap_and_privileged", "cross_validate_student"]
+__all__ = ["CHEAP_MODALITIES_DEFAULT", "COSTLY_MODALITY", "DistilledStudent", "SoftLabelClassifier", "cheap_and_privileged", "cross_validate_student"]
 
 CHEAP_MODALITIES_DEFAULT = ("clin", "emg", "kin")
 COSTLY_MODALITY = "dti"  # the scan clinics ask to skip; by default the only modality the student does without
@@ -68,7 +68,7 @@ def cheap_and_privileged(columns, cheap_modalities=CHEAP_MODALITIES_DEFAULT) -> 
     return cheap, privileged
 
 
-class _SoftLabelClassifier(ResponseClassifier):
+class SoftLabelClassifier(ResponseClassifier):
     """A :class:`ResponseClassifier` trained on targets in [0, 1] (soft labels) instead of 0/1 labels.
 
     The early-stopping share is drawn and scored on the real 0/1 labels: the number of trees is
@@ -76,7 +76,7 @@ class _SoftLabelClassifier(ResponseClassifier):
     targets equal to the labels it is exactly a :class:`ResponseClassifier`.
     """
 
-    def fit(self, X: pd.DataFrame, y, soft_target=None) -> _SoftLabelClassifier:
+    def fit(self, X: pd.DataFrame, y, soft_target=None) -> SoftLabelClassifier:
         if soft_target is None:
             return super().fit(X, y)
         X = check_features(X)
@@ -173,7 +173,7 @@ class DistilledStudent(ClassifierMixin, BaseEstimator):
             teacher_probability[fold.test] = teacher.predict_proba(X.iloc[fold.test])[:, 1]
         imitation = float(self.imitation)
         target = imitation * teacher_probability + (1.0 - imitation) * y
-        student = _SoftLabelClassifier(**{"seed": self.seed, **dict(self.student_params or {})})
+        student = SoftLabelClassifier(**{"seed": self.seed, **dict(self.student_params or {})})
         self.student_ = student.fit(X[cheap], y, soft_target=target)
         self.teacher_probability_ = teacher_probability
         self.inner_folds_ = inner
