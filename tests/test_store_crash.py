@@ -1,0 +1,161 @@
+"""A saving process killed with SIGKILL at random moments loses nothing.
+
+Each trial forks a child from this process (core already imported, the cohorts, runs and ablations
+already made: see ``store_support.material``). The child opens the workspace, says "start" through
+a pipe, saves one thing (a cohort, a CV run, an ablation or a result table; new or overwriting an
+older version) and says "done". The parent kills it with SIGKILL after a random delay drawn to land
+inside the save (up to 1.3 x the save's duration, measured here first). Then the workspace must
+open; everything saved before the kill must load with identical content; the thing being saved must
+load as its old or its new version, complete, or not at all if it was new; nothing half-written is
+listed, and opening the workspace has swept every temporary file and unreferenced version folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import multiprocessing
+import os
+import random
+import signal
+import statistics
+import time
+
+import pytest
+
+from core.store.workspace import Workspace
+from tests.store_support import (
+    ablation_fingerprint,
+    catalogue_keys,
+    cohort_fingerprint,
+    cv_fingerprint,
+    leftovers,
+    material,
+    table_fingerprint,
+)
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork") or not hasattr(signal, "SIGKILL"), reason="needs fork and SIGKILL (POSIX)")
+
+FORK = multiprocessing.get_context("fork") if hasattr(os, "fork") else None
+TRIALS = {"cohort": 18, "cv": 18, "ablation": 18, "table": 8}  # 62 in all
+KEYS = {"cohort": ["c0", "c1", "c2"], "cv": [f"{i:016x}" for i in (0xA0, 0xA1, 0xA2)], "ablation": [f"{i:016x}" for i in (0xB0, 0xB1, 0xB2)],
+        "table": [f"{i:016x}" for i in (0xC0, 0xC1)]}
+TABLE_KIND = "crash_tables"
+
+
+def _versions(kind: str) -> tuple:
+    m = material()
+    return {"cohort": m.cohorts, "cv": m.cv_runs, "ablation": m.ablations, "table": m.tables}[kind]
+
+
+def _save(ws: Workspace, kind: str, key: str, variant: int) -> None:
+    m, thing = material(), _versions(kind)[variant]
+    if kind == "cohort":
+        ws.save(dataclasses.replace(thing, name=key))
+    elif kind == "cv":
+        ws.save_cv(m.cohorts[0], key, thing)
+    elif kind == "ablation":
+        ws.save_ablation(m.cohorts[0], dataclasses.replace(thing, digest=key))
+    else:
+        ws.save_table(TABLE_KIND, key, thing)
+
+
+def _fingerprint_saved(kind: str, key: str, variant: int) -> str:
+    thing = _versions(kind)[variant]
+    return {"cohort": lambda: cohort_fingerprint(thing), "cv": lambda: cv_fingerprint(thing, material().cohorts[0]),
+            "ablation": lambda: ablation_fingerprint(dataclasses.replace(thing, digest=key)), "table": lambda: table_fingerprint(thing)}[kind]()
+
+
+def _fingerprint_loaded(ws: Workspace, kind: str, key: str) -> str | None:
+    """What the workspace gives back under ``key`` (None: nothing); any exception fails the test."""
+    if kind == "cohort":
+        return cohort_fingerprint(ws.load(key)) if key in ws.names() else None
+    if kind == "cv":
+        run = ws.load_cv(key, material().cohorts[0])
+        return None if run is None else cv_fingerprint(run, material().cohorts[0])
+    if kind == "ablation":
+        result = ws.load_ablation(key)
+        return None if result is None else ablation_fingerprint(result)
+    table = ws.load_table(TABLE_KIND, key)
+    return None if table is None else table_fingerprint(table)
+
+
+def _listed(ws: Workspace, kind: str) -> set[str]:
+    if kind == "cohort":
+        return set(ws.names())
+    if kind == "table":
+        return {p.stem for p in (ws.path / TABLE_KIND).glob("*.parquet")}
+    return catalogue_keys(ws.path, {"cv": "cv_runs", "ablation": "ablation_runs"}[kind])
+
+
+def _child(pipe, path, kind: str, key: str, variant: int) -> None:
+    ws = Workspace(path)
+    pipe.send_bytes(b"start")
+    _save(ws, kind, key, variant)
+    pipe.send_bytes(b"done")
+    time.sleep(600)  # killed by the parent
+
+
+def _message(receive, timeout: float) -> bytes | None:
+    """The child's next message, or None when there is none (or it died without sending one)."""
+    if not receive.poll(timeout):
+        return None
+    try:
+        return receive.recv_bytes()
+    except EOFError:
+        return None
+
+
+def _save_duration(tmp_path, kind: str) -> float:
+    """Median wall time of a save of this kind (new and overwriting), measured in this process."""
+    ws, times = Workspace(tmp_path / f"timing-{kind}"), []
+    for i in range(4):
+        start = time.perf_counter()
+        _save(ws, kind, KEYS[kind][0], i % 2)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+@pytest.mark.parametrize("kind", list(TRIALS))
+def test_a_save_killed_at_random_moments_leaves_every_earlier_save_loadable_and_nothing_half_written(kind, tmp_path):
+    material()  # made before the forks: children inherit it
+    duration = _save_duration(tmp_path, kind)
+    rng = random.Random(f"crash-{kind}")
+    path = tmp_path / "workspace"
+    Workspace(path)
+    fingerprints = {(key, v): _fingerprint_saved(kind, key, v) for key in KEYS[kind] for v in (0, 1)}
+    stored: dict[str, str] = {}  # key -> fingerprint of what a load must give back now
+    mid_save = 0
+    for trial in range(TRIALS[kind]):
+        key = KEYS[kind][trial % len(KEYS[kind])]
+        variant = (trial // len(KEYS[kind])) % 2  # from the second round on, a save overwrites the other version
+        receive, send = FORK.Pipe(duplex=False)
+        child = FORK.Process(target=_child, args=(send, path, kind, key, variant), daemon=True)
+        child.start()
+        send.close()
+        assert _message(receive, 60) == b"start", f"trial {trial}: the child never started its save (exit code {child.exitcode})"
+        time.sleep(rng.uniform(0, 1.3 * duration))
+        os.kill(child.pid, signal.SIGKILL)
+        child.join()
+        done = _message(receive, 0) == b"done"
+        receive.close()
+        mid_save += not done
+
+        ws = Workspace(path)  # opens after the crash, and sweeps what it left
+        assert leftovers(path) == [], f"trial {trial} ({kind} {key}, killed {'after' if done else 'during'} the save)"
+        new = fingerprints[(key, variant)]
+        got = _fingerprint_loaded(ws, kind, key)
+        if done:
+            assert got == new, f"trial {trial}: a completed save of {key} does not load as saved"
+        else:
+            assert got in {stored.get(key), new}, f"trial {trial}: {key} killed mid-save loads as neither its old nor its new version"
+        if got is None:
+            stored.pop(key, None)
+        else:
+            stored[key] = got
+        assert _listed(ws, kind) == set(stored), f"trial {trial}: listed {sorted(_listed(ws, kind))}, complete {sorted(stored)}"
+        for other, expected in stored.items():  # everything saved before the kill, unchanged
+            assert _fingerprint_loaded(ws, kind, other) == expected, f"trial {trial}: {other} changed"
+    print(json.dumps({"test": "store_crash", "kind": kind, "trials": TRIALS[kind], "killed_mid_save": mid_save, "save_s": round(duration, 3)}))
+    # The delays are drawn to land inside the save; the share that did depends on the machine's load.
+    assert mid_save >= TRIALS[kind] // 3, f"only {mid_save} of {TRIALS[kind]} kills landed inside a {kind} save"
