@@ -1,16 +1,25 @@
-"""The app's shared state in one facade: which workspace, which cohort, export format, the saved
-runs, and what a session remembers between reruns (settings, edits, a widget's value).
+"""The app's shared state in one facade: who is logged in, which workspace, which cohort, export
+format, the saved runs, and what a session remembers between reruns (settings, edits, a widget's value).
 
 Pages and panels never touch ``st.session_state`` directly; they call these functions.
+
+Logins are on when ``.streamlit/secrets.toml`` has an ``[auth]`` section (OpenID Connect through
+``st.login``). Then ``NEUROPREDICT_WORKSPACE`` is the root of every user's private workspace
+(:class:`core.store.users.Accounts`), and everything here answers for the logged-in user only.
+Without it the app is single-user and the workspace is ``NEUROPREDICT_WORKSPACE`` itself.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 from pathlib import Path, PurePosixPath
 
 import streamlit as st
 
 from core.data.cohort import Cohort
+from core.errors import InputError
+from core.store.users import Accounts, Share, User
 from core.store.workspace import Workspace, default_workspace
 
 _COHORT_KEY = "neuropredict.cohort_name"
@@ -22,13 +31,117 @@ LAST_COHORT_SETTING = "last_cohort"
 _DEFAULT_PAGE_STEM = "cohort"  # the default page's url_path is ""
 
 
+LOCAL_OWNER = "local"  # owner id of everything when logins are off
+
+
+# --- who is logged in ------------------------------------------------------------------------------
+
+
+def logins_enabled() -> bool:
+    """True when secrets.toml configures OpenID Connect (an ``[auth]`` section)."""
+    try:
+        return "auth" in st.secrets
+    except FileNotFoundError:  # no secrets.toml at all
+        return False
+
+
+def current_user() -> User | None:
+    """The logged-in user, or None when logins are off (single-user) or nobody is logged in yet."""
+    if not logins_enabled() or not st.user.is_logged_in:
+        return None
+    return User.from_claims(st.user.to_dict())
+
+
+def owner_id() -> str:
+    """Who owns what this session makes (e.g. a background job): the user's id, or ``"local"``
+    when logins are off."""
+    user = current_user()
+    return user.id if user is not None else LOCAL_OWNER
+
+
+def login_providers() -> list[str | None]:
+    """The providers to offer on the login screen: the named ``[auth.<name>]`` sections, else
+    ``[None]`` for the one provider configured in ``[auth]`` itself."""
+    section = st.secrets.get("auth", {})
+    named = [key for key, value in section.items() if hasattr(value, "keys")]
+    return named or [None]
+
+
+@st.cache_resource
+def _accounts_at(root: str) -> Accounts:
+    return Accounts(root)
+
+
+def accounts() -> Accounts:
+    """The users' workspaces and shares under the root (``NEUROPREDICT_WORKSPACE``)."""
+    return _accounts_at(str(default_workspace()))
+
+
+def _require_user() -> User:
+    user = current_user()
+    if user is None:
+        # Pages run only after app.py's login screen, so this is a programming error, not a user's.
+        raise RuntimeError("logins are on but nobody is logged in: app.py shows the login screen first")
+    return user
+
+
+# --- the workspace: the user's own when logins are on ----------------------------------------------
+
+
 @st.cache_resource
 def _workspace_at(path: str) -> Workspace:
     return Workspace(path)
 
 
 def workspace() -> Workspace:
+    """This session's workspace: the logged-in user's private one, or the one workspace when logins are off."""
+    if logins_enabled():
+        return _workspace_at(str(accounts().workspace_path(_require_user())))
     return _workspace_at(str(default_workspace()))
+
+
+def cache_scope() -> str:
+    """What every cache of user data includes in its key: this session's workspace folder."""
+    return str(workspace().path)
+
+
+def _scoped(cache, **options):
+    def decorate(func):
+        signature = inspect.signature(func)
+        scope = inspect.Parameter("workspace_scope", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+        def cached_call(workspace_scope, *args, **kwargs):
+            return func(*args, **kwargs)
+
+        # Streamlit names a cache by module, qualified name and source (found through __wrapped__),
+        # and skips "_"-prefixed arguments by the names in the signature: give it the function's own.
+        cached_call.__module__, cached_call.__qualname__, cached_call.__name__ = func.__module__, func.__qualname__, func.__name__
+        cached_call.__wrapped__ = func
+        cached_call.__signature__ = signature.replace(parameters=[scope, *signature.parameters.values()])
+        cached = cache(**options)(cached_call)
+
+        @functools.wraps(func)
+        def call(*args, **kwargs):
+            return cached(cache_scope(), *args, **kwargs)
+
+        call.clear = cached.clear
+        return call
+
+    return decorate
+
+
+def user_cache_data(**options):
+    """``st.cache_data(**options)`` whose key also holds this session's workspace folder
+    (:func:`cache_scope`): one user's entry is never served to another, even for equal arguments."""
+    return _scoped(st.cache_data, **options)
+
+
+def user_cache_resource(**options):
+    """``st.cache_resource(**options)`` keyed also by this session's workspace folder (see :func:`user_cache_data`)."""
+    return _scoped(st.cache_resource, **options)
+
+
+# --- which cohort: the user's own, or one shared with them (read-only) -----------------------------
 
 
 @st.cache_resource(max_entries=4)
@@ -37,26 +150,106 @@ def _load_cohort(path: str, name: str, saved_at) -> Cohort:
     return Workspace(path).load(name)
 
 
-def current_cohort_name() -> str | None:
-    """The cohort in use: this session's choice, else the one last opened (kept in the workspace)."""
+def shared_cohorts() -> list[Share]:
+    """Cohorts other users share with this user (read-only); empty when logins are off."""
+    user = current_user()
+    return accounts().shared_with(user) if user is not None else []
+
+
+def cohort_choices() -> list[str]:
+    """Keys of the cohorts this session may open: its own cohorts' names, then ``<owner id>/<name>``
+    of each cohort shared with it (a cohort name never holds a '/')."""
+    return [*workspace().names(), *(s.key for s in shared_cohorts())]
+
+
+def cohort_label(key: str) -> str:
+    """How a cohort key reads in a list: its name, plus who shared it."""
+    if "/" not in key:
+        return key
+    for s in shared_cohorts():
+        if s.key == key:
+            return f"{s.cohort} (shared by {s.owner_label}, read-only)"
+    return key.split("/", 1)[1]
+
+
+def current_cohort_key() -> str | None:
+    """The cohort in use: this session's choice, else the one last opened (kept in the user's own
+    workspace), else the first own cohort. Only keys in :func:`cohort_choices` are ever returned."""
     ws = workspace()
-    names = ws.names()
-    name = st.session_state.get(_COHORT_KEY) or ws.get_setting(LAST_COHORT_SETTING)
-    if name not in names:
-        name = names[0] if names else None
-    return name
+    choices = cohort_choices()
+    key = st.session_state.get(_COHORT_KEY) or ws.get_setting(LAST_COHORT_SETTING)
+    if key not in choices:
+        key = choices[0] if choices else None
+    return key
 
 
-def set_current_cohort(name: str) -> None:
-    st.session_state[_COHORT_KEY] = name
-    workspace().set_setting(LAST_COHORT_SETTING, name)
+def current_cohort_name() -> str | None:
+    """The name of the cohort in use (see :func:`current_cohort_key`)."""
+    key = current_cohort_key()
+    return None if key is None else key.rsplit("/", 1)[-1]
+
+
+def current_cohort_is_shared() -> bool:
+    """True when the cohort in use is another user's, shared read-only."""
+    key = current_cohort_key()
+    return key is not None and "/" in key
+
+
+def set_current_cohort(key: str) -> None:
+    """Make the cohort with this key (see :func:`cohort_choices`) the current one, and remember it."""
+    if key not in cohort_choices():
+        raise InputError(f"no cohort named {key.rsplit('/', 1)[-1]!r} in your workspace or shared with you.", field="cohort")
+    st.session_state[_COHORT_KEY] = key
+    workspace().set_setting(LAST_COHORT_SETTING, key)
+
+
+def open_cohort_link(name: str) -> None:
+    """Open the cohort a link names (``?cohort=NAME``): the user's own cohort of that name, else the
+    one cohort of that name shared with them. InputError otherwise, saying the same whether or not
+    another user has such a cohort."""
+    own = workspace().names()
+    if name in own:
+        return set_current_cohort(name)
+    shared = [s.key for s in shared_cohorts() if s.cohort == name or s.key == name]
+    if len(shared) == 1:
+        return set_current_cohort(shared[0])
+    if len(shared) > 1:
+        raise InputError(f"{len(shared)} colleagues share a cohort named {name!r}; pick one in the sidebar.", field="cohort")
+    raise InputError(f"no cohort named {name!r} in your workspace or shared with you.", field="cohort")
+
+
+def share_cohort(name: str, with_email: str) -> Share:
+    """Share one of the user's own cohorts read-only with the colleague at ``with_email``. InputError
+    when logins are off, the cohort is not the user's or the address is not one."""
+    user = current_user()
+    if user is None:
+        raise InputError("sharing needs logins: without them everyone using this server sees every cohort.", field="cohort")
+    return accounts().share(user, name, with_email)
+
+
+def unshare_cohort(name: str, with_email: str) -> bool:
+    """Stop sharing one of the user's cohorts with ``with_email``; True when it was shared."""
+    return accounts().unshare(_require_user(), name, with_email)
+
+
+def my_shares() -> list[Share]:
+    """The shares the logged-in user has made (none when logins are off)."""
+    user = current_user()
+    return accounts().shares_of(user) if user is not None else []
 
 
 def current_cohort() -> Cohort | None:
-    name = current_cohort_name()
-    if name is None:
+    key = current_cohort_key()
+    if key is None:
         return None
-    ws = workspace()
+    if "/" in key:
+        owner, name = key.split("/", 1)
+        user = _require_user()
+        if not accounts().can_read(user, owner, name):  # cohort_choices checked it; check again where the data are read
+            return None
+        ws = accounts().workspace(owner)
+    else:
+        ws, name = workspace(), key
     return _load_cohort(str(ws.path), name, ws.saved_at(name))
 
 

@@ -168,7 +168,7 @@ def partial_notice(result: AblationResult) -> None:
 # --- derived tables, cached by run digest ---------------------------------------------------------
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
+@state.user_cache_data(max_entries=16, show_spinner=False)
 def summary_tables(_result: AblationResult, digest: str, metric: str) -> dict:
     """Subsets, Shapley values, permutation test and the chance level of one metric."""
     scores = _result.scores
@@ -176,12 +176,12 @@ def summary_tables(_result: AblationResult, digest: str, metric: str) -> dict:
     return {"subsets": _result.subsets(metric), "shapley": _result.shapley(metric), "permutation": _result.permutation_test(metric), "chance": chance}
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
+@state.user_cache_data(max_entries=32, show_spinner=False)
 def design_table(_result: AblationResult, digest: str, metric: str, design: str, order: tuple | None) -> pd.DataFrame:
     return _result.design(design, metric, order=order)
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
+@state.user_cache_data(max_entries=32, show_spinner=False)
 def pareto_table(_result: AblationResult, digest: str, metric: str, costs: tuple) -> pd.DataFrame:
     return _result.pareto_front(dict(costs), metric)
 

@@ -25,7 +25,7 @@ INDICATION_LABELS = {"stroke": "Stroke", "parkinsons": "Parkinson's disease"}
 DIRECTION_LABELS = {"higher_better": "higher is better", "higher_worse": "higher is worse"}
 
 
-@st.cache_resource(max_entries=8, show_spinner="Fitting the zero-shot model ...")
+@state.user_cache_resource(max_entries=8, show_spinner="Fitting the zero-shot model ...")
 def _fitted(cohort_digest: str, family: str, _cohort):
     return fit_on_cohort(_cohort, exclude_families=(family,))
 

@@ -61,22 +61,22 @@ def config_form(key: str = "generate") -> CohortConfig | None:
 
 
 # Derived tables are cached by the cohort's content digest (the cohort itself is not hashed).
-@st.cache_data(max_entries=8, show_spinner=False)
+@state.user_cache_data(max_entries=8, show_spinner=False)
 def cached_bayes_auc(_cohort: Cohort, digest: str):
     return bayes_optimal_auc(_cohort)
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
+@state.user_cache_data(max_entries=8, show_spinner=False)
 def cached_prep2(_cohort: Cohort, digest: str) -> dict:
     return prep2_evaluation(_cohort)
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
+@state.user_cache_data(max_entries=8, show_spinner=False)
 def cached_correlations(_cohort: Cohort, digest: str):
     return feature_correlations(_cohort)
 
 
-@st.cache_resource(max_entries=6, show_spinner=False)
+@state.user_cache_resource(max_entries=6, show_spinner=False)
 def _patient_raw(_cohort: Cohort, digest: str, patient_id: str):
     # Keyed by the cohort's content digest: two cohorts with the same name never share an entry.
     return _cohort.raw_data(patient_id)

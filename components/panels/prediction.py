@@ -117,31 +117,31 @@ def training_history(result: CVResult) -> pd.DataFrame:
 # --- derived tables, cached by run digest ---------------------------------------------------------
 
 
-@st.cache_data(max_entries=8, show_spinner="Scoring the baselines on the same folds ...")
+@state.user_cache_data(max_entries=8, show_spinner="Scoring the baselines on the same folds ...")
 def scores(_cohort: Cohort, _result: CVResult, run: str) -> pd.DataFrame:
     """:func:`core.evaluation.performance.score_table` of the run."""
     return performance.score_table(_cohort, _result)
 
 
-@st.cache_data(max_entries=24, show_spinner="Bootstrapping 95% intervals ...")
+@state.user_cache_data(max_entries=24, show_spinner="Bootstrapping 95% intervals ...")
 def binary_ci(_s: pd.DataFrame, run: str, threshold: float) -> dict:
     """:func:`core.evaluation.performance.binary_ci_tables` of the run at ``threshold``."""
     return performance.binary_ci_tables(_s, threshold, n_boot=N_BOOT)
 
 
-@st.cache_data(max_entries=8, show_spinner="Bootstrapping 95% intervals ...")
+@state.user_cache_data(max_entries=8, show_spinner="Bootstrapping 95% intervals ...")
 def regression_ci(_s: pd.DataFrame, run: str) -> dict:
     """:func:`core.evaluation.performance.regression_ci_tables` of the run."""
     return performance.regression_ci_tables(_s, n_boot=N_BOOT)
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
+@state.user_cache_data(max_entries=8, show_spinner=False)
 def repeat_spread(_result: CVResult, _observed: pd.Series, run: str) -> tuple[pd.Series, pd.DataFrame]:
     """:func:`core.evaluation.performance.repeat_spread`: each repeat's AUC or R², and their spread."""
     return performance.repeat_spread(_result, _observed)
 
 
-@st.cache_data(max_entries=8, show_spinner="Writing the model report ...")
+@state.user_cache_data(max_entries=8, show_spinner="Writing the model report ...")
 def report_html(_cohort: Cohort, _result: CVResult, run: str, threshold: float) -> str:
     """:func:`core.evaluation.report.model_report_html` of the run at ``threshold``, from the cached score table."""
     return model_report_html(_cohort, _result, run, threshold=threshold, n_boot=N_BOOT, scores=scores(_cohort, _result, run))
@@ -299,7 +299,7 @@ def explanations_panel(cohort: Cohort, result: CVResult, run: str) -> None:
 # --- what-if --------------------------------------------------------------------------------------
 
 
-@st.cache_resource(max_entries=4, show_spinner=False)
+@state.user_cache_resource(max_entries=4, show_spinner=False)
 def _whatif(_result: CVResult, _features: pd.DataFrame, run: str) -> WhatIf:
     return WhatIf(_result, _features)
 
@@ -318,7 +318,7 @@ def whatif_key(patient_id: str, feature: str) -> str:
     return f"wi-{patient_id}-{feature}"
 
 
-@st.cache_resource(max_entries=4, show_spinner=False)
+@state.user_cache_resource(max_entries=4, show_spinner=False)
 def _editor_inputs(_wi: WhatIf, run: str) -> dict:
     """Per modality, per feature: number-input arguments and help, built once per run, not per edit."""
     inputs = {}
@@ -381,7 +381,7 @@ def _feature_editor(wi: WhatIf, run: str, patient_id: str, unlock: bool) -> dict
     return dict(edits)
 
 
-@st.cache_data(max_entries=4, show_spinner=False)
+@state.user_cache_data(max_entries=4, show_spinner=False)
 def patient_labels(_s: pd.DataFrame, _result: CVResult, run: str) -> dict:
     """Picker label of every patient, built once per run: the what-if rerun on every edit must not."""
     return {
@@ -533,7 +533,7 @@ def views_for(result: CVResult, settings: CVSettings) -> dict:
             "Compare models": compare, "Export": export_panel}
 
 
-@st.cache_resource(max_entries=2, show_spinner="Reading the cohort's raw-data tensors from the workspace ...")
+@state.user_cache_resource(max_entries=2, show_spinner="Reading the cohort's raw-data tensors from the workspace ...")
 def fusion_inputs(_cohort: Cohort, digest: str):
     """The cohort's cached raw-data tensors (built when missing)."""
     return state.workspace().fusion_inputs(_cohort)
@@ -545,7 +545,7 @@ def _design(cohort: Cohort):
     return fusion_design(cohort, fusion_inputs(cohort, cohort.digest))
 
 
-@st.cache_data(max_entries=16, show_spinner="Integrated gradients of the FA branch ...")
+@state.user_cache_data(max_entries=16, show_spinner="Integrated gradients of the FA branch ...")
 def fa_saliency(_cohort: Cohort, _result: CVResult, run: str, patient: str) -> np.ndarray:
     """Mean over the fold models blind to the patient of their FA saliency (24, 11, 28), in log-odds."""
     design = _design(_cohort)
@@ -553,7 +553,7 @@ def fa_saliency(_cohort: Cohort, _result: CVResult, run: str, patient: str) -> n
     return np.mean([m.fa_saliency(design.take([position]))[0] for m in _result.models_blind_to(position)], axis=0)
 
 
-@st.cache_data(max_entries=4, show_spinner="Where the FA branch looks, over 40 stroke patients with a lesion ...")
+@state.user_cache_data(max_entries=4, show_spinner="Where the FA branch looks, over 40 stroke patients with a lesion ...")
 def saliency_summary(_cohort: Cohort, _result: CVResult, run: str) -> pd.DataFrame:
     """Mean over up to 40 lesioned patients of :func:`core.evaluation.ground_truth.saliency_regions`."""
     from core.evaluation.ground_truth import saliency_regions
@@ -630,7 +630,7 @@ def deep_explanations_panel(cohort: Cohort, result: CVResult, run: str) -> None:
         st.caption(text + " Integrated gradients run from a blank map (every voxel at the training mean FA) to the patient's, and add up to the change in log-odds.")
 
 
-@st.cache_resource(max_entries=2, show_spinner=False)
+@state.user_cache_resource(max_entries=2, show_spinner=False)
 def _fusion_whatif(_cohort: Cohort, _result: CVResult, run: str):
     from core.modelling.whatif import FusionWhatIf
 
@@ -712,7 +712,7 @@ def deep_ground_truth_panel(cohort: Cohort, result: CVResult, run: str) -> None:
 # --- comparison of models on the same folds -----------------------------------------------------
 
 
-@st.cache_data(max_entries=4, show_spinner="Comparing the models on the same patients (bootstrap and corrected t-tests) ...")
+@state.user_cache_data(max_entries=4, show_spinner="Comparing the models on the same patients (bootstrap and corrected t-tests) ...")
 def _comparison(_cohort: Cohort, _runs: dict, key: str):
     from core.evaluation.comparison import compare_models
 
