@@ -188,9 +188,14 @@ def test_truncated_voxel_data_and_broken_affine():
 def test_gzip_bomb_in_a_nifti():
     from core.io.safety import UploadLimits
 
+    # Zeros: refused at the header (no magic), whatever the cap.
     bomb = gzip.compress(bytes(20 * 2**20), compresslevel=9)
-    with pytest.raises(InputError, match=r"^bomb\.nii\.gz: decompresses to more than the 5\.0 MB allowed for one upload"):
+    with pytest.raises(InputError, match=r"^bomb\.nii\.gz: \[magic\] not a NIfTI file"):
         read_nifti(bomb, "bomb.nii.gz", limits=UploadLimits(max_decompressed_bytes=5 * 2**20))
+    # A valid header declaring an 8 MB image: the declared size is spent from the budget first.
+    big = nifti_bytes(np.zeros((128, 128, 128), np.float32), np.diag([2.0, 2, 2, 1]), compress=True)
+    with pytest.raises(InputError, match=r"^bomb\.nii\.gz: decompresses to more than the 5\.0 MB allowed for one upload"):
+        read_nifti(big, "bomb.nii.gz", limits=UploadLimits(max_decompressed_bytes=5 * 2**20))
 
 
 # ---------------------------------------------------------------- property tests

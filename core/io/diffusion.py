@@ -32,7 +32,7 @@ import pandas as pd
 
 from core.errors import InputError
 from core.io.report import ReportEntry, attribute
-from core.io.safety import DEFAULT_LIMITS, Budget, UploadLimits, read_source
+from core.io.safety import DEFAULT_LIMITS, Budget, DeclaredBytes, UploadLimits, read_source
 from core.io.volumes import MNIVolume, Registration, Volume, nifti_from_bytes, to_mni
 
 __all__ = [
@@ -245,6 +245,8 @@ def read_diffusion(
     names = names or (None, None, None)
     if isinstance(dwi, Volume):
         volume = dwi
+    elif isinstance(dwi, DeclaredBytes):  # a zip entry already decompressed header first
+        volume = nifti_from_bytes(names[0] or "dwi.nii", dwi, dims="4d", budget=budget or Budget(limits))
     else:
         label, raw = read_source(dwi, names[0], limits)
         volume = nifti_from_bytes(label, raw, dims="4d", budget=budget or Budget(limits))

@@ -44,7 +44,7 @@ import pandas as pd
 
 from core.errors import InputError
 from core.io.report import ReportEntry, attribute
-from core.io.safety import DEFAULT_LIMITS, UploadLimits, read_source
+from core.io.safety import DEFAULT_LIMITS, Budget, GzipStream, UploadLimits, is_gzip, read_declared, read_source
 
 __all__ = ["EMGSignals", "EMGExtraction", "read_edf", "read_emg_csv", "read_emg", "emg_recording", "emg_feature_row"]
 
@@ -146,6 +146,36 @@ def check_edf_header(raw: bytes, source: str) -> dict:
         Wrong magic bytes, a non-numeric or inconsistent header field, or a file size that does
         not match the header (truncated or padded file).
     """
+    layout = _edf_layout(bytes(memoryview(raw)[: 256 * 4098]), source)
+    expected = layout["expected"]
+    if len(raw) != expected:
+        state = "truncated" if len(raw) < expected else "longer than its header says"
+        raise InputError(
+            f"the file is {state}: {layout['n_records']} records of {layout['samples']} samples need {expected} bytes, "
+            f"found {len(raw)}. Upload the complete, unmodified recording.",
+            source=source,
+            field="file size",
+        )
+    return {k: layout[k] for k in ("bdf", "n_signals", "n_records", "record_s")}
+
+
+MAX_EDF_BYTES = 1 << 31  # 2 GiB of samples: days of a 2-channel 10 kHz EMG; a header declaring more is damaged
+
+
+def edf_declared_size(raw: bytes, source: str) -> int:
+    """The exact size in bytes an EDF/BDF file must have, from its header alone (the first
+    ``256 x (n_signals + 1)`` bytes): header bytes + records x samples per record x 2 (EDF) or 3 (BDF).
+
+    Raises
+    ------
+    InputError
+        Wrong magic bytes, a non-numeric or inconsistent header field, or a declared size past
+        ``MAX_EDF_BYTES`` (naming the field).
+    """
+    return _edf_layout(raw, source)["expected"]
+
+
+def _edf_layout(raw: bytes, source: str) -> dict:
     if raw[:8] == _EDF_MAGIC:
         bdf, sample_bytes = False, 2
     elif raw[:8] == _BDF_MAGIC:
@@ -181,15 +211,14 @@ def check_edf_header(raw: bytes, source: str) -> dict:
     if min(samples_per_record) < 1:
         raise InputError("a signal has fewer than 1 sample per data record.", source=source, field="samples per record")
     expected = header_bytes + n_records * sum(samples_per_record) * sample_bytes
-    if len(raw) != expected:
-        state = "truncated" if len(raw) < expected else "longer than its header says"
+    if expected > MAX_EDF_BYTES:
         raise InputError(
-            f"the file is {state}: {n_records} records of {sum(samples_per_record)} samples need {expected} bytes, "
-            f"found {len(raw)}. Upload the complete, unmodified recording.",
+            f"header declares {n_records} records of {sum(samples_per_record)} samples, {expected} bytes; "
+            f"at most {MAX_EDF_BYTES} are accepted. The header is damaged.",
             source=source,
-            field="file size",
+            field="number of data records",
         )
-    return {"bdf": bdf, "n_signals": n_signals, "n_records": n_records, "record_s": record_s}
+    return {"bdf": bdf, "n_signals": n_signals, "n_records": n_records, "record_s": record_s, "samples": sum(samples_per_record), "expected": expected}
 
 
 def read_edf(source, name: str | None = None, *, limits: UploadLimits = DEFAULT_LIMITS) -> EMGSignals:
@@ -208,13 +237,23 @@ def read_edf(source, name: str | None = None, *, limits: UploadLimits = DEFAULT_
         pyedflib refuses (its reason is given).
     """
     label, raw = read_source(source, name, limits)
-    return edf_from_bytes(label, raw)
+    return edf_from_bytes(label, raw, budget=Budget(limits))
 
 
-def edf_from_bytes(label: str, raw: bytes) -> EMGSignals:
-    """:func:`read_edf` on bytes already in memory."""
+def edf_from_bytes(label: str, raw: bytes, *, budget: Budget | None = None) -> EMGSignals:
+    """:func:`read_edf` on bytes already in memory; gzip-compressed EDF/BDF (``.edf.gz``) is
+    decompressed header first: the header's size (records x samples) caps the decompression."""
     import pyedflib
 
+    if is_gzip(raw[:2]):
+        loaded = read_declared(GzipStream(raw, label).read, label, lambda head: edf_declared_size(head, label), budget=budget, compressed_bytes=len(raw))
+        if loaded.extra:
+            raise InputError(
+                f"the file is longer than its header says: it needs {loaded.declared} bytes, found more. Upload the complete, unmodified recording.",
+                source=label,
+                field="file size",
+            )
+        raw = loaded.data
     info = check_edf_header(raw, label)
     handle, path = tempfile.mkstemp(suffix=".bdf" if info["bdf"] else ".edf")
     try:
@@ -437,7 +476,7 @@ def read_emg(source, name: str | None = None, *, unit: str | None = None, limits
 
 
 def emg_from_bytes(label: str, raw: bytes, *, unit: str | None = None) -> EMGSignals:
-    if raw[:8] in (_EDF_MAGIC, _BDF_MAGIC) or label.lower().endswith((".edf", ".bdf")):
+    if raw[:8] in (_EDF_MAGIC, _BDF_MAGIC) or label.lower().endswith((".edf", ".bdf", ".edf.gz", ".bdf.gz")):
         return edf_from_bytes(label, raw)
     return emg_csv_from_bytes(label, raw, unit=unit)
 

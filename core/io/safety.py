@@ -8,6 +8,13 @@ What is enforced here, before any parser sees a byte:
   their output passes ``max_decompressed_bytes``: a decompression bomb costs no more memory than
   the cap, whatever the archive's headers claim;
 - a gzip stream that ends early is a truncated file, not a short one;
+- **header first**: a reader whose format declares its size (NIfTI, EDF/BDF) decompresses only the
+  first bytes (:data:`PROBE_BYTES`), judges the header (:func:`read_declared`), refuses a wrong one
+  there, then decompresses exactly the declared size into one buffer and refuses the file when more
+  than :data:`TRAILING_SLACK_BYTES` follow, or when the declared size is implausible for the
+  compressed size (over :data:`PLAUSIBLE_FLOOR_BYTES` and more than :data:`MAX_PLAUSIBLE_RATIO`:1).
+  A 2 GiB bomb is refused in milliseconds with a few MB of memory; formats without a declared size
+  (CSV, TSV) keep the global cap;
 - zip entries whose path is absolute, climbs out of the archive (``..``), names a drive, or is
   a symbolic link are rejected, as are encrypted entries; nothing is ever extracted to disk.
 """
@@ -21,6 +28,8 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+
+import numpy as np
 
 from core.errors import InputError
 
@@ -166,36 +175,198 @@ def gunzip_capped(data: bytes, source: str, budget: Budget | int | None = None) 
         budget = Budget(DEFAULT_LIMITS)
     elif isinstance(budget, int):
         budget = Budget(UploadLimits(max_decompressed_bytes=budget))
-    if not is_gzip(data):
-        raise InputError(f"expected gzip data (magic bytes 1f 8b), found {data[:2].hex(' ') or 'an empty file'}.", source=source)
+    stream = GzipStream(data, source)
     out = []
-    rest = data
-    while rest:
-        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        pending = rest
-        try:
-            while True:
-                chunk = inflater.decompress(pending, _CHUNK)
-                budget.spend(len(chunk), source)
-                out.append(chunk)
-                pending = inflater.unconsumed_tail
-                if inflater.eof or not pending and not chunk:
-                    break
-        except zlib.error as exc:
-            raise InputError(f"the gzip stream is corrupt ({exc}); upload the file again or uncompressed.", source=source) from exc
-        if not inflater.eof:
-            raise InputError(
-                f"the gzip stream is truncated: it ends after {len(data)} compressed bytes, before its end marker. "
-                "The file was cut short during copying or upload; upload the complete file.",
-                source=source,
-            )
-        rest = inflater.unused_data
-        # Trailing zero padding after the last member is legal (tape blocks); anything else must be another member.
-        if rest and not is_gzip(rest):
-            if rest.strip(b"\x00"):
-                raise InputError("unexpected bytes after the end of the gzip stream.", source=source)
+    while True:
+        chunk = stream.read(_CHUNK)
+        if not chunk:
             break
+        budget.spend(len(chunk), source)
+        out.append(chunk)
     return b"".join(out)
+
+
+# ---------------------------------------------------------------- header-first decompression
+
+PROBE_BYTES = 2 * MiB  # decompressed before the header is judged: an EDF header of 4096 signals is 1 MiB
+TRAILING_SLACK_BYTES = MiB  # bytes past the declared size still accepted (and ignored) after a file's data
+PLAUSIBLE_FLOOR_BYTES = 256 * MiB  # a declared size up to this is never questioned for its compression ratio
+MAX_PLAUSIBLE_RATIO = 100  # above the floor, no scan or recording compresses better than this (bombs do ~1000:1)
+_PIECE = 64 * 1024  # compressed bytes fed to zlib at a time: copies of its unconsumed input stay this small
+
+
+class GzipStream:
+    """The decompressed bytes of gzip data, read in bounded pieces (``read(n)`` as a file would).
+
+    Compressed input is fed to zlib ``_PIECE`` bytes at a time, so no step copies the rest of a
+    large upload; several members follow each other; zero padding after the last member is
+    accepted (tape blocks), anything else there is refused.
+
+    Raises (from :meth:`read`)
+    ------
+    InputError
+        Corrupt stream (with zlib's reason), or a stream that ends before its end marker.
+    """
+
+    def __init__(self, data, source: str):
+        if not is_gzip(bytes(data[:2])):
+            raise InputError(f"expected gzip data (magic bytes 1f 8b), found {bytes(data[:2]).hex(' ') or 'an empty file'}.", source=source)
+        self.source = source
+        self._view = memoryview(data).cast("B")
+        self._pos = 0
+        self._tail = b""
+        self._inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._done = False
+
+    def _take(self, n: int) -> bytes:
+        piece = self._view[self._pos : self._pos + n]
+        self._pos += len(piece)
+        return piece
+
+    def _next_member(self) -> None:
+        """After a member's end: start the next one, or accept zero padding and stop."""
+        rest = self._inflater.unused_data + self._tail
+        self._tail = b""
+        if len(rest) < 2:
+            rest += bytes(self._take(2 - len(rest)))
+        if is_gzip(rest):
+            self._inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            self._tail = rest
+            return
+        if rest.strip(b"\x00") or any(self._view[self._pos + i : self._pos + i + _PIECE].tobytes().strip(b"\x00") for i in range(0, len(self._view) - self._pos, _PIECE)):
+            raise InputError("unexpected bytes after the end of the gzip stream.", source=self.source)
+        self._done = True
+
+    def read(self, n: int) -> bytes:
+        """Up to ``n`` decompressed bytes; ``b""`` at the end of the stream."""
+        out = []
+        got = 0
+        while got < n and not self._done:
+            if self._inflater.eof:
+                self._next_member()
+                continue
+            piece = self._tail or self._take(_PIECE)
+            if not len(piece):
+                raise InputError(
+                    f"the gzip stream is truncated: it ends after {len(self._view)} compressed bytes, before its end marker. "
+                    "The file was cut short during copying or upload; upload the complete file.",
+                    source=self.source,
+                )
+            try:
+                chunk = self._inflater.decompress(piece, n - got)
+            except zlib.error as exc:
+                raise InputError(f"the gzip stream is corrupt ({exc}); upload the file again or uncompressed.", source=self.source) from exc
+            self._tail = self._inflater.unconsumed_tail
+            if chunk:
+                out.append(chunk)
+                got += len(chunk)
+        return b"".join(out)
+
+
+@dataclass
+class DeclaredBytes:
+    """What :func:`read_declared` read.
+
+    Attributes
+    ----------
+    data : uint8 array of the file's bytes, at most ``declared`` long (shorter when the stream
+        ended early: a truncated file, for the reader to report with its own words).
+    declared : the size the header declares, in bytes (None when the caller's check declared none).
+    extra : bytes found after ``declared`` (at most the slack; more is refused).
+    """
+
+    data: np.ndarray
+    declared: int | None
+    extra: int = 0
+
+
+def _read_upto(read, n: int) -> bytes:
+    parts, got = [], 0
+    while got < n:
+        chunk = read(min(_CHUNK, n - got))
+        if not chunk:
+            break
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts)
+
+
+def read_declared(read, source: str, declared_size, *, budget: Budget | None = None, compressed_bytes: int | None = None,
+                  probe: int = PROBE_BYTES, slack: int = TRAILING_SLACK_BYTES) -> DeclaredBytes:
+    """Decompress a file header first: judge its header, then read exactly the size it declares.
+
+    Parameters
+    ----------
+    read : ``read(n)`` returning up to n decompressed bytes, ``b""`` at the end (a
+        :class:`GzipStream`'s or a zip entry's).
+    source : file name for messages.
+    declared_size : ``declared_size(head)`` with the first ``probe`` decompressed bytes (fewer for
+        a short file): the total size in bytes the file must have according to its header, or
+        None when the format declares none; raises InputError for a header that is wrong.
+    budget : the upload's decompression budget; the declared size is spent from it before a byte
+        of the body is decompressed.
+    compressed_bytes : size of the compressed input; a declared size over
+        ``PLAUSIBLE_FLOOR_BYTES`` that is more than ``MAX_PLAUSIBLE_RATIO`` times it is refused.
+    slack : bytes after the declared size still accepted (and dropped, counted in ``extra``).
+
+    Returns
+    -------
+    DeclaredBytes
+        The bytes in one uint8 array allocated once at the declared size (never held twice).
+
+    Raises
+    ------
+    InputError
+        The header's own, a declared size past the budget or implausible for the compressed size,
+        or more than ``slack`` bytes after the declared size (a bomb behind a valid header).
+    """
+    budget = budget or Budget(DEFAULT_LIMITS)
+    head = _read_upto(read, probe)
+    total = declared_size(head)
+    if total is None:
+        budget.spend(len(head), source)
+        parts = [head]
+        while True:
+            chunk = read(_CHUNK)
+            if not chunk:
+                break
+            budget.spend(len(chunk), source)
+            parts.append(chunk)
+        return DeclaredBytes(np.frombuffer(b"".join(parts), np.uint8), None)
+    total = int(total)
+    if compressed_bytes is not None and total > max(PLAUSIBLE_FLOOR_BYTES, MAX_PLAUSIBLE_RATIO * compressed_bytes):
+        raise InputError(
+            f"its header declares {_mb(total)} of data, {total / max(compressed_bytes, 1):.0f} times its compressed size of "
+            f"{_mb(compressed_bytes)}; no scan or recording compresses better than {MAX_PLAUSIBLE_RATIO}:1, "
+            "so this looks like a decompression bomb. Upload the file uncompressed.",
+            source=source,
+            field="header",
+        )
+    budget.spend(total, source)
+    buffer = np.empty(total, np.uint8)  # pages are only touched as bytes arrive
+    kept = min(len(head), total)
+    buffer[:kept] = np.frombuffer(head, np.uint8, count=kept)
+    extra = len(head) - kept
+    filled = kept
+    while filled < total:
+        chunk = read(min(_CHUNK, total - filled))
+        if not chunk:
+            return DeclaredBytes(buffer[:filled], total, 0)
+        buffer[filled : filled + len(chunk)] = np.frombuffer(chunk, np.uint8)
+        filled += len(chunk)
+    while extra <= slack:
+        chunk = read(min(_CHUNK, slack + 1 - extra))
+        if not chunk:
+            break
+        extra += len(chunk)
+    if extra > slack:
+        raise InputError(
+            f"decompresses to more than the {total} bytes its header declares (over {_mb(slack)} more were found); "
+            "this looks like a decompression bomb behind a valid header.",
+            source=source,
+            field="header",
+        )
+    return DeclaredBytes(buffer, total, extra)
 
 
 # ---------------------------------------------------------------- multi-file uploads
@@ -250,6 +421,8 @@ class UploadTree:
         self.limits = limits
         self.budget = budget
         self.paths = sorted(files)
+        self._members: dict = {}  # zip uploads: path -> ZipInfo (for streamed, header-first reads)
+        self._archive = None
 
     @classmethod
     def open(cls, source, name: str | None = None, limits: UploadLimits = DEFAULT_LIMITS) -> UploadTree:
@@ -358,7 +531,33 @@ class UploadTree:
             except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError, NotImplementedError, RuntimeError) as exc:
                 raise InputError(f"this zip entry is damaged ({exc}).", source=rel) from exc
 
-        return cls(label, files, reader, limits, Budget(limits))
+        tree = cls(label, files, reader, limits, Budget(limits))
+        tree._members, tree._archive = members, archive
+        return tree
+
+    def read_declared(self, path: str, declared_size) -> DeclaredBytes:
+        """One file's bytes, header first (see :func:`read_declared`): a compressed zip entry is
+        streamed and refused as soon as its header or its size gives it away; a stored entry or a
+        folder's file (no decompression) is read as by :meth:`read`."""
+        if path not in self._files:
+            raise InputError(f"no file {path!r} in this upload.", source=self.name)
+        member = self._members.get(path)
+        if member is None or member.compress_type == zipfile.ZIP_STORED:
+            data = self.read(path)
+            return DeclaredBytes(np.frombuffer(data, np.uint8), None)
+        try:
+            with self._archive.open(member) as handle:
+                def read(n):
+                    try:
+                        return handle.read(n)
+                    except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError, NotImplementedError, RuntimeError) as exc:
+                        raise InputError(f"this zip entry is damaged ({exc}).", source=path) from exc
+
+                return read_declared(read, path, declared_size, budget=self.budget, compressed_bytes=member.compress_size)
+        except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError, NotImplementedError, RuntimeError) as exc:
+            if isinstance(exc, InputError):
+                raise
+            raise InputError(f"this zip entry is damaged ({exc}).", source=path) from exc
 
     def size(self, path: str) -> int:
         """Declared size of a file in bytes."""

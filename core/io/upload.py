@@ -76,7 +76,7 @@ def classify_file(path: str) -> str:
         return "bval"
     if lower.endswith(".bvec") or lower.endswith(".bvecs"):
         return "bvec"
-    if lower.endswith((".edf", ".bdf")):
+    if lower.endswith((".edf", ".bdf", ".edf.gz", ".bdf.gz")):
         return "emg"
     if lower.endswith(".c3d"):
         return "kin"
@@ -319,16 +319,27 @@ def _check_fa(data: np.ndarray, source: str) -> None:
         raise InputError(f"FA values range from {low:.3g} to {high:.3g}; expected 0..1.{hint}", source=source, field="voxels")
 
 
+def _nifti_entry(tree, path: str, dims: str):
+    """A NIfTI file of the upload: a .nii.gz as its (compressed) bytes, a .nii zip entry
+    decompressed header first, so that a bomb behind a NIfTI name is refused at its header."""
+    from core.io.volumes import nifti_declared_size
+
+    if path.lower().endswith(".gz"):
+        return tree.read(path)
+    return tree.read_declared(path, lambda head: nifti_declared_size(head, path, dims))
+
+
 def _dti_row(tree, files: FileSet, pid, hemisphere, raw_source, registrations):
     from core.io.volumes import nifti_from_bytes, to_mni
 
     if files.kind == "fa":
-        volume = nifti_from_bytes(files.label, tree.read(files.label), dims="3d", budget=tree.budget)
+        volume = nifti_from_bytes(files.label, _nifti_entry(tree, files.label, "3d"), dims="3d", budget=tree.budget)
         _check_fa(volume.data, files.label)
         placed = to_mni(volume)
         fa, registration, report = placed.data, placed.registration, placed.report
     else:
-        diffusion = diffusion_to_mni(*(tree.read(p) for p in files.paths), names=files.paths, limits=tree.limits, budget=tree.budget)
+        dwi, bval, bvec = files.paths
+        diffusion = diffusion_to_mni(_nifti_entry(tree, dwi, "4d"), tree.read(bval), tree.read(bvec), names=files.paths, limits=tree.limits, budget=tree.budget)
         fa, registration, report = diffusion.fa_mni, diffusion.registration, diffusion.report
     if registration is not None:
         registrations[pid] = registration

@@ -16,6 +16,8 @@ rigid, then affine; mutual information on 30% of the voxels, few iterations): 2-
 from __future__ import annotations
 
 import io
+import logging
+import math
 import struct
 import warnings
 from dataclasses import dataclass, field
@@ -26,9 +28,9 @@ import numpy as np
 from core.anatomy import Anatomy, load_anatomy
 from core.errors import InputError
 from core.io.report import ReportEntry
-from core.io.safety import DEFAULT_LIMITS, Budget, UploadLimits, gunzip_capped, is_gzip, read_source
+from core.io.safety import DEFAULT_LIMITS, PROBE_BYTES, Budget, DeclaredBytes, GzipStream, UploadLimits, is_gzip, read_declared, read_source
 
-__all__ = ["Volume", "MNIVolume", "Registration", "read_nifti", "to_mni", "register_to_mni", "load_volume_to_mni"]
+__all__ = ["Volume", "MNIVolume", "Registration", "read_nifti", "nifti_declared_size", "to_mni", "register_to_mni", "load_volume_to_mni"]
 
 NIFTI1_SINGLE_MAGIC = b"n+1\x00"
 NIFTI1_PAIR_MAGIC = b"ni1\x00"
@@ -48,6 +50,7 @@ KNOWN_MNI_SHAPES = {
 COVERAGE_ERROR = 0.5  # fraction of the MNI brain an MNI-space image must cover
 COVERAGE_WARNING = 0.9
 MAX_VOXELS = 1 << 29  # 2 GiB as float32: a 140 x 140 x 90 x 300 diffusion series fits
+MAX_HEADER_BYTES = 1 << 20  # header plus extensions: voxel data starting later than 1 MiB is a damaged vox_offset
 REGISTRATION_STEP_MM = 4.0
 REGISTRATION_MIN_FOV_MM = 60.0
 REGISTRATION_ITERS = {"rigid": [50, 20], "affine": [30, 10]}
@@ -248,26 +251,49 @@ def read_nifti(source, name: str | None = None, *, dims: str = "3d", limits: Upl
     return nifti_from_bytes(label, raw, dims=dims, budget=Budget(limits))
 
 
-def nifti_from_bytes(label: str, raw: bytes, *, dims: str = "3d", budget: Budget | None = None) -> Volume:
-    """:func:`read_nifti` on bytes already in memory (the multi-patient reader's entry point)."""
-    import nibabel as nib
-    from nibabel.filebasedimages import ImageFileError
-    from nibabel.spatialimages import HeaderDataError
+def nifti_from_bytes(label: str, raw, *, dims: str = "3d", budget: Budget | None = None) -> Volume:
+    """:func:`read_nifti` on bytes already in memory (the multi-patient reader's entry point).
 
+    ``raw`` may also be the :class:`~core.io.safety.DeclaredBytes` of a zip entry read header first
+    with :func:`nifti_declared_size`.
+    """
     if dims not in ("3d", "4d", "any"):
         raise InputError(f"expected dims '3d', '4d' or 'any', found {dims!r}.", field="dims")
     budget = budget or Budget(DEFAULT_LIMITS)
-    if label.lower().endswith(".gz") or is_gzip(raw):
-        raw = gunzip_capped(raw, label, budget)
-    klass, version = _nifti_class(raw, label)
+    if isinstance(raw, DeclaredBytes):
+        buffer = raw.data
+    elif label.lower().endswith(".gz") or is_gzip(raw[:2]):
+        # Header first: the header is judged after its first bytes are decompressed, and the rest
+        # is decompressed into one buffer of exactly the size it declares.
+        stream = GzipStream(raw, label)
+        buffer = read_declared(stream.read, label, lambda head: nifti_declared_size(head, label, dims), budget=budget, compressed_bytes=len(raw)).data
+    else:
+        buffer = np.frombuffer(raw, np.uint8)
+    return _nifti_from_buffer(label, buffer, dims)
 
-    # Header first: dimensions and sizes are checked before a single voxel is allocated.
+
+_QUIET_LOG = logging.getLogger("core.io.volumes.nibabel_header_fixes")
+_QUIET_LOG.addHandler(logging.NullHandler())
+_QUIET_LOG.propagate = False
+
+
+def _parse_header(head: bytes, label: str, dims: str):
+    """(class, version, header, shape, dtype, offset, bytes the file must hold) from a NIfTI header."""
+    from nibabel import imageglobals
+    from nibabel.filebasedimages import ImageFileError
+    from nibabel.spatialimages import HeaderDataError
+
+    klass, version = _nifti_class(head, label)
     try:
-        header = klass.header_class.from_fileobj(io.BytesIO(raw), check=True)
-        shape = tuple(int(s) for s in header.get_data_shape())
-        dtype = header.get_data_dtype()
-        offset = int(header.get_data_offset())
-    except (HeaderDataError, ImageFileError, ValueError, TypeError, OverflowError, EOFError, KeyError, struct.error) as exc:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            header = klass.header_class.from_fileobj(io.BytesIO(head), check=False)
+            # The fixes nibabel makes to a header go to a silent logger, not to the server's log.
+            header.check_fix(logger=_QUIET_LOG, error_level=imageglobals.error_level)
+            shape = tuple(int(s) for s in header.get_data_shape())
+            dtype = header.get_data_dtype()
+            offset = int(header.get_data_offset())
+    except (HeaderDataError, ImageFileError, ValueError, TypeError, OverflowError, EOFError, KeyError, IndexError, struct.error) as exc:
         raise InputError(f"the NIfTI header cannot be read: {exc}.", source=label, field="header") from exc
     _check_dims(shape, dims, label)
     if dtype.kind not in "iuf" or dtype.fields is not None:
@@ -277,31 +303,60 @@ def nifti_from_bytes(label: str, raw: bytes, *, dims: str = "3d", budget: Budget
             source=label,
             field="datatype",
         )
-    n_voxels = int(np.prod(shape, dtype=np.int64))
+    n_voxels = math.prod(shape)  # Python ints: dims of 32767^7 (NIfTI-1) or 2^63 (NIfTI-2) must not wrap
     if n_voxels > MAX_VOXELS:
         raise InputError(
             f"the image has {n_voxels} voxels (shape {shape}); at most {MAX_VOXELS} are accepted.", source=label, field="dim"
         )
-    need = offset + n_voxels * dtype.itemsize
-    if offset < 0 or need > len(raw):
+    if offset < 0 or offset > MAX_HEADER_BYTES:
         raise InputError(
-            f"the file is truncated: its header promises {n_voxels * dtype.itemsize} bytes of voxel data "
-            f"from byte {offset}, but the file holds {len(raw)} bytes. Upload the complete file.",
+            f"the header puts the voxel data at byte {offset}; expected at most {MAX_HEADER_BYTES} (the end of the header and its extensions).",
             source=label,
             field="vox_offset",
         )
+    return klass, version, header, shape, dtype, offset, offset + n_voxels * dtype.itemsize
 
+
+def nifti_declared_size(head: bytes, label: str, dims: str = "any") -> int:
+    """The exact size in bytes a NIfTI file must have, from its first bytes (its header):
+    ``vox_offset + prod(dim) x bytes per voxel``; InputError for a header that is wrong or
+    declares an image past the caps (naming the field: magic, dim, datatype, vox_offset)."""
+    return _parse_header(head, label, dims)[-1]
+
+
+def _nifti_from_buffer(label: str, buffer: np.ndarray, dims: str) -> Volume:
+    import nibabel as nib
+    from nibabel.spatialimages import HeaderDataError
+
+    klass, version, header, shape, dtype, offset, need = _parse_header(buffer[:PROBE_BYTES].tobytes(), label, dims)
+    if need > len(buffer):
+        raise InputError(
+            f"the file is truncated: its header promises {need - offset} bytes of voxel data "
+            f"from byte {offset}, but the file holds {len(buffer)} bytes. Upload the complete file.",
+            source=label,
+            field="vox_offset",
+        )
+    if offset > PROBE_BYTES:  # extensions longer than the probe: parse the whole header
+        header = _parse_header(buffer[:offset].tobytes(), label, dims)[2]
+    n_voxels = math.prod(shape)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            image = klass.from_bytes(raw)
-            affine = np.asarray(image.affine, dtype=float)
-            data = np.asarray(image.get_fdata(dtype=np.float32))
-            sform_code = int(image.header["sform_code"])
-            qform_code = int(image.header["qform_code"])
-    except (HeaderDataError, ImageFileError, ValueError, TypeError, OverflowError, EOFError, MemoryError, struct.error) as exc:
-        raise InputError(f"the image data cannot be read: {exc}.", source=label) from exc
-    data = data.reshape(shape[:4] if len(shape) > 3 and dims != "3d" else shape[:3])
+            affine = np.asarray(header.get_best_affine(), dtype=float)
+            slope, inter = header.get_slope_inter()
+            sform_code = int(header["sform_code"])
+            qform_code = int(header["qform_code"])
+    except (HeaderDataError, ValueError, TypeError, OverflowError, ArithmeticError, np.linalg.LinAlgError) as exc:
+        raise InputError(f"the NIfTI header's orientation or scaling cannot be read: {exc}.", source=label, field="header") from exc
+    # The voxels are read in place from the one buffer (no second copy of the file), then scaled.
+    voxels = np.frombuffer(buffer, dtype=dtype, count=n_voxels, offset=offset).reshape(shape, order="F")
+    with np.errstate(all="ignore"):
+        data = voxels.astype(np.float32)
+        if slope is not None and (slope != 1 or (inter or 0) != 0):
+            data *= np.float32(slope)
+            data += np.float32(inter or 0.0)
+    del voxels
+    data = data.reshape(shape[:4] if len(shape) > 3 and dims != "3d" else shape[:3], order="F")
 
     report = []
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
