@@ -220,3 +220,51 @@ def test_a_bad_measure_mapping_names_the_column():
     mapping.measures = {"notes": "nihss_w12"}
     with pytest.raises(InputError, match=r"\[notes\] non-numeric value\(s\) in numeric column 'notes': line 2 \(patient 01\): 'first visit'"):
         apply_column_mapping(table, mapping)
+
+
+# ---------------------------------------------------------------- mostly-numeric columns and scale ranges
+
+
+def test_a_mostly_numeric_column_is_never_silently_binary_or_categorical():
+    import pandas as pd
+
+    # Two distinct values, 3 of 5 numbers: was "binary" (x -> 1, 7 -> 0); now numeric, its text an error.
+    assert infer_type(pd.Series(["7", "7", "x", "7", "x"])) == "numeric"
+    assert infer_type(pd.Series(["12", "12", "high", "7", "12", "7"])) == "numeric"  # was "categorical"
+    assert infer_type(pd.Series(["1", "x", "x"])) == "binary"  # mostly text: levels, as before
+    text = "participant_id,nihss,improvement\nP1,7,50\nP2,unknown,20\nP3,7,30\nP4,12,60\nP5,unknown,10\n"
+    table = read_table(text.encode(), "t.csv")
+    mapping = infer_column_mapping(table)
+    assert mapping.types["nihss"] == "numeric"
+    with pytest.raises(InputError, match=r"^t\.csv: \[nihss\] non-numeric value\(s\) in numeric column 'nihss': line 3 \(patient P2\): 'unknown'; line 6 \(patient P5\): 'unknown'\. Expected numbers"):
+        apply_column_mapping(table, mapping)
+    # Made categorical on purpose: allowed, but the report names the cells that are not numbers.
+    mapping.types["nihss"] = "categorical"
+    mapped = apply_column_mapping(table, mapping)
+    assert sorted(c for c in mapped.features.columns if c.startswith("clin.nihss")) == ["clin.nihss_12", "clin.nihss_7", "clin.nihss_unknown"]
+    warnings = [e for e in mapped.report if e.status == "warning" and e.field == "nihss"]
+    assert len(warnings) == 1
+    assert warnings[0].message == (
+        "column 'nihss' holds mostly numbers (60%) but is used as categorical; its cells that are not numbers: "
+        "line 3 (patient P2): 'unknown'; line 6 (patient P5): 'unknown'. Correct them and make the column numeric, unless the levels are meant."
+    )
+
+
+def test_values_outside_a_known_scale_are_warned_cell_by_cell():
+    text = (
+        "participant_id,Age,NIHSS,FM-UE,UPDRS-III,mrs,moca,nihss_change,improvement\n"
+        "P1,61,7,30,20,3,25,-4,50\n"
+        "P2,640,12,70,20,2,26,-50,20\n"  # age 640 (typo), FM-UE 70 > 66
+        "P3,58,43,12,140,7,31,3,30\n"  # NIHSS 43, UPDRS-III 140, mRS 7, MoCA 31
+        "P4,-1,0,66,0,0,30,0,60\n"  # age -1; the others on the edges of their ranges
+    )
+    table = read_table(text.encode(), "clinic.csv")
+    mapped = apply_column_mapping(table, infer_column_mapping(table))
+    named = sorted((e.patient_id, e.field) for e in mapped.report if e.status == "warning" and "range" in e.message)
+    assert named == [("P2", "Age"), ("P2", "FM-UE"), ("P3", "NIHSS"), ("P3", "UPDRS-III"), ("P3", "moca"), ("P3", "mrs"), ("P4", "Age")]
+    by_cell = {(e.patient_id, e.field): e.message for e in mapped.report if e.status == "warning"}
+    assert by_cell[("P2", "Age")] == "line 3 (patient P2), column 'Age': 640 is outside the age (years) range 0-120; check the cell (a typo, another scale or another unit?)."
+    assert by_cell[("P3", "UPDRS-III")].startswith("line 4 (patient P3), column 'UPDRS-III': 140 is outside the MDS-UPDRS-III range 0-132")
+    # Warnings, not errors: the values are kept for the user to decide.
+    assert mapped.features.loc["P2", "clin.age"] == 640.0
+    assert not any(e.field == "nihss_change" for e in mapped.report if e.status == "warning")  # a change score has no fixed range

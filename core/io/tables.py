@@ -7,6 +7,12 @@ or edits the :class:`ColumnMapping`; :func:`apply_column_mapping` then converts 
 table and raises :class:`~core.errors.InputError` on a non-numeric value in a numeric column or
 a duplicate patient id.
 
+Two checks guard the features against silent mistakes: a column holding mostly numbers is numeric
+(its other cells are errors naming line, patient, column and value; a user who makes it binary or
+categorical anyway gets a warning naming those cells), and a numeric column named after a known
+clinical scale (:data:`SCALE_RANGES`: age 0-120, NIHSS 0-42, FM-UE 0-66, UPDRS-III 0-132, ARAT 0-57,
+mRS 0-6, Barthel 0-100, MoCA 0-30, ...) gets a warning for each cell outside the scale's range.
+
 Feature columns become ``clin.<name>`` (snake case) unless they already carry a modality
 prefix (``clin.``, ``dti.``, ``emg.``, ``kin.``): a table of precomputed features is accepted as
 is. Binary text columns become a 0/1 column named after one level (``sex`` M/F ->
@@ -27,12 +33,35 @@ from core.errors import InputError
 from core.io.report import ReportEntry
 from core.io.safety import DEFAULT_LIMITS, Budget, UploadLimits, read_source
 
-__all__ = ["ClinicalTable", "ColumnMapping", "MappedTable", "read_table", "infer_column_mapping", "apply_column_mapping", "mapping_table"]
+__all__ = ["ClinicalTable", "ColumnMapping", "MappedTable", "read_table", "infer_column_mapping", "apply_column_mapping", "mapping_table", "known_scale", "SCALE_RANGES"]
 
 MISSING_TOKENS = {"", "n/a", "na", "nan", "null", "none", "missing", ".", "-", "?"}
 COLUMN_TYPES = ("numeric", "binary", "categorical", "text")
 MAX_CATEGORIES = 12  # more distinct values than this is free text, not a category
-NUMERIC_MAJORITY = 0.8  # a column this numeric is numeric; its other values are errors to fix
+MOSTLY_NUMBERS = 0.5  # a column with more than half of its cells numbers is numeric; its other values are errors to fix
+MAX_CELLS_NAMED = 20  # cells named one by one in the report per column; the rest are counted
+
+# Known clinical scales, recognised by column name (snake case, modality prefix removed): the range
+# a value must lie in. Change scores and percentages (names with change, delta, pct ...) are skipped.
+SCALE_RANGES = (
+    # (scale, name pattern, low, high)
+    ("age (years)", r"age(_(years?|yrs|y|at_[a-z_]+|baseline))?", 0, 120),
+    ("NIHSS", r"(nihss|nih_?stroke_?scale)(_(score|total|baseline|admission|discharge|t\d|v\d))?", 0, 42),
+    ("FM-UE (Fugl-Meyer upper extremity)", r"(fm_?ue|fma_?ue|fmue|fugl_?meyer_?(ue|upper(_extremity|_limb)?))(_(score|total|motor|baseline|t\d|v\d))?", 0, 66),
+    ("MDS-UPDRS-III", r"(mds_?)?updrs_?(iii|3|part_?iii|part_?3)(_(score|total|off|on|baseline|med_off|med_on|t\d|v\d))?", 0, 132),
+    ("ARAT", r"arat(_(score|total|baseline|t\d|v\d))?", 0, 57),
+    ("mRS (modified Rankin)", r"(mrs|modified_?rankin(_scale)?)(_(score|baseline|premorbid|t\d|v\d|90d|day_?90))?", 0, 6),
+    ("Barthel index", r"barthel(_index)?(_(score|total|baseline|t\d|v\d))?", 0, 100),
+    ("MoCA", r"moca(_(score|total|baseline|t\d|v\d))?", 0, 30),
+    ("MMSE", r"mmse(_(score|total|baseline|t\d|v\d))?", 0, 30),
+    ("Hoehn & Yahr stage", r"hoehn_?(and_)?yahr(_(stage|score|off|on))?", 0, 5),
+    ("SAFE score", r"safe(_score)?", 0, 10),
+    ("BDI-II", r"bdi(_?ii|_?2)?(_(score|total))?", 0, 63),
+    ("PDQ-39", r"pdq_?39(_(si|score|summary_index))?", 0, 100),
+    ("modified Ashworth scale", r"(mas|modified_?ashworth|ashworth)(_(score|elbow|wrist|fingers))?", 0, 4),
+    ("Box and Block test", r"(bbt|box_?(and_)?block(_test)?)(_(score|affected|paretic))?", 0, 150),
+)
+_NOT_A_SCALE_VALUE = re.compile(r"(^|_)(change|delta|diff|difference|improvement|pct|percent|z|zscore|log|ratio|slope|rank|residual)(_|$)")
 MAX_CELLS = 5_000_000
 _ROLE_PATTERNS = {
     "patient_id": r"^(participant_?id|patient_?id|subject_?id|subject|participant|patient|sub|id|record_?id|pid)$",
@@ -287,8 +316,10 @@ def infer_type(values: pd.Series) -> str:
     distinct = len({text.lower() for text in present})
     if share == 1.0:
         return "binary" if set(np.unique(numbers)) <= {0.0, 1.0} and distinct == 2 else "numeric"
-    if share >= NUMERIC_MAJORITY:
-        return "numeric"  # its text cells are typos to fix, reported by apply_column_mapping
+    if share > MOSTLY_NUMBERS:
+        # Mostly numbers: never silently a binary or categorical feature. Its other cells are
+        # typos to fix, named by apply_column_mapping (or the user sets the type on purpose).
+        return "numeric"
     if distinct == 2:
         return "binary"
     if distinct <= MAX_CATEGORIES and distinct < len(present):
@@ -379,10 +410,10 @@ def _numeric_column(frame, column, source, ids) -> pd.Series:
     bad = numbers.isna() & (values != "")
     if bad.any():
         rows = np.flatnonzero(bad.to_numpy())
-        examples = "; ".join(f"line {r + 2} (patient {ids[r]}): {values.iloc[r][:30]!r}" for r in rows[:3])
+        examples = "; ".join(f"line {r + 2} (patient {ids[r]}): {values.iloc[r][:30]!r}" for r in rows[:MAX_CELLS_NAMED])
         raise InputError(
             f"non-numeric value(s) in numeric column {column!r}: {examples}"
-            f"{f' and {len(rows) - 3} more' if len(rows) > 3 else ''}. Expected numbers (blank or 'n/a' when missing); "
+            f"{f' and {len(rows) - MAX_CELLS_NAMED} more' if len(rows) > MAX_CELLS_NAMED else ''}. Expected numbers (blank or 'n/a' when missing); "
             "correct the cells or set the column's type to categorical or text.",
             source=source,
             field=column,
@@ -390,6 +421,65 @@ def _numeric_column(frame, column, source, ids) -> pd.Series:
     if np.isinf(numbers.to_numpy(dtype=float)).any():
         raise InputError(f"column {column!r} holds infinite values; expected finite numbers.", source=source, field=column)
     return numbers.astype(float)
+
+
+def known_scale(column: str) -> tuple | None:
+    """``(scale, low, high)`` of a column named after a known clinical scale (``NIHSS``,
+    ``clin.fm_ue``, ``UPDRS-III``, ``age`` ...), or None (also for change scores and percentages)."""
+    name = column.partition(".")[2] if _has_prefix(column) else column
+    name = _snake(name)
+    if _NOT_A_SCALE_VALUE.search(name):
+        return None
+    for scale, pattern, low, high in SCALE_RANGES:
+        if re.fullmatch(pattern, name):
+            return scale, low, high
+    return None
+
+
+def _range_warnings(numbers: np.ndarray, frame, column: str, source: str, ids) -> list:
+    """One warning per cell of a known scale's column that lies outside the scale's range."""
+    scale = known_scale(column)
+    if scale is None:
+        return []
+    name, low, high = scale
+    with np.errstate(invalid="ignore"):
+        outside = np.flatnonzero((numbers < low) | (numbers > high))
+    entries = [
+        ReportEntry.warning(
+            source,
+            f"line {r + 2} (patient {ids[r]}), column {column!r}: {frame[column].iloc[r]} is outside the {name} range {low}-{high}; "
+            "check the cell (a typo, another scale or another unit?).",
+            field=column,
+            patient_id=ids[r],
+            modality="clin",
+        )
+        for r in outside[:MAX_CELLS_NAMED]
+    ]
+    if len(outside) > MAX_CELLS_NAMED:
+        entries.append(ReportEntry.warning(source, f"column {column!r}: {len(outside) - MAX_CELLS_NAMED} more values outside the {name} range {low}-{high}.", field=column, modality="clin"))
+    return entries
+
+
+def _mostly_numbers_warnings(values: pd.Series, column: str, kind: str, source: str, ids) -> list:
+    """A column of mostly numbers used as binary or categorical: name its non-numbers, so that
+    the choice is never silent."""
+    present = values != ""
+    numbers = _numeric(values)
+    if not present.any():
+        return []
+    share = float(numbers[present].notna().mean())
+    if share <= MOSTLY_NUMBERS or share == 1.0:
+        return []
+    rows = np.flatnonzero((numbers.isna() & present).to_numpy())
+    cells = "; ".join(f"line {r + 2} (patient {ids[r]}): {values.iloc[r][:30]!r}" for r in rows[:MAX_CELLS_NAMED])
+    more = f" and {len(rows) - MAX_CELLS_NAMED} more" if len(rows) > MAX_CELLS_NAMED else ""
+    return [ReportEntry.warning(
+        source,
+        f"column {column!r} holds mostly numbers ({100 * share:.0f}%) but is used as {kind}; its cells that are not numbers: {cells}{more}. "
+        "Correct them and make the column numeric, unless the levels are meant.",
+        field=column,
+        modality="clin",
+    )]
 
 
 def _level_name(level: str) -> str:
@@ -474,8 +564,11 @@ def apply_column_mapping(table: ClinicalTable, mapping: ColumnMapping) -> Mapped
         twin = next((c for c, f in mapping.features.items() if f == feature and c != column and c not in role_columns), None)
         if twin is not None:
             raise InputError(f"columns {column!r} and {twin!r} would both become feature {feature!r}; rename one of them.", source=source, field=column)
+        if kind in ("binary", "categorical"):
+            report.extend(_mostly_numbers_warnings(frame[column], column, kind, source, id_list))
         if kind == "numeric":
             columns[feature] = _numeric_column(frame, column, source, id_list).to_numpy()
+            report.extend(_range_warnings(columns[feature], frame, column, source, id_list))
         elif kind == "binary":
             columns.update(_binary_feature(frame[column], feature, column))
         elif kind == "categorical":
