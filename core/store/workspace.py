@@ -109,6 +109,8 @@ class Workspace:
     Parameters
     ----------
     path : the folder; created if missing.
+    lock_timeout_s : how long each catalogue access waits while another process holds the
+        workspace (default :attr:`lock_timeout_s`, 10 s) before an InputError says so.
 
     Opening a workspace also sweeps what crashed saves left behind: temporary files and folders of
     processes that no longer run, and version folders that no catalogue row names.
@@ -117,8 +119,10 @@ class Workspace:
     #: How long a catalogue access waits for another process holding the workspace (s).
     lock_timeout_s: float = 10.0
 
-    def __init__(self, path: str | Path | None = None):
+    def __init__(self, path: str | Path | None = None, *, lock_timeout_s: float | None = None):
         self.path = Path(path) if path is not None else default_workspace()
+        if lock_timeout_s is not None:
+            self.lock_timeout_s = float(lock_timeout_s)
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
