@@ -197,3 +197,14 @@ def test_xsrf_protection_stays_on():
     from streamlit import config as st_config
 
     assert st_config.get_option("server.enableXsrfProtection") is True
+
+
+def test_the_example_secrets_parse_and_offer_each_provider(root):
+    example = tomllib.loads((Path(__file__).resolve().parent.parent / ".streamlit" / "secrets.example.toml").read_text())
+    assert example["auth"]["redirect_uri"].endswith("/oauth2callback")
+    at = AppTest.from_file(str(APP), default_timeout=120)
+    at.secrets["auth"] = example["auth"]
+    at.user = {"is_logged_in": False}
+    at.run()
+    no_exception(at)
+    assert [b.label for b in at.button] == ["Log in with keycloak", "Log in with microsoft"]
