@@ -177,6 +177,22 @@ def _small_nifti() -> bytes:
 
 
 @lru_cache(maxsize=1)
+def _other_niftis() -> tuple:
+    """A NIfTI-2 file and a big-endian int16 NIfTI-1 with scaling (slope 0.5, intercept 10)."""
+    import nibabel as nib
+
+    data = np.arange(512, dtype=np.float32).reshape(8, 8, 8) / 512
+    affine = np.diag([2.0, 2, 2, 1])
+    v2 = nifti_bytes(data, affine, version=2)
+    header = nib.Nifti1Header(endianness=">")
+    image = nib.Nifti1Image(np.arange(512, dtype=np.int16).reshape(8, 8, 8), affine, header)
+    image.header.set_data_dtype(np.dtype(">i2"))
+    image.header.set_slope_inter(0.5, 10.0)
+    image.header.set_sform(affine, 4)
+    return v2, image.to_bytes()
+
+
+@lru_cache(maxsize=1)
 def _dwi_seed() -> tuple:
     rng = np.random.default_rng(3)
     g = np.vstack([np.zeros(3), DWI_DIRECTIONS])
@@ -295,7 +311,12 @@ def targets() -> dict:
     edf, bdf = _edf_seed(False), _edf_seed(True)
     csv = PARTICIPANTS.replace("\t", ",")
     out = [
-        FuzzTarget("nifti", st.one_of(mutated(nii, hot=400), nifti_field_mutations(nii)), lambda raw: _read_nifti(raw, "fuzz.nii"), ".nii"),
+        FuzzTarget(
+            "nifti",
+            st.one_of(mutated(nii, hot=400), nifti_field_mutations(nii), mutated(_other_niftis()[0], hot=560), mutated(_other_niftis()[1], hot=400)),
+            lambda raw: _read_nifti(raw, "fuzz.nii"),
+            ".nii",
+        ),
         FuzzTarget(
             "nifti_gz",
             st.one_of(mutated(nii_gz), nifti_field_mutations(nii).map(lambda b: gzip.compress(b, mtime=0)), mutated(nii, hot=400).map(lambda b: gzip.compress(b, mtime=0))),

@@ -182,12 +182,18 @@ def _describe_magic(raw: bytes) -> str:
 def _nifti_class(raw: bytes, source: str):
     import nibabel as nib
 
-    if len(raw) >= 348:
+    if len(raw) >= 12:
         for order in ("<", ">"):
             size = int(np.frombuffer(raw[:4], dtype=order + "i4")[0])
             if size == 348 and raw[344:348] == NIFTI1_SINGLE_MAGIC:
                 return nib.Nifti1Image, 1
             if size == 540 and raw[4:12] == NIFTI2_SINGLE_MAGIC:
+                if len(raw) < 540:  # found by the fuzzer: nibabel raised WrapStructError on these
+                    raise InputError(
+                        f"the file is truncated inside its NIfTI-2 header ({len(raw)} of 540 bytes). Upload the complete file.",
+                        source=source,
+                        field="header",
+                    )
                 return nib.Nifti2Image, 2
     raise InputError(
         f"not a NIfTI file: expected the magic bytes 'n+1' (NIfTI-1, at byte 344) or 'n+2' (NIfTI-2, at byte 4), "
@@ -282,6 +288,7 @@ def _parse_header(head: bytes, label: str, dims: str):
     from nibabel import imageglobals
     from nibabel.filebasedimages import ImageFileError
     from nibabel.spatialimages import HeaderDataError
+    from nibabel.wrapstruct import WrapStructError
 
     klass, version = _nifti_class(head, label)
     try:
@@ -293,7 +300,7 @@ def _parse_header(head: bytes, label: str, dims: str):
             shape = tuple(int(s) for s in header.get_data_shape())
             dtype = header.get_data_dtype()
             offset = int(header.get_data_offset())
-    except (HeaderDataError, ImageFileError, ValueError, TypeError, OverflowError, EOFError, KeyError, IndexError, struct.error) as exc:
+    except (HeaderDataError, ImageFileError, WrapStructError, ValueError, TypeError, OverflowError, EOFError, KeyError, IndexError, struct.error) as exc:
         raise InputError(f"the NIfTI header cannot be read: {exc}.", source=label, field="header") from exc
     _check_dims(shape, dims, label)
     if dtype.kind not in "iuf" or dtype.fields is not None:
