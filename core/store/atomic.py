@@ -126,12 +126,26 @@ def fsync_folder(path: str | Path) -> None:
 
 
 def fsync_tree(folder: str | Path) -> None:
-    """fsync every file and folder under ``folder`` (the folder itself last)."""
-    for root, dirs, files in os.walk(folder, topdown=False):
-        for name in files:
-            fsync_file(os.path.join(root, name))
-        for name in dirs:
-            fsync_folder(os.path.join(root, name))
+    """fsync every file and folder under ``folder`` (the folder itself last).
+
+    Many files (an upload's raw recordings, one per patient) are fsynced from a few threads at
+    once: the file system then commits them in shared journal transactions (measured on ext4:
+    500 files in 0.1 s instead of 2.2 s one after another).
+    """
+    files, folders = [], []
+    for root, dirs, names in os.walk(folder, topdown=False):
+        files += [os.path.join(root, name) for name in names]
+        folders += [os.path.join(root, name) for name in dirs]
+    if len(files) > 8:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            list(pool.map(fsync_file, files))
+    else:
+        for path in files:
+            fsync_file(path)
+    for path in folders:  # deepest first (os.walk bottom-up)
+        fsync_folder(path)
     fsync_folder(folder)
 
 
