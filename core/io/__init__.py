@@ -20,7 +20,7 @@ Diffusion     4-D NIfTI + ``.bval`` (s/mm², one row or column) + ``.bvec`` (3 x
               ``.bval`` and ``.bvec`` beside the series and named after it (``sub-01_dwi.bval``),
               or the only ones there. Tensor fit (WLS) -> FA (0..1), MD (mm²/s); FA onto the
               MNI grid (a native series: its b0 registered) -> the five ``dti.*`` features.
-EMG           EDF/EDF+/BDF/BDF+ or CSV (time column + channels). Channels named FDI and ECR,
+EMG           EDF/EDF+/BDF/BDF+ (also gzipped, ``.edf.gz``) or CSV (time column + channels). Channels named FDI and ECR,
               one rate >= 1000 Hz, units V/mV/µV/nV (-> µV). TMS pulses from a given list,
               EDF+ annotations ("TMS", "pulse", "trigger", "stim", "MEP"), or a trigger
               channel (rising edges); sweeps -20..80 ms. Voluntary contraction from a given
@@ -32,10 +32,15 @@ Kinematics    C3D (points, POINT:UNITS mm/cm/m) or CSV (time + x, y, z per marke
 Clinical      CSV, TSV (BIDS ``participants.tsv``, "n/a" = missing), XLSX (first sheet). A
               :class:`ColumnMapping` says which column is the patient id, outcome (improvement
               %), responder, site, indication, affected hemisphere, and the type of the others.
+              A column of mostly numbers is numeric (its other cells are named as errors);
+              cells outside a known scale's range (age, NIHSS, FM-UE, UPDRS-III, ...) warned.
 Uploads       A folder or a zip: one clinical table at the top; per patient a folder named by
               its id (``sub-<id>`` accepted, any sub-folders) or files named ``<id>_...``.
               Max upload 1 GiB (``UploadLimits``, ``NEUROPREDICT_MAX_UPLOAD_MB``);
               decompression capped (gzip and zip bombs); zip paths escaping the folder refused.
+              NIfTI and EDF/BDF are decompressed header first: the header is judged on the
+              first bytes and decompression stops at the size it declares (a 2 GiB bomb is
+              refused in milliseconds, with a few MB of memory).
 ============  ==============================================================================
 
 Typical use (the Upload page)::
@@ -69,14 +74,14 @@ from core.io.diffusion import (
 from core.io.emg import EMGExtraction, EMGSignals, emg_feature_row, emg_recording, read_edf, read_emg, read_emg_csv
 from core.io.kinematics import MarkerTrajectories, hand_trajectory, kinematic_feature_row, read_c3d, read_kinematics, read_trajectory_csv
 from core.io.report import ReportEntry, report_frame, worst_status
-from core.io.safety import DEFAULT_LIMITS, UploadLimits, UploadTree, gunzip_capped
+from core.io.safety import DEFAULT_LIMITS, DeclaredBytes, GzipStream, UploadLimits, UploadTree, gunzip_capped, read_declared
 from core.io.tables import ClinicalTable, ColumnMapping, MappedTable, apply_column_mapping, infer_column_mapping, mapping_table, read_table
 from core.io.upload import UploadedCohort, UploadScan, build_cohort, classify_file, read_cohort, scan_upload
 from core.io.volumes import MNIVolume, Registration, Volume, load_volume_to_mni, read_nifti, register_to_mni, to_mni
 
 __all__ = [
     # report and limits
-    "ReportEntry", "report_frame", "worst_status", "UploadLimits", "DEFAULT_LIMITS", "UploadTree", "gunzip_capped",
+    "ReportEntry", "report_frame", "worst_status", "UploadLimits", "DEFAULT_LIMITS", "UploadTree", "gunzip_capped", "GzipStream", "read_declared", "DeclaredBytes",
     # volumes
     "Volume", "MNIVolume", "Registration", "read_nifti", "to_mni", "register_to_mni", "load_volume_to_mni",
     # diffusion

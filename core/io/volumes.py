@@ -251,7 +251,10 @@ def read_nifti(source, name: str | None = None, *, dims: str = "3d", limits: Upl
         Over the size caps, truncated or corrupt gzip, wrong magic bytes, a header nibabel cannot
         parse, the wrong number of dimensions, fewer voxel bytes than the header promises, an
         unsupported data type, a singular or non-finite affine, implausible voxel sizes, or NaN /
-        infinite voxels.
+        infinite voxels. A ``.nii.gz`` is decompressed header first: a wrong header is refused
+        after its first bytes, and a stream that goes on past the size the header declares (or
+        whose header declares more than 100x its compressed size, past 256 MiB) is refused as a
+        decompression bomb without decompressing the rest.
     """
     label, raw = read_source(source, name, limits)
     return nifti_from_bytes(label, raw, dims=dims, budget=Budget(limits))
