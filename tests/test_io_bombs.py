@@ -187,3 +187,17 @@ def test_gzipped_edf_reads_like_the_edf(tmp_path):
     longer = gzip.compress(path.read_bytes() + b"x" * 10)
     with pytest.raises(InputError, match=r"^r\.edf\.gz: \[file size\] the file is longer than its header says"):
         read_emg(longer, "r.edf.gz")
+
+
+def test_a_gradient_file_bomb_inside_a_zip_stops_at_1_mib():
+    from core.io.upload import MAX_GRADIENT_FILE_BYTES
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        with archive.open("sub-01/dwi/sub-01_dwi.bval", "w", force_zip64=True) as entry:
+            for _ in range(32):
+                entry.write(b" " * MiB)
+    tree = UploadTree.open(buffer.getvalue(), "cohort.zip")
+    with pytest.raises(InputError, match=r"^sub-01/dwi/sub-01_dwi\.bval: the file holds more than 1\.0 MB; a file of this kind is far smaller"):
+        tree.read("sub-01/dwi/sub-01_dwi.bval", max_bytes=MAX_GRADIENT_FILE_BYTES)
+    assert tree.limits.max_decompressed_bytes - tree.budget.left == 0

@@ -563,11 +563,21 @@ class UploadTree:
         """Declared size of a file in bytes."""
         return self._files[path]
 
-    def read(self, path: str) -> bytes:
-        """The bytes of one file, counted against the upload's decompression budget."""
+    def read(self, path: str, max_bytes: int | None = None) -> bytes:
+        """The bytes of one file, counted against the upload's decompression budget.
+
+        ``max_bytes``: the most this kind of file can hold (e.g. 1 MiB for a ``.bval``): reading
+        stops there, whatever the upload's budget would still allow.
+        """
         if path not in self._files:
             raise InputError(f"no file {path!r} in this upload.", source=self.name)
         cap = min(self.limits.max_upload_bytes, max(self.budget.left, 0))
+        if max_bytes is not None and max_bytes < cap:
+            data = self._reader(path, max_bytes)
+            if len(data) > max_bytes:
+                raise InputError(f"the file holds more than {_mb(max_bytes)}; a file of this kind is far smaller. It is damaged or not what its name says.", source=path)
+            self.budget.spend(len(data), path)
+            return data
         data = self._reader(path, cap)
         if len(data) > cap:
             raise InputError(

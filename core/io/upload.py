@@ -42,6 +42,7 @@ from core.io.tables import ClinicalTable, ColumnMapping, apply_column_mapping, i
 __all__ = ["UploadScan", "UploadedCohort", "UploadRawSource", "scan_upload", "build_cohort", "read_cohort", "classify_file"]
 
 MODALITY_FILES = ("dti", "emg", "kin")
+MAX_GRADIENT_FILE_BYTES = 1 << 20  # a .bval/.bvec of 10,000 volumes is ~300 kB: more is a bomb or not a gradient file
 FA_MAX = 1.0 + 1e-3  # FA is 0..1; a map up to 1000 is FA x 1000
 _NIFTI = re.compile(r"\.nii(\.gz)?$", re.I)
 _TABLE_EXT = (".csv", ".tsv", ".xlsx", ".xlsm")
@@ -339,7 +340,8 @@ def _dti_row(tree, files: FileSet, pid, hemisphere, raw_source, registrations):
         fa, registration, report = placed.data, placed.registration, placed.report
     else:
         dwi, bval, bvec = files.paths
-        diffusion = diffusion_to_mni(_nifti_entry(tree, dwi, "4d"), tree.read(bval), tree.read(bvec), names=files.paths, limits=tree.limits, budget=tree.budget)
+        companions = (tree.read(bval, max_bytes=MAX_GRADIENT_FILE_BYTES), tree.read(bvec, max_bytes=MAX_GRADIENT_FILE_BYTES))
+        diffusion = diffusion_to_mni(_nifti_entry(tree, dwi, "4d"), *companions, names=files.paths, limits=tree.limits, budget=tree.budget)
         fa, registration, report = diffusion.fa_mni, diffusion.registration, diffusion.report
     if registration is not None:
         registrations[pid] = registration
