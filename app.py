@@ -45,10 +45,11 @@ with st.sidebar:
         if user is None:
             st.stop()
         workspace = state.workspace()
-    choices = state.cohort_choices()
+    labels = state.cohort_labels()
+    choices = list(labels)
     if choices:
         current = state.current_cohort_key()
-        choice = st.selectbox("Cohort", choices, index=choices.index(current) if current in choices else 0, format_func=state.cohort_label)
+        choice = st.selectbox("Cohort", choices, index=choices.index(current) if current in choices else 0, format_func=labels.__getitem__)
         if choice != current:
             state.set_current_cohort(choice)
         if state.current_cohort_is_shared():

@@ -156,20 +156,19 @@ def shared_cohorts() -> list[Share]:
     return accounts().shared_with(user) if user is not None else []
 
 
-def cohort_choices() -> list[str]:
-    """Keys of the cohorts this session may open: its own cohorts' names, then ``<owner id>/<name>``
-    of each cohort shared with it (a cohort name never holds a '/')."""
-    return [*workspace().names(), *(s.key for s in shared_cohorts())]
-
-
-def cohort_label(key: str) -> str:
-    """How a cohort key reads in a list: its name, plus who shared it."""
-    if "/" not in key:
-        return key
+def cohort_labels() -> dict[str, str]:
+    """The cohorts this session may open, key -> how it reads in a list: its own cohorts by name, then
+    each cohort shared with it under the key ``<owner id>/<name>`` (a cohort name never holds a '/'),
+    read as "name (shared by owner, read-only)"."""
+    labels = {name: name for name in workspace().names()}
     for s in shared_cohorts():
-        if s.key == key:
-            return f"{s.cohort} (shared by {s.owner_label}, read-only)"
-    return key.split("/", 1)[1]
+        labels[s.key] = f"{s.cohort} (shared by {s.owner_label}, read-only)"
+    return labels
+
+
+def cohort_choices() -> list[str]:
+    """Keys of the cohorts this session may open (see :func:`cohort_labels`)."""
+    return list(cohort_labels())
 
 
 def current_cohort_key() -> str | None:
