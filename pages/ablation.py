@@ -6,6 +6,7 @@ import streamlit as st
 from components import state
 from components.guard import guarded
 from components.panels import ablation as panels
+from components.panels import jobs
 from core.ablation.config import AblationConfig, ablation_digest
 from core.data.schema import OUTCOME_LABELS
 from core.errors import InputError
@@ -32,13 +33,12 @@ except InputError as exc:
     st.error(str(exc))
     st.stop()
 digest = ablation_digest(cohort, config)
-if not panels.wait_for_running(digest):  # a stopped run still saving its fits, or a run in another tab
-    st.stop()
 try:
     result = state.saved_ablation_run(digest)
 except InputError as exc:  # a stored run that cannot be read: say so, and offer to run it again
     st.error(str(exc))
     result = None
+job = jobs.active("ablation", digest)  # the run is a background job: reattach to it
 partial = result is not None and not result.is_complete
 n_subsets = 2 ** len(cohort.modalities) - 1
 n_fits = n_subsets * n_splits * n_repeats + n_permutations * n_splits
@@ -46,27 +46,29 @@ if partial:
     label = "Resume ({} of {} fits done)".format(*result.progress())
 else:
     label = f"Run ablation ({n_fits} fits)"
-clicked = c[4].button(label, type="primary", key="abl-run", icon=":material/play_arrow:" if not partial else ":material/play_circle:",
+clicked = c[4].button(label, type="primary", key="abl-run", icon=":material/play_arrow:" if not partial else ":material/play_circle:", disabled=job is not None,
                       help=f"{n_subsets} subsets x {n_repeats} x {n_splits} folds, plus {n_permutations} permutations x {n_splits} folds of the full model.")
 
-just_ran = False
 if clicked and result is not None and not partial:
     st.success(f"Loaded saved run `{digest}`: same cohort and settings, so nothing was refitted.", icon=":material/inventory_2:")
-elif clicked:
-    finished = panels.run(cohort, config, resume=result if partial else None)
-    if finished is not None:
-        result, partial, just_ran = finished, False, True
+elif clicked and job is None:
+    job = panels.start(cohort, config)
+if job is not None:
+    panels.run_progress(job, config, resume=result if partial else None)  # reruns the page once the run is stored
+    st.stop()
 
+if result is None or partial:
+    jobs.finished_notice(jobs.latest("ablation", digest))  # the error of a failed job, what a cancelled one kept
 if result is None:
     st.info(f"No saved run for {OUTCOME_LABELS[outcome].lower()} with these settings yet: press **Run ablation**. "
-            "A run is saved in the workspace and comes back at once, also after a restart. While it runs, **Cancel** (or Streamlit's Stop) "
-            "keeps the fits already finished, and **Resume** completes the run later without refitting them.", icon=":material/info:")
+            "A run is saved in the workspace and comes back at once, also after a restart. It runs in the background: closing the tab does not stop it, "
+            "**Cancel** keeps the fits already finished, and **Resume** completes the run later without refitting them.", icon=":material/info:")
     st.stop()
 if partial:
     panels.partial_notice(result)
     st.stop()
 
-source = "run and saved" if just_ran else "loaded saved run"
+source = "run and saved" if jobs.made_here("ablation", digest) else "loaded saved run"
 done, total = result.progress()
 c = st.columns([1, 2], vertical_alignment="bottom")
 options = metrics_for(outcome)

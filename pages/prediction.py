@@ -4,6 +4,7 @@ import streamlit as st
 
 from components import state
 from components.guard import guarded
+from components.panels import jobs
 from components.panels import prediction as panels
 from core.data.schema import OUTCOME_LABELS
 from core.errors import InputError
@@ -30,24 +31,27 @@ try:
 except InputError as exc:  # a stored run that cannot be read: say so, and offer to retrain
     st.error(str(exc))
     result = None
-just_trained = False
+job = jobs.active("cv", run)  # training runs as a background job: reattach to it
 if train and result is not None:
     st.success(f"Loaded saved run `{run}`: same cohort and settings, so no retraining.", icon=":material/inventory_2:")
-elif train:
-    result = panels.train_run(cohort, settings, run)
-    just_trained = result is not None
+elif train and job is None:
+    job = panels.start_training(cohort, settings)
 
 if result is None:
+    if job is not None:
+        panels.training_progress(job, settings)  # reruns the page once the run is stored
+        st.stop()
+    jobs.finished_notice(jobs.latest("cv", run))  # the error of a failed job, what a cancelled one kept
     kept = state.workspace().cv_progress(run) if model != "xgboost" else 0
     if kept:
         st.warning(f"Training of this run was stopped with {kept} of {n_repeats * n_splits} folds finished and kept: press **Train** to resume.", icon=":material/pause_circle:")
     else:
         st.info(f"No saved run of {panels.MODEL_LABELS[model]} for {OUTCOME_LABELS[outcome].lower()} with these settings yet: press **Train**"
-                + (" (deep models take minutes per fold on a CPU; progress and loss curves are shown, and training can be stopped and resumed)." if model != "xgboost" else "."),
+                + (" (deep models take minutes per fold on a CPU; training runs in the background, shows its loss curves, and can be cancelled and resumed)." if model != "xgboost" else "."),
                 icon=":material/info:")
     st.stop()
 
-source = "trained and saved" if just_trained else "loaded saved run"
+source = "trained and saved" if jobs.made_here("cv", run) else "loaded saved run"
 st.caption(f"Run `{run}` ({source}) · validation: {result.scheme} · {len(result.fold_models)} fold models")
 
 # Only the open tab runs and is sent: hidden tabs full of plots slowed every what-if edit in the

@@ -6,6 +6,25 @@ from pathlib import Path
 from core.jobs import JobRunner
 
 
+def job_ids(workspace: str | Path) -> set:
+    """Ids of every job of the workspace, any owner and status."""
+    folder = Path(workspace) / "jobs"
+    return {p.stem for p in folder.glob("*.json") if not p.name.startswith(".")} if folder.exists() else set()
+
+
+def click_and_finish(at, key: str, workspace: str | Path):
+    """Click the button ``key`` of an AppTest; when that started a job, wait for it, as the page's
+    poll would, and rerun (the finished job's result is then on the page)."""
+    before = job_ids(workspace)
+    at.button(key=key).click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    if job_ids(workspace) - before:
+        finish_jobs(workspace)
+        at.run()
+        assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
 def finish_jobs(workspace: str | Path, timeout_s: float = 300.0) -> list:
     """Wait until no job of the workspace is queued or running; the jobs, newest first (any owner)."""
     runner = JobRunner(workspace)

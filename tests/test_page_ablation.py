@@ -5,14 +5,13 @@ of a small workspace holding the 60-patient cohort "tiny" (``app_workspace_templ
 conftest.py). Runs use 1 repeat and 3 permutations instead of the page's 2 and 20 to stay fast.
 """
 
+import os
 import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
 import streamlit as st
-from streamlit.delta_generator import DeltaGenerator
-from streamlit.runtime.scriptrunner import StopException
 from streamlit.testing.v1 import AppTest
 
 import core.ablation
@@ -22,8 +21,10 @@ from core.ablation.config import AblationConfig, ablation_digest
 from core.ablation.run import run_ablation
 from core.data.cohort import Cohort
 from core.errors import InputError
-from core.store.workspace import Workspace
+from core.jobs import JobRunner
+from core.store.workspace import DEFAULT_WORKSPACE_ENV, Workspace
 from tests.app_support import APP, captions, metric, no_exception, private_workspace
+from tests.jobs_support import click_and_finish, finish_jobs, wait_for_progress
 
 PAGE = "pages/ablation.py"
 REPEATS, PERMUTATIONS = 1, 3
@@ -76,9 +77,8 @@ def open_page(outcome=None) -> AppTest:
 
 
 def press_run(at) -> AppTest:
-    at.button(key="abl-run").click().run()
-    no_exception(at)
-    return at
+    """Press Run (or Resume) and wait for the background job (if one started), as the page's poll would, then rerun."""
+    return click_and_finish(at, "abl-run", os.environ[DEFAULT_WORKSPACE_ENV])
 
 
 TABLES = {"shapley": "share", "forest": "reference"}  # a column only that table has
@@ -203,46 +203,37 @@ def test_settings_survive_a_visit_to_another_page(ablated_workspace, no_refit):
 # --- cancel and resume ---------------------------------------------------------------------------
 
 
-def test_a_stopped_run_keeps_its_fits_and_resume_finishes_it(empty_workspace, monkeypatch):
+def test_a_cancelled_run_keeps_its_fits_and_resume_finishes_it(empty_workspace):
     at = open_page()
-    # Streamlit's Stop button makes the next element update raise StopException: here the third
-    # update of the progress bar, in the middle of the first chunk of fits.
-    original, updates = DeltaGenerator.progress, []
-
-    def stop_on_third(self, *args, **kwargs):
-        updates.append(args)
-        if len(updates) == 3:
-            raise StopException()
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(DeltaGenerator, "progress", stop_on_third)
-    press_run(at)
-    monkeypatch.setattr(DeltaGenerator, "progress", original)
+    at.button(key="abl-run").click().run()
+    no_exception(at)
+    runner = JobRunner(empty_workspace)
+    (job,) = runner.list("local")
+    wait_for_progress(runner, job.id, done=3)
+    at.run()
+    at.button(key=f"job-cancel-{job.id}").click().run()  # the Cancel button of the job's panel
+    no_exception(at)
+    (cancelled,) = finish_jobs(empty_workspace)
+    assert cancelled.status == "cancelled"
+    at.run()
+    no_exception(at)
     digest, partial = stored(empty_workspace)
     assert partial is not None and not partial.is_complete
     done, total = partial.progress()
     assert 0 < done < total
-
-    calls = []
-    real = core.ablation.run_ablation
-
-    def spy(*args, **kwargs):
-        calls.append(kwargs.get("resume"))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(core.ablation, "run_ablation", spy)
-    at.run()
-    no_exception(at)
-    assert any(f"stopped after {done} of {total} model fits" in t.value for t in at.toast)
+    assert cancelled.message == f"Ablation stopped after {done} of {total} model fits; they are saved. Press Resume to finish."
+    assert any(cancelled.message == i.value for i in at.info)
     assert any(f"{done} of {total} model fits" in i.value for i in at.info)
     assert at.button(key="abl-run").label == f"Resume ({done} of {total} fits done)"
+
     press_run(at)
-    assert len(calls) == 1 and calls[0] is not None and calls[0].progress() == (done, total)
+    resumed = runner.list("local")[0]
+    assert resumed.id != job.id and resumed.status == "done" and resumed.detail["resumed_from"] == done  # started from the kept fits
     _, finished = stored(empty_workspace)
     assert finished.is_complete
     kept = partial.scores.merge(finished.scores, on=["subset", "repeat", "fold"], suffixes=("", "_final"))
     assert len(kept) == done
-    np.testing.assert_array_equal(kept["auc"], kept["auc_final"])  # the finished fits were kept, not redone
+    np.testing.assert_array_equal(kept["auc"], kept["auc_final"])
     assert_shows(at, finished)
     assert any(c.startswith(f"Run `{digest}` (run and saved)") for c in captions(at))
 

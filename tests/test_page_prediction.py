@@ -5,6 +5,7 @@ of a small workspace holding the 60-patient cohort "tiny" (``app_workspace_templ
 conftest.py). Runs use 2 repeats instead of 5 to stay fast; the page exposes the setting.
 """
 
+import os
 import shutil
 
 import numpy as np
@@ -24,6 +25,7 @@ from core.modelling.validation import CohortSplitter, cross_validate, run_digest
 from core.modelling.whatif import IMMUTABLE_FEATURES, WhatIf
 from core.store.workspace import DEFAULT_WORKSPACE_ENV, Workspace
 from tests.app_support import APP, captions, metric, no_exception, private_workspace
+from tests.jobs_support import click_and_finish
 
 PAGE = "pages/prediction.py"
 REPEATS = 2
@@ -88,9 +90,8 @@ def show_inputs(at, feature: str) -> None:
 
 
 def train(at) -> AppTest:
-    at.button(key="pred-train").click().run()
-    no_exception(at)
-    return at
+    """Press Train and wait for the background job (if one started), as the page's poll would, then rerun."""
+    return click_and_finish(at, "pred-train", os.environ[DEFAULT_WORKSPACE_ENV])
 
 
 # --- training, storage, reloading ----------------------------------------------------------------

@@ -10,24 +10,23 @@ Everything derived from a run is cached under that digest; big objects are passe
 from __future__ import annotations
 
 import json
-import threading
 
 import numpy as np
 import pandas as pd
 import streamlit as st
-from streamlit.runtime.scriptrunner import RerunException, StopException
 
 from components import state
 from components.figures import show_figure
+from components.panels import jobs
 from components.views import ablation as views
 from core import ablation as engine
 from core.ablation.config import DESIGNS
 from core.ablation.result import AblationResult
 from core.data.cohort import Cohort
 from core.data.schema import MODALITY_LABELS
-from core.errors import InputError
 from core.evaluation.ground_truth import modality_recovery
 from core.evaluation.metrics import METRICS
+from core.jobs import Job, ablation_job
 
 DESIGN_LABELS = {"leave_one_out": "Leave one modality out", "single": "Single modality", "add_one": "Add one in order", "all_subsets": "All subsets"}
 ORDER_LABELS = {"best": "best single modality first", "cheapest": "cheapest first (cost table below)"}
@@ -66,97 +65,19 @@ def remembered(widget, label: str, *args, key: str, default, **kwargs):
     return value
 
 
-# Runs under way in this server process, by digest. A click during a run (Cancel, any widget) makes
-# Streamlit stop the running script and start the rerun at once, in another thread ("fast reruns"):
-# the rerun must wait for the stopped run to save its finished fits before it looks for them.
-_RUNNING: dict[str, threading.Event] = {}
+def start(cohort: Cohort, config: engine.AblationConfig) -> Job:
+    """Submit the ablation as a background job (:func:`core.jobs.ablation_job`): it runs
+    :func:`core.ablation.run_ablation` as ``python -m core ablate`` does, resumes a saved partial run,
+    and stores the result; a cancelled job stores its finished fits as a partial run."""
+    params, digest = ablation_job(cohort, config)
+    return jobs.submit("ablation", params, digest)
 
 
-def wait_for_running(digest: str, timeout_s: float = 30.0) -> bool:
-    """Wait while a run with this digest is under way in this process; False if it still is after
-    ``timeout_s`` (a long run started in another browser tab), with a message saying so."""
-    event = _RUNNING.get(digest)
-    if event is None or event.is_set():
-        return True
-    with st.spinner("Stopping the run and saving the model fits it finished ..."):
-        finished = event.wait(timeout_s)
-    state.show_flash()  # the stopped run's message arrives during the wait
-    if not finished:
-        st.info("A run with these settings is under way in another tab or session. Its result appears here once it is saved: "
-                "open this page again in a while.", icon=":material/hourglass_top:")
-    return finished
-
-
-class _Interrupt:
-    """Progress reporting that turns Streamlit's stop into a clean stop of the run at the next
-    chunk of fits, so the finished fits are kept.
-
-    Streamlit stops a running script when the user presses Stop, or clicks a widget (Cancel, any
-    other) while it runs: it raises StopException (RerunException without fast reruns) at the
-    script's next element update. Here that is the progress bar, updated in the script thread
-    between fits. The exception is held, :func:`core.ablation.run_ablation` stops before its next
-    chunk and hands over the partial work, and :meth:`reraise` then gives Streamlit its exception.
-    """
-
-    def __init__(self, bar):
-        self.bar = bar
-        self.caught: BaseException | None = None
-
-    def progress(self, done: int, total: int) -> None:
-        if self.caught is not None:
-            return  # no more element updates: each would raise again
-        try:
-            self.bar.progress(done / total, text=f"{done} of {total} model fits")
-        except (StopException, RerunException) as exc:
-            self.caught = exc
-
-    def should_stop(self) -> bool:
-        return self.caught is not None
-
-    def reraise(self) -> None:
-        if self.caught is not None:
-            raise self.caught
-
-
-def run(cohort: Cohort, config: engine.AblationConfig, resume: AblationResult | None = None) -> AblationResult | None:
-    """Run (or resume) an ablation with progress and a Cancel button; store it in the workspace.
-
-    Returns the complete result, or None after an error (shown with st.error). A cancelled or
-    stopped run stores its finished fits as a partial run, which the page offers to resume.
-    """
-    workspace = state.workspace()
-    running = _RUNNING[engine.ablation_digest(cohort, config)] = threading.Event()
-    try:
-        return _run(workspace, cohort, config, resume)
-    finally:
-        running.set()
-
-
-def _run(workspace, cohort: Cohort, config: engine.AblationConfig, resume: AblationResult | None) -> AblationResult | None:
-    error = None
+def run_progress(job: Job, config: engine.AblationConfig, resume: AblationResult | None = None) -> None:
+    """The ablation job's progress (model fits) and Cancel."""
     verb = "Resuming" if resume is not None else "Running"
-    with st.status(f"{verb} the ablation: {config.n_repeats} x {config.n_splits}-fold CV per subset, {config.n_permutations} permutations ...", expanded=True) as status:
-        st.button("Cancel", key="abl-cancel", icon=":material/stop_circle:",
-                  help="Stops after the fits under way; the finished ones stay saved, and Resume completes the run later.")
-        interrupt = _Interrupt(st.progress(0.0, text="building the folds"))
-        try:
-            result = engine.run_ablation(cohort, config, progress=interrupt.progress, should_stop=interrupt.should_stop, resume=resume)
-        except engine.AblationCancelled as exc:
-            workspace.save_ablation(cohort, exc.partial)  # no Streamlit call here: it would raise
-            done, total = exc.partial.progress()
-            state.flash(f"Ablation stopped after {done} of {total} model fits; they are saved. Press Resume to finish.")
-            interrupt.reraise()
-            raise
-        except InputError as exc:
-            error = str(exc)
-            status.update(label="Not run", state="error", expanded=False)
-        else:
-            workspace.save_ablation(cohort, result)
-            status.update(label=f"Done and saved as run `{result.digest}`", state="complete", expanded=False)
-    if error:
-        st.error(error)
-        return None
-    return result
+    jobs.progress_panel(job, f"{verb} the ablation: {config.n_repeats} x {config.n_splits}-fold CV per subset, {config.n_permutations} permutations",
+                        cancel_help="Stops after the fits under way; the finished ones stay saved, and Resume completes the run later.")
 
 
 def partial_notice(result: AblationResult) -> None:

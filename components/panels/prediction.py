@@ -17,16 +17,17 @@ import streamlit as st
 from components import state
 from components.figures import brain_slice_viewer, column_label, show_figure
 from components.panels import cohort as cohort_panels
+from components.panels import jobs
 from components.views import prediction as views
 from components.views.slices import ras_grid
 from core.data.cohort import Cohort
 from core.data.schema import FEATURE_DESCRIPTIONS, MODALITY_LABELS, modality_of
-from core.errors import InputError
 from core.evaluation import performance
 from core.evaluation.ground_truth import cause_recovery, importance_recovery, top_k_recall
 from core.evaluation.metrics import METRICS, binary_metrics, confusion_at, decision_curve, expected_calibration_error, roc_auc
 from core.evaluation.performance import CLINICAL, MODEL, MODEL_STROKE, N_BOOT, PREP2
 from core.evaluation.report import ci_table, model_report_html, prediction_table
+from core.jobs import Job, cv_job
 from core.modelling.validation import CVResult, CVSettings
 from core.modelling.whatif import IMMUTABLE_FEATURES, WhatIf
 
@@ -65,44 +66,27 @@ def model_settings(model: str = "xgboost") -> dict:
     return chosen
 
 
-def train_run(cohort: Cohort, settings: CVSettings, run: str) -> CVResult | None:
-    """Train and store the run of ``settings``, showing progress; None (with the error shown) when it cannot.
+def start_training(cohort: Cohort, settings: CVSettings) -> Job:
+    """Submit the cross-validation of ``settings`` as a background job (:func:`core.jobs.cv_job`):
+    it runs :meth:`core.store.Workspace.train_cv`, as ``python -m core train`` does, and stores the run."""
+    params, run = cv_job(cohort, settings)
+    return jobs.submit("cv", params, run)
 
-    Deep models show each fold's loss curves as they train, keep every finished fold in the
-    workspace, and can be stopped: pressing Stop reruns the page, which interrupts training after
-    the current epoch, and Train resumes from the kept folds.
-    """
-    workspace = state.workspace()
-    total = settings.n_splits * settings.n_repeats
+
+def training_progress(job: Job, settings: CVSettings) -> None:
+    """The training job's progress and Cancel; deep models also show each fold's loss curves as they train."""
     deep = settings.model != "xgboost"
-    kept = workspace.cv_progress(run) if deep else 0
-    error = None
-    with st.status(f"Training {MODEL_LABELS[settings.model]}: {settings.n_repeats} x {settings.n_splits}-fold cross-validation ...", expanded=True) as status:
-        if deep:
-            st.button("Stop training", key="pred-stop", icon=":material/stop_circle:", help="Stops after the current epoch; finished folds are kept and Train resumes from them.")
-            tensors = st.progress(0.0, text="raw-data tensors of the cohort (cached in the workspace)")
-        bar = st.progress(kept / total, text=f"resuming: {kept} of {total} folds kept" if kept else "splitting the cohort into folds")
-        chart = st.empty()
-        losses: list = []
+    jobs.progress_panel(job, f"Training {MODEL_LABELS[settings.model]}: {settings.n_repeats} x {settings.n_splits}-fold cross-validation",
+                        detail=_loss_curves if deep else None,
+                        cancel_help="Stops after the current epoch; finished folds are kept and Train resumes from them." if deep
+                        else "Stops after the current fold; nothing is saved.")
 
-        def on_epoch(fold, row):
-            losses.append({"fold": f"repeat {fold.repeat + 1}, fold {fold.fold + 1}", **row})
-            fig, _ = views.loss_curves_figure(pd.DataFrame(losses))
-            chart.plotly_chart(fig, config={"displaylogo": False})
 
-        try:
-            workspace.train_cv(cohort, settings, progress=lambda done, n: bar.progress(done / n, text=f"fold {done} of {n} trained and explained"),
-                               on_epoch=on_epoch if deep else None,
-                               tensor_progress=(lambda done, n: tensors.progress(done / n, text=f"raw-data tensors: chunk {done} of {n}")) if deep else None)
-        except InputError as exc:
-            error = str(exc)
-            status.update(label="Not trained", state="error", expanded=False)
-        else:
-            status.update(label=f"Trained and saved run `{run}`", state="complete", expanded=False)
-    if error:
-        st.error(error)
-        return None
-    return state.saved_cv_run(cohort, run)
+def _loss_curves(job: Job) -> None:
+    losses = job.detail.get("losses")
+    if losses:
+        fig, _ = views.loss_curves_figure(pd.DataFrame(losses))
+        st.plotly_chart(fig, config={"displaylogo": False}, key=f"pred-job-losses-{job.id}")
 
 
 def training_history(result: CVResult) -> pd.DataFrame:
@@ -738,8 +722,12 @@ def compare_panel(cohort: Cohort, result: CVResult, settings: CVSettings) -> Non
         c = st.columns(len(missing))
         for col, m in zip(c, missing):
             if col.button(f"Train {MODEL_LABELS[m]} on these folds", key=f"pred-compare-train-{m}", icon=":material/model_training:",
-                          help="xgboost takes seconds; the deep models minutes per fold (stoppable, resumable)."):
-                runs[m] = train_run(cohort, replace(base, model=m), digests[m])
+                          help="xgboost takes seconds; the deep models minutes per fold (a background job: cancellable, resumable)."):
+                start_training(cohort, replace(base, model=m))
+        for m in missing:
+            job = jobs.active("cv", digests[m])
+            if job is not None:
+                training_progress(job, replace(base, model=m))
     runs = {m: r for m, r in runs.items() if r is not None}
     st.caption(f"{settings.n_repeats} x {settings.n_splits}-fold cross-validation; the same folds and patients for every model. "
                f"Trained: {', '.join(MODEL_LABELS[m] for m in runs) or 'none'}.")

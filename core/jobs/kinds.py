@@ -92,6 +92,7 @@ def _run_ablation(workspace, params: dict, report) -> str:
     if saved is not None and saved.is_complete:
         return digest
     if saved is not None:
+        report.note("resumed_from", saved.progress()[0])  # fits of the saved partial run, kept and not refitted
         report.progress(*saved.progress(), "resuming: {} of {} model fits kept".format(*saved.progress()))
     else:
         report.progress(0, 1, "building the folds")

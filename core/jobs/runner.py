@@ -434,6 +434,10 @@ class Reporter:
         if check:
             self.check()
 
+    def note(self, name: str, value) -> None:
+        """Set ``detail[name]`` (written with the next progress)."""
+        self._detail[name] = value
+
     def append(self, name: str, row: dict) -> None:
         """Add ``row`` to the list ``detail[name]`` (written with the next progress)."""
         self._detail.setdefault(name, []).append(row)

@@ -1,0 +1,84 @@
+"""The pages with background jobs, driven through AppTest: Train on the Prediction page starts a job,
+shows its progress and Cancel, a new session opening the page reattaches to the running job, and the
+finished job's run is the page's result; Cancel stops the job.
+
+The job's process is paused (SIGSTOP) while the second session looks, so it is still running then,
+however fast the machine.
+"""
+
+import os
+import signal
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.jobs import JobRunner
+from core.modelling.validation import CVSettings
+from core.store.workspace import Workspace
+from tests.app_support import APP, captions, no_exception
+from tests.jobs_support import finish_jobs, wait_for_progress
+
+PAGE = "pages/prediction.py"
+
+pytestmark = pytest.mark.usefixtures("fresh_streamlit")
+
+
+def open_prediction(repeats: int) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=120).switch_page(PAGE).run()
+    at.number_input(key="pred-repeats").set_value(repeats).run()
+    no_exception(at)
+    return at
+
+
+def job_panel(at) -> list[str]:
+    """Ids of the jobs whose progress panel the page shows (from their Cancel buttons)."""
+    return [b.key.removeprefix("job-cancel-") for b in at.button if (b.key or "").startswith("job-cancel-")]
+
+
+def test_train_starts_a_job_that_a_new_session_reattaches_to_and_its_run_becomes_the_result(empty_workspace):
+    at = open_prediction(repeats=2)
+    at.button(key="pred-train").click().run()
+    no_exception(at)
+    runner = JobRunner(empty_workspace)
+    (job,) = runner.list("local")
+    os.killpg(job.pid, signal.SIGSTOP)  # hold it running while the second session looks
+    try:
+        assert job_panel(at) == [job.id] and job.kind == "cv"
+        assert len(at.get("progress")) == 1
+        assert any("Training xgboost (engineered features): 2 x 5-fold cross-validation" in m.value for m in at.markdown)
+        assert not any("(trained and saved)" in c for c in captions(at))
+
+        other = open_prediction(repeats=2)  # another browser, or the same user after closing the tab
+        assert job_panel(other) == [job.id]
+        assert runner.status(job.id).status == "running"
+    finally:
+        os.killpg(job.pid, signal.SIGCONT)
+    (done,) = finish_jobs(empty_workspace)
+    assert done.status == "done", runner.log(job.id)
+
+    at.run()  # what the panel's poll does once the job has finished
+    no_exception(at)
+    assert job_panel(at) == []
+    assert any(f"Run `{done.result_key}` (trained and saved)" in c for c in captions(at))
+    other.run()
+    assert any(f"Run `{done.result_key}` (loaded saved run)" in c for c in captions(other))  # that session did not train it
+    tiny = Workspace(empty_workspace).load("tiny")
+    assert done.result_key == CVSettings(n_repeats=2).run_digest(tiny)
+
+
+def test_cancel_on_the_page_stops_the_job_and_says_nothing_was_saved(empty_workspace):
+    at = open_prediction(repeats=20)  # 100 folds: still running when Cancel is pressed
+    at.button(key="pred-train").click().run()
+    runner = JobRunner(empty_workspace)
+    (job,) = runner.list("local")
+    wait_for_progress(runner, job.id)
+    at.run()
+    at.button(key=f"job-cancel-{job.id}").click().run()
+    no_exception(at)
+    (cancelled,) = finish_jobs(empty_workspace)
+    assert cancelled.status == "cancelled"
+    at.run()
+    no_exception(at)
+    assert job_panel(at) == []
+    assert [i.value for i in at.info][:1] == ["Training was cancelled; nothing was saved."]
+    assert Workspace(empty_workspace).load_cv(cancelled.key, Workspace(empty_workspace).load("tiny")) is None
