@@ -16,7 +16,7 @@ if state.logins_enabled() and state.current_user() is None:
     for provider in state.login_providers():
         label = "Log in" if provider is None else f"Log in with {provider}"
         if st.button(label, type="primary", icon=":material/login:", key=f"login-{provider or 'default'}"):
-            st.login(provider) if provider else st.login()
+            st.login(provider)
     st.stop()
 
 pages = [
@@ -36,15 +36,16 @@ with st.sidebar:
     user = state.current_user()
     try:
         workspace = state.workspace()
-        link = st.query_params.get("cohort")
-        if link is not None:  # a deep link ?cohort=NAME opens the user's own cohort, or one shared with them
-            del st.query_params["cohort"]
-            state.open_cohort_link(link)
     except InputError as exc:
         st.error(str(exc))
-        if user is None:
-            st.stop()
-        workspace = state.workspace()
+        st.stop()
+    link = st.query_params.get("cohort")
+    if link is not None:  # a deep link ?cohort=NAME opens the user's own cohort, or one shared with them
+        del st.query_params["cohort"]
+        try:
+            state.open_cohort_link(link)
+        except InputError as exc:
+            st.error(str(exc))
     labels = state.cohort_labels()
     choices = list(labels)
     if choices:

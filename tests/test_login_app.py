@@ -230,3 +230,13 @@ def test_a_shared_cohort_is_read_never_written(root):
 
     assert Workspace(root / "users" / BOB.id).get_setting("last_cohort") == f"{ALICE.id}/tiny"
     assert Workspace(alice_folder).get_setting("last_cohort") is None
+
+
+def test_a_login_without_a_subject_is_refused_with_a_message(root):
+    at = AppTest.from_file(str(APP), default_timeout=120)
+    at.secrets["auth"] = AUTH
+    at.user = {"is_logged_in": True, "iss": ISSUER, "email": "nobody@hospital.example"}
+    at.run()
+    no_exception(at)
+    assert [e.value for e in at.error] == ["[sub] the identity provider sent no subject ('sub' claim); cannot tell who logged in."]
+    assert cohort_options(at) == [] and "Cohort explorer" not in titles(at)
