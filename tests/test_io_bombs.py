@@ -19,6 +19,8 @@ import zipfile
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from core.errors import InputError
 from core.io.emg import read_edf, read_emg
@@ -201,3 +203,36 @@ def test_a_gradient_file_bomb_inside_a_zip_stops_at_1_mib():
     with pytest.raises(InputError, match=r"^sub-01/dwi/sub-01_dwi\.bval: the file holds more than 1\.0 MB; a file of this kind is far smaller"):
         tree.read("sub-01/dwi/sub-01_dwi.bval", max_bytes=MAX_GRADIENT_FILE_BYTES)
     assert tree.limits.max_decompressed_bytes - tree.budget.left == 0
+
+
+def test_gzip_stream_reads_members_padding_and_refuses_trailing_bytes():
+    import gzip
+    import os
+
+    from core.io.safety import gunzip_capped
+
+    payload = os.urandom(300_000)  # incompressible: the input spans several 64 KiB pieces
+    data = gzip.compress(payload) + gzip.compress(b"tail")
+    stream = GzipStream(data + bytes(5000), "x.gz")  # zero padding after the last member is legal
+    pieces = []
+    while chunk := stream.read(70_001):
+        assert len(chunk) <= 70_001
+        pieces.append(chunk)
+    assert b"".join(pieces) == payload + b"tail"
+    with pytest.raises(InputError, match=r"^x\.gz: unexpected bytes after the end of the gzip stream"):
+        gunzip_capped(data + bytes(70_000) + b"junk", "x.gz")
+    with pytest.raises(InputError, match=r"^x\.gz: the gzip stream is truncated: it ends after 200000 compressed bytes"):
+        gunzip_capped(data[:200_000], "x.gz")
+
+
+@settings(max_examples=60, derandomize=True, deadline=None, database=None)
+@given(st.lists(st.binary(max_size=3000), min_size=1, max_size=4), st.integers(1, 5000), st.integers(0, 3))
+def test_gzip_stream_equals_gzip_decompress_for_any_members_and_read_size(members, read_size, padding):
+    import gzip
+
+    data = b"".join(gzip.compress(m * 50, compresslevel=1) for m in members)
+    stream = GzipStream(data + bytes(padding), "x.gz")
+    pieces = []
+    while chunk := stream.read(read_size):
+        pieces.append(chunk)
+    assert b"".join(pieces) == gzip.decompress(data)

@@ -256,7 +256,9 @@ class GzipStream:
                 chunk = self._inflater.decompress(piece, n - got)
             except zlib.error as exc:
                 raise InputError(f"the gzip stream is corrupt ({exc}); upload the file again or uncompressed.", source=self.source) from exc
-            self._tail = self._inflater.unconsumed_tail
+            # At a member's end zlib leaves what follows in unused_data *and*, when max_length cut
+            # the call, in unconsumed_tail too: take it from unused_data only.
+            self._tail = b"" if self._inflater.eof else self._inflater.unconsumed_tail
             if chunk:
                 out.append(chunk)
                 got += len(chunk)
