@@ -186,6 +186,9 @@ def test_gzipped_edf_reads_like_the_edf(tmp_path):
     packed = read_emg(gzip.compress(path.read_bytes()), "r.edf.gz")
     np.testing.assert_array_equal(packed.channels["EMG FDI"], plain.channels["EMG FDI"])
     assert packed.fs_hz == plain.fs_hz == {"EMG FDI": 1000.0}
+    from core.io.upload import classify_file
+
+    assert classify_file("sub-01/emg/sub-01_emg.edf.gz") == classify_file("P01_tms.BDF.GZ") == "emg"
     longer = gzip.compress(path.read_bytes() + b"x" * 10)
     with pytest.raises(InputError, match=r"^r\.edf\.gz: \[file size\] the file is longer than its header says"):
         read_emg(longer, "r.edf.gz")

@@ -472,12 +472,13 @@ def emg_csv_from_bytes(label: str, raw: bytes, *, unit: str | None = None) -> EM
 def read_emg(source, name: str | None = None, *, unit: str | None = None, limits: UploadLimits = DEFAULT_LIMITS) -> EMGSignals:
     """Read an EMG file by its type: EDF/BDF by magic bytes or extension, otherwise CSV/TSV."""
     label, raw = read_source(source, name, limits)
-    return emg_from_bytes(label, raw, unit=unit)
+    return emg_from_bytes(label, raw, unit=unit, budget=Budget(limits))
 
 
-def emg_from_bytes(label: str, raw: bytes, *, unit: str | None = None) -> EMGSignals:
+def emg_from_bytes(label: str, raw: bytes, *, unit: str | None = None, budget: Budget | None = None) -> EMGSignals:
+    """:func:`read_emg` on bytes already in memory; ``budget``: the upload's decompression budget."""
     if raw[:8] in (_EDF_MAGIC, _BDF_MAGIC) or label.lower().endswith((".edf", ".bdf", ".edf.gz", ".bdf.gz")):
-        return edf_from_bytes(label, raw)
+        return edf_from_bytes(label, raw, budget=budget)
     return emg_csv_from_bytes(label, raw, unit=unit)
 
 

@@ -10,7 +10,7 @@ Layout
         anat/, dwi/, emg/, ...     ... any sub-folders (BIDS-like); files are found by name:
         *FA*.nii.gz                FA map (MNI or native space)                       -> dti.*
         *_dwi.nii.gz + .bval + .bvec   diffusion series (tensor fit, then as FA)      -> dti.*
-        *.edf, *.bdf, *emg*.csv    EMG with TMS pulses (see core.io.emg)              -> emg.*
+        *.edf, *.bdf (or .gz), *emg*.csv   EMG with TMS pulses (see core.io.emg)      -> emg.*
         *.c3d, *motion*/*kin*/*reach*/*traj*/*marker*.csv   hand trajectories         -> kin.*
       P02_emg.edf                  ... or flat files whose names start with the patient id
 
@@ -354,7 +354,7 @@ def _dti_row(tree, files: FileSet, pid, hemisphere, raw_source, registrations):
 def _emg_row(tree, files: FileSet, pid, raw_source, emg_options):
     from core.io.emg import emg_feature_row, emg_from_bytes, emg_recording
 
-    signals = emg_from_bytes(files.label, tree.read(files.label))
+    signals = emg_from_bytes(files.label, tree.read(files.label), budget=tree.budget)
     extraction = emg_recording(signals, **(emg_options or {}))
     raw_source.add_emg(pid, extraction.recording)
     return emg_feature_row(extraction, pid, source=files.label), signals.report + extraction.report
