@@ -38,3 +38,4 @@ with right:
     guarded(panels.export_panel, tmap, intensity)
 guarded(panels.slices_panel, tmap, cell_type, quantity, intensity)
 panels.surrogate_expander()
+panels.dataset_panel()

@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.jobs import JobRunner
 from core.modelling.validation import CVSettings
-from core.store.workspace import Workspace
+from core.store.workspace import DEFAULT_WORKSPACE_ENV, Workspace
 from tests.app_support import APP, captions, no_exception
 from tests.jobs_support import finish_jobs, wait_for_progress
 
@@ -82,3 +82,34 @@ def test_cancel_on_the_page_stops_the_job_and_says_nothing_was_saved(empty_works
     assert job_panel(at) == []
     assert [i.value for i in at.info][:1] == ["Training was cancelled; nothing was saved."]
     assert Workspace(empty_workspace).load_cv(cancelled.key, Workspace(empty_workspace).load("tiny")) is None
+
+
+def test_the_tms_page_generates_the_shipped_dataset_as_a_job_and_reattaches(tmp_path, monkeypatch):
+    from core.jobs import shipped_tms_dataset_config
+
+    workspace = tmp_path / "workspace"
+    monkeypatch.setenv(DEFAULT_WORKSPACE_ENV, str(workspace))
+    at = AppTest.from_file(str(APP), default_timeout=300).switch_page("pages/tms.py").run()
+    no_exception(at)
+    assert any("not started in this workspace" in c for c in captions(at))
+    at.number_input(key="tms-dataset-limit").set_value(1)
+    at.button(key="tms-dataset-run").click().run()
+    no_exception(at)
+    runner = JobRunner(workspace)
+    (job,) = runner.list("local")
+    config = shipped_tms_dataset_config()
+    assert (job.kind, job.key, job.params["limit"], job.params["config"]) == ("tms_dataset", config.digest(), 1, config.to_dict())
+    assert job_panel(at) == [job.id]
+    os.killpg(job.pid, signal.SIGSTOP)  # still running while the second session looks
+    try:
+        other = AppTest.from_file(str(APP), default_timeout=300).switch_page("pages/tms.py").run()
+        assert job_panel(other) == [job.id]
+    finally:
+        os.killpg(job.pid, signal.SIGCONT)
+    runner.cancel(job.id, "local")
+    (cancelled,) = finish_jobs(workspace)
+    assert cancelled.status == "cancelled"
+    at.run()
+    no_exception(at)
+    assert job_panel(at) == []
+    assert at.button(key="tms-dataset-run")  # offered again

@@ -173,3 +173,21 @@ def test_bad_ids_owners_and_kinds_are_refused(tmp_path):
         runner.submit("cv", {}, "a/b", "k")
     with pytest.raises(InputError, match="unknown job kind 'mine'"):
         runner.submit("mine", {}, "alice", "k")
+
+
+def test_a_tms_dataset_job_writes_the_dataset_of_the_direct_call(tmp_path):
+    from core.jobs import tms_dataset_chunks, tms_dataset_job
+    from core.tms.dataset import DatasetConfig, generate_dataset, load_dataset
+
+    config = DatasetConfig(cell_types=["L4_LBC"], variants=[0], n_placements=2, sites_per_placement=2, rotations_per_site=1,
+                           n_directions=2, chunk_size=2, n_regions=3, seed=3)  # 6 thresholds in 3 chunks
+    runner = JobRunner(tmp_path / "job")
+    params, key = tms_dataset_job(config, n_jobs=1)
+    job = runner.wait(runner.submit("tms_dataset", params, "alice", key).id, 300)
+    assert job.status == "done" and job.result_key == config.digest() and (job.done, job.total) == (6, 6), runner.log(job.id)
+    assert tms_dataset_chunks(config, tmp_path / "job") == (3, 3)
+    made = load_dataset(tmp_path / "job" / "tms" / key)
+    direct = load_dataset(generate_dataset(config, tmp_path / "direct", n_jobs=1).folder)
+    assert made.complete and direct.complete
+    np.testing.assert_array_equal(made.rows["threshold_a_per_us"].to_numpy(), direct.rows["threshold_a_per_us"].to_numpy())
+    np.testing.assert_array_equal(made.directions["threshold_v_per_m"].to_numpy(), direct.directions["threshold_v_per_m"].to_numpy())

@@ -17,7 +17,9 @@ import streamlit as st
 
 from components import state
 from components.figures import show_figure
+from components.panels import jobs
 from components.views import tms as views
+from core.jobs import shipped_tms_dataset_config, tms_dataset_chunks, tms_dataset_job
 from core.tms.cortex import PRESET_HANDLE_DEG, CoilSpec, load_cortex, placement_of
 from core.tms.maps import MAX_INTENSITY_A_PER_US, check_against_neuron, threshold_map
 from core.tms.surrogate import DEFAULT_SURROGATE_DIR
@@ -200,3 +202,26 @@ def surrogate_expander() -> None:
         st.caption(f"Held-out set: coil placements and cortical regions never seen in training. Error of the threshold "
                    f"(A/µs) against NEURON. The CNN is about {speed.get('speedup', float('nan')):,.0f}x faster than NEURON "
                    f"per threshold. Retrain with `{report.get('command', 'python -m core tms-train')}`.")
+
+
+def dataset_panel() -> None:
+    """The surrogate's training dataset (NEURON thresholds, hours of CPU), generated resumably as a
+    background job that runs ``python -m core tms-dataset``'s call, into this workspace."""
+    with st.expander("Training dataset of the surrogate (NEURON simulations)", icon=":material/dataset:"):
+        config = shipped_tms_dataset_config()
+        key = config.digest()
+        done, planned = tms_dataset_chunks(config, state.workspace_path())
+        st.caption(f"Dataset `{key}` (assets/tms/dataset.yaml): " + (f"{done} of {planned} chunks computed in this workspace." if planned else "not started in this workspace.")
+                   + " It runs in the background (closing the tab does not stop it); cancelled or interrupted, it resumes at the next chunk.")
+        job = jobs.active("tms_dataset", key)
+        if job is None:
+            jobs.finished_notice(jobs.latest("tms_dataset", key))
+            c = st.columns([1, 2], vertical_alignment="bottom")
+            limit = int(c[0].number_input("Chunks this time (0: all)", 0, 100_000, 4, key="tms-dataset-limit",
+                                          help="Each chunk is 40 thresholds of one cell variant (minutes on two cores); 0 computes every missing chunk."))
+            if not c[1].button("Generate in the background", key="tms-dataset-run", icon=":material/play_arrow:"):
+                return
+            params, key = tms_dataset_job(config, n_jobs=2, limit=limit or None)
+            job = jobs.submit("tms_dataset", params, key)
+        jobs.progress_panel(job, "Generating the TMS threshold dataset", cancel_help="Stops at the next finished chunk; the finished ones are kept.")
+

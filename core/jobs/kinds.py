@@ -116,13 +116,40 @@ def tms_dataset_job(config, *, n_jobs: int = 2, limit: int | None = None) -> tup
     return {"config": config.to_dict(), "n_jobs": int(n_jobs), "limit": None if limit is None else int(limit)}, config.digest()
 
 
+def shipped_tms_dataset_config():
+    """The surrogate's dataset config shipped in ``assets/tms/dataset.yaml`` (the defaults when it is missing),
+    as ``python -m core tms-dataset`` reads it."""
+    from pathlib import Path
+
+    from core.tms.dataset import DatasetConfig
+
+    shipped = Path(__file__).resolve().parents[2] / "assets" / "tms" / "dataset.yaml"
+    return DatasetConfig.from_yaml(shipped) if shipped.exists() else DatasetConfig()
+
+
+def tms_dataset_chunks(config, workspace) -> tuple[int, int | None]:
+    """Chunks of ``config``'s dataset in the workspace: (written, planned), planned None before the
+    first generation planned it (planning the full dataset takes tens of seconds, so it is not done here)."""
+    import json
+
+    from core.tms.dataset import dataset_folder
+
+    folder = dataset_folder(config, workspace)
+    try:
+        plan = json.loads((folder / "plan.json").read_text())
+        names = list(plan["grid_chunks"]) + list(plan["direction_chunks"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0, None
+    return sum((folder / name).exists() for name in names), len(names)
+
+
 def _run_tms_dataset(workspace, params: dict, report) -> str:
     """:func:`core.tms.dataset.generate_dataset` into the workspace, as ``python -m core tms-dataset``.
     Chunks are written whole, so a cancelled or interrupted job resumes at the next chunk."""
     from core.tms.dataset import DatasetConfig, generate_dataset
 
     config = DatasetConfig.from_dict(params["config"])
-    report.progress(0, 1, "planning the coil placements and cells")
+    report.progress(0, 1, "planning the coil placements and cells (tens of seconds for the full dataset)")
     try:
         outcome = generate_dataset(config, workspace.path, n_jobs=int(params.get("n_jobs", 2)), limit=params.get("limit"),
                                    progress=lambda done, total: report.progress(done, total, f"{done} of {total} thresholds"))
