@@ -1,38 +1,113 @@
 """One place for parallel loops (cohort chunks, CV folds, ablation subsets, simulations).
 
 Without configuration the loop runs on the local cores through joblib. When the environment
-variable ``NEUROPREDICT_DASK_SCHEDULER`` names a Dask scheduler address, the same loop runs on
-that cluster through joblib's Dask backend.
+variable ``NEUROPREDICT_DASK_SCHEDULER`` names a Dask scheduler address (``tcp://host:8786``),
+the same loop runs on that cluster: every item becomes one task on the cluster's workers.
+
+On a cluster
+------------
+- ``prefer`` ("threads" or "processes") and ``n_jobs`` are local choices; the cluster's workers
+  and their threads decide how many tasks run at once. ``n_jobs=1`` still runs in the caller.
+- Objects that several items share (e.g. the feature table of every CV fold) and arrays or tables
+  over :data:`SCATTER_BYTES` are sent to the cluster once per call and fetched once per worker,
+  not once per task. Items are tuples, lists, dicts or dataclasses; their direct members are
+  looked at.
+- ``progress`` and ``on_result`` are called in the caller's thread as tasks finish.
+- A task's exception is raised in the caller as its own type (an ``InputError`` stays an
+  ``InputError``); the remaining tasks are cancelled.
+- Functions and items travel by pickle (cloudpickle for lambdas), so workers must import this
+  repository's ``core`` package (same code, same package versions, ``PYTHONPATH``).
+- A scheduler that cannot be reached within :data:`CONNECT_TIMEOUT_S` seconds raises an
+  ``InputError`` naming the variable and the address.
 """
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import os
+import threading
+from collections import Counter
 from collections.abc import Callable, Iterable
 
 import joblib
 
 from core.errors import InputError
 
+__all__ = ["CONNECT_TIMEOUT_S", "DASK_ENV", "SCATTER_BYTES", "dask_client", "on_cluster", "parallel_map", "scheduler_address"]
+
 DASK_ENV = "NEUROPREDICT_DASK_SCHEDULER"
+CONNECT_TIMEOUT_S = 5
+SCATTER_BYTES = 100_000
+
+_clients: dict = {}
+_clients_lock = threading.Lock()
 
 
-@contextlib.contextmanager
-def _backend(prefer: str):
-    address = os.environ.get(DASK_ENV)
-    if not address:
-        yield {"prefer": prefer}
-        return
+def scheduler_address() -> str | None:
+    """The Dask scheduler address from ``NEUROPREDICT_DASK_SCHEDULER``, or None when unset/blank."""
+    address = os.environ.get(DASK_ENV, "").strip()
+    return address or None
+
+
+def on_cluster() -> bool:
+    """Whether parallel loops run on a Dask cluster (``NEUROPREDICT_DASK_SCHEDULER`` is set)."""
+    return scheduler_address() is not None
+
+
+def dask_client():
+    """The connected ``distributed.Client`` of ``NEUROPREDICT_DASK_SCHEDULER`` (one per address and process).
+
+    Raises InputError when the variable is unset, dask.distributed is missing, or the scheduler
+    does not answer within :data:`CONNECT_TIMEOUT_S` seconds.
+    """
+    address = scheduler_address()
+    if address is None:
+        raise InputError(f"no Dask cluster is configured; set {DASK_ENV} to a scheduler address such as tcp://host:8786.", field=DASK_ENV)
     try:
-        from dask.distributed import Client
+        from distributed import Client
     except ImportError as exc:  # a configuration problem the user can fix
-        raise InputError(
-            f"{DASK_ENV} is set to {address!r}, but dask.distributed is not installed; "
-            "install it (pip install 'dask[distributed]') or unset the variable."
-        ) from exc
-    with Client(address), joblib.parallel_backend("dask"):
-        yield {}
+        raise InputError(f"{DASK_ENV} is set to {address!r}, but dask.distributed is not installed; "
+                         "install it (pip install distributed) or unset the variable.", field=DASK_ENV) from exc
+    key = (address, os.getpid())
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is not None and client.status == "running":
+            return client
+        try:
+            _probe(address)  # first, so that a failed Client never lingers (its clean-up blocks for seconds)
+            client = Client(address, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
+        except (ValueError, TypeError) as exc:
+            raise InputError(f"{DASK_ENV} is set to {address!r}, which is not a Dask scheduler address ({exc}); "
+                             f"expected e.g. tcp://host:8786, or unset {DASK_ENV} to compute on this machine.", field=DASK_ENV) from exc
+        except (OSError, TimeoutError) as exc:
+            raise InputError(f"cannot reach the Dask scheduler at {address!r} within {CONNECT_TIMEOUT_S} s ({type(exc).__name__}: {exc}); "
+                             "expected a running scheduler's address such as tcp://host:8786. Start the cluster, correct the address, "
+                             f"or unset {DASK_ENV} to compute on this machine.", field=DASK_ENV) from exc
+        _clients[key] = client
+        return client
+
+
+def _probe(address: str) -> None:
+    """Open and close one connection to the scheduler; OSError/ValueError when it does not answer in time."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from distributed.comm import connect
+
+    async def once():
+        comm = await connect(address, timeout=CONNECT_TIMEOUT_S)
+        await comm.close()
+
+    with ThreadPoolExecutor(1) as pool:  # its own event loop, whatever loop the caller's thread runs
+        pool.submit(asyncio.run, once()).result()
+
+
+def close_clients() -> None:
+    """Close the cached cluster clients of this process (e.g. before the cluster shuts down)."""
+    with _clients_lock:
+        for client in _clients.values():
+            client.close()
+        _clients.clear()
 
 
 def parallel_map(
@@ -42,10 +117,12 @@ def parallel_map(
     n_jobs: int = -1,
     prefer: str = "processes",
     progress: Callable[[int, int], None] | None = None,
+    on_result: Callable[[int, object], None] | None = None,
 ) -> list:
     """``[func(item) for item in items]`` in parallel, results in input order.
 
-    ``progress(done, total)`` is called in the caller's thread as results arrive.
+    ``progress(done, total)`` is called in the caller's thread as results arrive, and
+    ``on_result(position, result)`` with each result (e.g. to keep it on disk at once).
     """
     items = list(items)
     total = len(items)
@@ -53,14 +130,116 @@ def parallel_map(
         results = []
         for i, item in enumerate(items, 1):
             results.append(func(item))
+            if on_result:
+                on_result(i - 1, results[-1])
             if progress:
                 progress(i, total)
         return results
-    with _backend(prefer) as kwargs:
-        runner = joblib.Parallel(n_jobs=n_jobs, return_as="generator", **kwargs)
-        results = []
-        for i, result in enumerate(runner(joblib.delayed(func)(item) for item in items), 1):
-            results.append(result)
+    if on_cluster():
+        return _on_dask(func, items, progress, on_result)
+    runner = joblib.Parallel(n_jobs=n_jobs, return_as="generator", prefer=prefer)
+    results = []
+    for i, result in enumerate(runner(joblib.delayed(func)(item) for item in items), 1):
+        results.append(result)
+        if on_result:
+            on_result(i - 1, result)
+        if progress:
+            progress(i, total)
+    return results
+
+
+# --- the Dask path ---------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _Shared:
+    """Stands for the ``number``-th scattered object inside an item on its way to a worker."""
+
+    number: int
+
+
+def _members(item) -> dict | None:
+    """The direct members of an item that may be scattered, by name or position; None if it has none."""
+    if isinstance(item, (tuple, list)):
+        return dict(enumerate(item))
+    if isinstance(item, dict):
+        return dict(item)
+    if dataclasses.is_dataclass(item) and not isinstance(item, type):
+        return {f.name: getattr(item, f.name) for f in dataclasses.fields(item) if f.init}
+    return None
+
+
+def _rebuild(item, replaced: dict):
+    """``item`` with the members named in ``replaced`` swapped for their values."""
+    if not replaced:
+        return item
+    if isinstance(item, (tuple, list)):
+        out = list(item)
+        for position, value in replaced.items():
+            out[position] = value
+        return type(item)(out) if type(item) in (tuple, list) else type(item)(*out)  # namedtuples take positions
+    if isinstance(item, dict):
+        return {**item, **replaced}
+    return dataclasses.replace(item, **replaced)
+
+
+def _worth_scattering(value, shared: bool) -> bool:
+    """Scatter what several items share (one transfer instead of one per task) and large arrays and tables."""
+    import numpy as np
+    import pandas as pd
+    from dask.sizeof import sizeof
+
+    if value is None or callable(value) or isinstance(value, (bool, int, float, complex, str, bytes)):
+        return False
+    return shared or (isinstance(value, (np.ndarray, pd.DataFrame, pd.Series)) and sizeof(value) >= SCATTER_BYTES)
+
+
+def _call_with_shared(func, skeleton, placeholders: dict, *values):
+    """Runs on a worker: put the scattered values back into the item and call ``func``."""
+    return func(_rebuild(skeleton, {name: values[shared.number] for name, shared in placeholders.items()}))
+
+
+def _on_dask(func, items: list, progress, on_result) -> list:
+    from distributed import as_completed
+
+    client = dask_client()
+    futures_by_id: dict = {}  # id(object) -> (number, future): each large object goes to the cluster once
+    keep_alive = []  # the scattered objects themselves, so that no id is reused while this call runs
+    shared_futures = []
+    tasks = []
+    members_of = [_members(item) or {} for item in items]
+    uses = Counter(id(value) for members in members_of for value in members.values())
+    for item, members in zip(items, members_of):
+        placeholders = {}
+        for name, value in members.items():
+            if not _worth_scattering(value, uses[id(value)] > 1):
+                continue
+            if id(value) not in futures_by_id:
+                futures_by_id[id(value)] = len(shared_futures)
+                shared_futures.append(client.scatter(value, hash=False))
+                keep_alive.append(value)
+            placeholders[name] = _Shared(futures_by_id[id(value)])
+        skeleton = _rebuild(item, placeholders)
+        tasks.append((skeleton, placeholders, [shared_futures[s.number] for s in placeholders.values()]))
+    futures = []
+    for skeleton, placeholders, values in tasks:
+        # the placeholders' numbers index the values passed with this task
+        local = {name: _Shared(i) for i, name in enumerate(placeholders)}
+        futures.append(client.submit(_call_with_shared, func, skeleton, local, *values, pure=False))
+    position = {future.key: i for i, future in enumerate(futures)}
+    results: list = [None] * len(futures)
+    done = 0
+    try:
+        for future in as_completed(futures, loop=client.loop):
+            i = position[future.key]
+            results[i] = future.result()  # re-raises the task's own exception
+            done += 1
+            if on_result:
+                on_result(i, results[i])
             if progress:
-                progress(i, total)
+                progress(done, len(futures))
+    finally:
+        if done < len(futures):
+            client.cancel(futures)
+        del shared_futures, keep_alive
     return results

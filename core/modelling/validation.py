@@ -169,13 +169,25 @@ def training_data(cohort, outcome: str, features: list | None = None) -> tuple[p
     return X, y
 
 
+class _EpochLog:
+    """Stands in for ``on_epoch`` where a fold trains on a Dask worker: keeps the rows for the caller."""
+
+    def __init__(self):
+        self.rows = []
+
+    def __call__(self, row):
+        self.rows.append(row)
+
+
 def _fit_fold(args):
-    design, y, fold, make_model, with_interactions, fit_params = args
-    model = make_model().fit(_rows(design, fold.train), y[fold.train], **fit_params(fold))
+    """Fit one fold: ``(model, test margin, SHAP values, base values, interactions, epoch rows kept on a worker)``."""
+    design, y, fold, make_model, with_interactions, fit_kwargs = args
+    model = make_model().fit(_rows(design, fold.train), y[fold.train], **fit_kwargs)
     X_test = _rows(design, fold.test)
     explanation = model.explain(X_test)
     interaction = model.shap_interaction_values(X_test)[:, :-1, :-1] if with_interactions else None
-    return model, model.predict_margin(X_test), explanation.values, explanation.base_values, interaction
+    log = fit_kwargs.get("on_epoch")
+    return model, model.predict_margin(X_test), explanation.values, explanation.base_values, interaction, log.rows if isinstance(log, _EpochLog) else []
 
 
 def _rows(design, rows):
@@ -184,29 +196,49 @@ def _rows(design, rows):
 
 
 def _out_of_fold(cohort, outcome, design, y, *, features, data, make_model, splitter, params, interactions, n_jobs, progress,
-                 fit_params=lambda fold: {}, model: str = "xgboost", checkpoint=None) -> CVResult:
+                 fit_params=lambda fold: {}, model: str = "xgboost", checkpoint=None, on_epoch=None) -> CVResult:
     """Fit ``make_model()`` on every training fold of ``splitter`` and collect out-of-fold results.
 
     The one cross-validation loop of every model: the same folds, the same averaging over repeats.
-    ``data`` (n, k) are the values the explanation explains, named ``features``. ``checkpoint``
-    (see :class:`FoldCheckpoint`) keeps each finished fold and hands back those already done.
+    ``data`` (n, k) are the values the explanation explains, named ``features``. ``fit_params(fold)``:
+    the fold's extra ``fit`` arguments (evaluated here; they travel to a Dask worker with the fold).
+    ``on_epoch(fold, row)``: passed to ``fit`` as each fold's ``on_epoch(row)``; on a Dask cluster the
+    rows are kept on the worker and handed to ``on_epoch`` here, in the caller's thread, when the fold
+    is done. ``checkpoint`` (see :class:`FoldCheckpoint`) keeps each finished fold and hands back those
+    already done.
     """
-    from core.parallel import parallel_map
+    from core.parallel import on_cluster, parallel_map
 
     folds = splitter.split(y, cohort.groups)
-    jobs = [(design, y, f, make_model, interactions and f.repeat == 0, fit_params) for f in folds]
-    if checkpoint is None:
-        results = parallel_map(_fit_fold, jobs, n_jobs=n_jobs, prefer="threads", progress=progress)
-    else:  # one fold after another, each kept as soon as it is done, so a stopped run resumes
-        results = []
-        for number, job in enumerate(jobs):
-            done = checkpoint.load(number)
-            if done is None:
-                done = _fit_fold(job)
-                checkpoint.keep(number, *done)
-            results.append(done)
-            if progress:
-                progress(number + 1, len(jobs))
+    remote = on_cluster() and n_jobs != 1
+
+    def fit_kwargs(fold):
+        kwargs = dict(fit_params(fold))
+        if on_epoch is not None:
+            kwargs["on_epoch"] = _EpochLog() if remote else (lambda row: on_epoch(fold, row))
+        return kwargs
+
+    jobs = [(design, y, f, make_model, interactions and f.repeat == 0, fit_kwargs(f)) for f in folds]
+    kept = [None] * len(jobs) if checkpoint is None else [checkpoint.load(number) for number in range(len(jobs))]
+    todo = [number for number, done in enumerate(kept) if done is None]
+    before = len(jobs) - len(todo)
+    if checkpoint is not None and before and progress:
+        progress(before, len(jobs))
+
+    def finished(position, result):  # in the caller's thread, as each fold finishes
+        number = todo[position]
+        for row in result[5]:
+            on_epoch(folds[number], row)
+        if checkpoint is not None:  # kept at once, so a stopped run resumes
+            checkpoint.keep(number, *result[:5])
+
+    # Without a checkpoint, folds run side by side (threads, or the cluster); with one they run one
+    # after another here, or side by side on the cluster, each kept as soon as it is done.
+    fresh = parallel_map(_fit_fold, [jobs[number] for number in todo], n_jobs=n_jobs if checkpoint is None or remote else 1, prefer="threads",
+                         progress=(lambda done, _total: progress(before + done, len(jobs))) if progress else None, on_result=finished)
+    for number, result in zip(todo, fresh):
+        kept[number] = result[:5]
+    results = kept
     n, k = data.shape
     margin = np.full((n, splitter.n_repeats), np.nan)
     shap_sum = np.zeros((n, k))
@@ -247,6 +279,7 @@ def cross_validate(
     interactions: bool = True,
     n_jobs: int = -1,
     progress=None,
+    engine: str = "auto",
 ) -> CVResult:
     """Out-of-fold predictions and SHAP values of the outcome's estimator on a cohort.
 
@@ -254,11 +287,22 @@ def cross_validate(
     :class:`~core.modelling.estimators.ResponseRegressor` for the improvement. All preprocessing and
     tuning (early stopping) happen inside each training fold. ``progress(done, total)`` reports
     finished folds.
+
+    ``engine``: "auto" trains each fold with ``xgboost.dask`` across the Dask cluster when
+    ``NEUROPREDICT_DASK_SCHEDULER`` is set and the cohort has at least
+    :data:`core.modelling.cluster.DASK_XGBOOST_MIN_PATIENTS` patients (folds one after another, the same
+    folds; no interaction values), and otherwise fits whole folds side by side (on the cluster when it is
+    set); "dask" always uses ``xgboost.dask``; "local" never does.
     """
+    from core.modelling.cluster import dask_estimator_for, use_dask_xgboost
+
     splitter = splitter or CohortSplitter()
     features = list(features or cohort.features.columns)
     X, y = training_data(cohort, outcome, features)
     params = dict(params or {})
+    if use_dask_xgboost(len(y), engine):
+        return _out_of_fold(cohort, outcome, X, y, features=features, data=X.to_numpy(dtype=float), make_model=lambda: dask_estimator_for(outcome, **params),
+                            splitter=splitter, params=params, interactions=False, n_jobs=1, progress=progress)
     return _out_of_fold(cohort, outcome, X, y, features=features, data=X.to_numpy(dtype=float), make_model=lambda: estimator_for(outcome, **params),
                         splitter=splitter, params=params, interactions=interactions, n_jobs=n_jobs, progress=progress)
 
@@ -279,10 +323,16 @@ def cross_validate_fusion(cohort, inputs, *, splitter: CohortSplitter | None = N
     design = fusion_design(cohort, inputs)
     _, y = training_data(cohort, "responder", list(design.clinical_names) or None)
     params = dict(params or {})
-    fit_params = (lambda fold: {"on_epoch": lambda row: on_epoch(fold, row)}) if on_epoch else (lambda fold: {})
     return _out_of_fold(cohort, "responder", design, y, features=FUSION_MODALITIES, data=design.masks().astype(float),
-                        make_model=lambda: FusionClassifier(**params), splitter=splitter, params=params, interactions=False, n_jobs=1,
-                        progress=progress, fit_params=fit_params, model="fusion", checkpoint=checkpoint)
+                        make_model=lambda: FusionClassifier(**params), splitter=splitter, params=params, interactions=False, n_jobs=_deep_jobs(),
+                        progress=progress, on_epoch=on_epoch, model="fusion", checkpoint=checkpoint)
+
+
+def _deep_jobs() -> int:
+    """Deep models train one fold at a time on torch's threads here, and side by side on a Dask cluster."""
+    from core.parallel import on_cluster
+
+    return -1 if on_cluster() else 1
 
 
 def cross_validate_stacked(cohort, inputs, *, splitter: CohortSplitter | None = None, params: dict | None = None, fusion_run: CVResult | None = None,
@@ -313,15 +363,13 @@ def cross_validate_stacked(cohort, inputs, *, splitter: CohortSplitter | None = 
     number = {(f.repeat, f.fold): i for i, f in enumerate(folds)}
 
     def fit_params(fold):
-        out = {} if on_epoch is None else {"on_epoch": lambda row: on_epoch(fold, row)}
-        if fusion_run is not None:
-            out["fusion_model"] = fusion_run.fold_models[number[(fold.repeat, fold.fold)]]
-        return out
+        return {} if fusion_run is None else {"fusion_model": fusion_run.fold_models[number[(fold.repeat, fold.fold)]]}
 
     features = [*design.features.columns, FUSION_LOGIT]
     data = design.features.assign(**{FUSION_LOGIT: np.nan}).to_numpy(dtype=float)
     result = _out_of_fold(cohort, "responder", design, y, features=features, data=data, make_model=lambda: StackedClassifier(**params), splitter=splitter,
-                          params=params, interactions=False, n_jobs=1, progress=progress, fit_params=fit_params, model="stacked", checkpoint=checkpoint)
+                          params=params, interactions=False, n_jobs=_deep_jobs(), progress=progress, fit_params=fit_params, on_epoch=on_epoch,
+                          model="stacked", checkpoint=checkpoint)
     # The explanation shows each patient's fusion log-odds as its model saw it (out-of-fold), averaged over repeats.
     logit = np.zeros(len(y))
     for fold, model in zip(result.folds, result.fold_models):

@@ -528,10 +528,12 @@ def _compute_chunk(task: dict) -> dict:
     if task["kind"] == "grid":
         table = table.append_column("e_field", _fsl(np.stack(grids), np.float32))
         floats = ["e_field.list.element"]
-    _write_table(table, Path(task["path"]), float_columns=floats, dictionary=["cell_type", "layer", "ap_site"]
-                 if task["kind"] == "grid" else ["cell_type", "ap_site"])
-    return {"chunk": Path(task["path"]).name, "thresholds": len(out), "simulations": n_sims,
-            "seconds": time.perf_counter() - start}
+    layout = {"float_columns": floats, "dictionary": ["cell_type", "layer", "ap_site"] if task["kind"] == "grid" else ["cell_type", "ap_site"]}
+    info = {"chunk": Path(task["path"]).name, "thresholds": len(out), "simulations": n_sims, "seconds": time.perf_counter() - start}
+    if task.get("return_table"):  # on a Dask worker, which may not see the workspace: the caller writes it
+        return {**info, "table": table, "layout": layout}
+    _write_table(table, Path(task["path"]), **layout)
+    return info
 
 
 # ---------------------------------------------------------------------------------------------
@@ -587,7 +589,8 @@ def generate_dataset(config: DatasetConfig, workspace: str | Path | None = None,
     workspace : workspace folder (default ``core.store.default_workspace()``); chunks go to
         ``dataset_folder(config, workspace)``.
     n_jobs : worker processes (``core.parallel.parallel_map``; Dask when
-        ``NEUROPREDICT_DASK_SCHEDULER`` is set). 1 runs in this process.
+        ``NEUROPREDICT_DASK_SCHEDULER`` is set: the workers send each chunk back and it is written
+        here, so they need not see the workspace). 1 runs in this process.
     limit : compute at most this many missing chunks, then stop (a rerun continues).
     progress : ``progress(done_thresholds, total_thresholds)``, called as chunks finish
         (``done`` counts chunks from earlier runs too).
@@ -597,7 +600,7 @@ def generate_dataset(config: DatasetConfig, workspace: str | Path | None = None,
     -------
     GenerationReport
     """
-    from core.parallel import parallel_map
+    from core.parallel import on_cluster, parallel_map
 
     if limit is not None and (isinstance(limit, bool) or int(limit) < 0):
         raise InputError(f"limit must be a non-negative number of chunks, found {limit!r}.", field="limit")
@@ -647,9 +650,16 @@ def generate_dataset(config: DatasetConfig, workspace: str | Path | None = None,
         if progress:
             progress(done_before + int(sizes[i - 1]), n_total)
 
+    if on_cluster() and n_jobs != 1 and len(tasks) > 1:  # workers send each chunk back; it is written here as it arrives
+        tasks = [{**t, "return_table": True} for t in tasks]
+
+    def written(i, result):
+        if "table" in result:
+            _write_table(result.pop("table"), Path(tasks[i]["path"]), **result.pop("layout"))
+
     start = time.perf_counter()
     try:
-        results = parallel_map(_compute_chunk, tasks, n_jobs=n_jobs, prefer="processes", progress=report) if tasks else []
+        results = parallel_map(_compute_chunk, tasks, n_jobs=n_jobs, prefer="processes", progress=report, on_result=written) if tasks else []
     finally:
         if n_jobs == 1 or len(tasks) <= 1:  # the cell lived in this process
             from core.tms.neurons import release_cell
