@@ -7,9 +7,9 @@ workspace holds one 200-patient cohort "tiny"; nothing is precomputed, so the pa
 ablation.png (the viewport), ablation-full.png (the whole page, for the README) and
 ablation-cancelled.png (the page after Cancel).
 
-Cancel goes through Streamlit's "fast reruns": the click stops the running script and starts the
-rerun at once, in parallel; the rerun must wait for the stopped run to save its finished fits.
-AppTest runs scripts one at a time, so only a real server shows that.
+The run is a background job (core.jobs): the page polls its progress once a second and reruns
+itself when the job ends; Cancel stops the job after the fits under way, which it saves as a partial
+run. Only a real server shows the polling and the rerun it triggers.
 """
 
 from __future__ import annotations
