@@ -138,9 +138,11 @@ def test_ablation_on_the_cluster_equals_the_local_run(small_cohort, cluster, mon
 
 def test_the_generated_cohort_is_the_same_on_the_cluster_in_any_chunking(small_config, small_cohort, cluster, monkeypatch):
     import core.synth.generator as generator
+    import core.synth.latents as latents
 
     monkeypatch.setenv(DASK_ENV, cluster)
     monkeypatch.setattr(generator, "CHUNK_SIZE", 90)  # 4 chunks of the 300 patients, on the cluster
+    monkeypatch.setattr(latents, "TRUE_FA_CHUNK", 70)  # and 5 chunks of the true FA values
     chunks = []
     remote = generator.generate_cohort(small_config, progress=lambda d, t: chunks.append(t))
     assert chunks and set(chunks) == {4}
@@ -229,7 +231,7 @@ def test_xgboost_dask_trains_on_the_same_folds_with_an_auc_close_to_one_process(
     monkeypatch.delenv(DASK_ENV, raising=False)
     reference = cross_validate(small_cohort, "responder", splitter=splitter, params=params, interactions=False)
     monkeypatch.setenv(DASK_ENV, cluster)
-    remote = cross_validate(small_cohort, "responder", splitter=splitter, params=params, engine="dask")
+    remote = cross_validate(small_cohort, "responder", splitter=splitter, params=params, engine="xgboost.dask")
     assert all(isinstance(m, DaskResponseClassifier) for m in remote.fold_models)
     assert [f.test.tolist() for f in remote.folds] == [f.test.tolist() for f in reference.folds]
     auc_local, auc_dask = roc_auc_score(y, reference.prediction), roc_auc_score(y, remote.prediction)

@@ -13,7 +13,7 @@ patients, and closer on large cohorts (see ``tests/test_parallel_dask.py``).
 
 :func:`core.modelling.validation.cross_validate` uses these models on the same folds when a cluster is
 configured and the cohort has at least :data:`DASK_XGBOOST_MIN_PATIENTS` patients, or when asked
-(``engine="dask"``).
+(``engine="xgboost.dask"``).
 """
 
 from __future__ import annotations
@@ -27,23 +27,27 @@ from core.data.schema import outcome_kind
 from core.errors import InputError
 from core.modelling.estimators import ResponseClassifier, ResponseEstimator, ResponseRegressor, check_features, check_outcome
 
-__all__ = ["DASK_XGBOOST_MIN_PATIENTS", "DaskResponseClassifier", "DaskResponseRegressor", "dask_estimator_for", "use_dask_xgboost"]
+__all__ = ["DASK_XGBOOST_MIN_PATIENTS", "ENGINES", "DaskResponseClassifier", "DaskResponseRegressor", "dask_estimator_for", "use_dask_xgboost"]
 
 DASK_XGBOOST_MIN_PATIENTS = 50_000
 """From this many patients, cross-validation on a configured cluster trains each fold with ``xgboost.dask``."""
+
+
+ENGINES = ("auto", "xgboost.dask", "xgboost")
 
 
 def use_dask_xgboost(n_patients: int, engine: str = "auto") -> bool:
     """Whether a cross-validation of ``n_patients`` trains its folds with ``xgboost.dask``.
 
     ``engine``: "auto" (on a configured cluster from :data:`DASK_XGBOOST_MIN_PATIENTS` patients),
-    "dask" (always; needs the cluster), or "local" (never).
+    "xgboost.dask" (always; needs the cluster), or "xgboost" (never: each fold is one ordinary fit,
+    folds side by side, on the cluster when it is configured).
     """
     from core.parallel import on_cluster
 
-    if engine not in ("auto", "dask", "local"):
-        raise InputError(f"engine must be 'auto', 'dask' or 'local', found {engine!r}.", field="engine")
-    if engine == "dask":
+    if engine not in ENGINES:
+        raise InputError(f"engine must be one of {list(ENGINES)}, found {engine!r}.", field="engine")
+    if engine == "xgboost.dask":
         return True
     return engine == "auto" and on_cluster() and n_patients >= DASK_XGBOOST_MIN_PATIENTS
 

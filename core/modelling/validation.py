@@ -292,7 +292,7 @@ def cross_validate(
     ``NEUROPREDICT_DASK_SCHEDULER`` is set and the cohort has at least
     :data:`core.modelling.cluster.DASK_XGBOOST_MIN_PATIENTS` patients (folds one after another, the same
     folds; no interaction values), and otherwise fits whole folds side by side (on the cluster when it is
-    set); "dask" always uses ``xgboost.dask``; "local" never does.
+    set); "xgboost.dask" always uses ``xgboost.dask``; "xgboost" never does.
     """
     from core.modelling.cluster import dask_estimator_for, use_dask_xgboost
 

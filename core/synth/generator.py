@@ -174,7 +174,7 @@ def generate_cohort(config: CohortConfig, *, progress=None, n_jobs: int = -1):
     from core.data.cohort import Cohort, GroundTruth
     from core.parallel import parallel_map
 
-    latents = sample_latents(config)
+    latents = sample_latents(config, n_jobs=n_jobs)
     clinical = clinical_features(latents, config.seed)
     voxel_sets = feature_voxel_sets()
     chunks = [(config.to_dict(), latents.iloc[i : i + CHUNK_SIZE], voxel_sets) for i in range(0, len(latents), CHUNK_SIZE)]

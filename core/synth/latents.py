@@ -44,8 +44,11 @@ def _true_cst_damage(center: np.ndarray, radii: np.ndarray, hemisphere: np.ndarr
     return load, transection
 
 
-def sample_latents(config: CohortConfig) -> pd.DataFrame:
+def sample_latents(config: CohortConfig, *, n_jobs: int = 1) -> pd.DataFrame:
     """Latent factors and true physiological values of every patient (the ground truth).
+
+    ``n_jobs``: the true FA values are computed in chunks (:func:`true_fa_features`), side by side
+    through :func:`core.parallel.parallel_map` when ``n_jobs`` is not 1; the result does not depend on it.
 
     Returns a DataFrame indexed by ``patient_id`` with, among others: ``indication``, ``site``,
     ``affected_hemisphere``, ``age``, ``reserve``, lesion geometry, ``true_lesion_load_ml``,
@@ -142,17 +145,39 @@ def sample_latents(config: CohortConfig) -> pd.DataFrame:
         },
         index=pd.Index([f"P{i:05d}" for i in range(1, n + 1)], name="patient_id"),
     )
-    latents["true_cst_fa_affected"], latents["true_wm_fa_mean"] = true_fa_features(latents, config)
+    latents["true_cst_fa_affected"], latents["true_wm_fa_mean"] = true_fa_features(latents, config, n_jobs=n_jobs)
     return latents
 
 
-def true_fa_features(latents: pd.DataFrame, config: CohortConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Noise-free, site-offset-free affected-CST FA and white-matter FA: what the DTI features measure."""
+TRUE_FA_CHUNK = 1000
+"""Patients per chunk of :func:`true_fa_features`: bounds its (patients x voxels) temporaries."""
+
+
+def true_fa_features(latents: pd.DataFrame, config: CohortConfig, *, n_jobs: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Noise-free, site-offset-free affected-CST FA and white-matter FA: what the DTI features measure.
+
+    Computed in chunks of :data:`TRUE_FA_CHUNK` patients (each patient's values depend on that patient
+    only, so chunks and ``n_jobs`` change nothing), side by side when ``n_jobs`` is not 1.
+    """
+    from core.parallel import parallel_map
+
+    voxel_sets = feature_voxel_sets()
+    columns = [c for c in latents.columns if c not in ("true_cst_fa_affected", "true_wm_fa_mean")]
+    chunks = [(config.to_dict(), latents.iloc[i : i + TRUE_FA_CHUNK][columns], voxel_sets) for i in range(0, len(latents), TRUE_FA_CHUNK)]
+    parts = parallel_map(_true_fa_chunk, chunks, n_jobs=n_jobs if len(chunks) > 2 else 1)
+    if not parts:
+        return np.full(0, np.nan), np.full(0, np.nan)
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def _true_fa_chunk(args) -> tuple[np.ndarray, np.ndarray]:
     from core.synth.fa_phantom import fa_batch
 
+    config_dict, latents, voxel_sets = args
+    config = CohortConfig.from_dict(config_dict)
     cst_fa, wm_fa = np.full(len(latents), np.nan), np.full(len(latents), np.nan)
     records = latents.to_dict("records")
-    for side, (voxels, n_cst) in feature_voxel_sets().items():
+    for side, (voxels, n_cst) in voxel_sets.items():
         rows = np.flatnonzero(latents["affected_hemisphere"].to_numpy() == side)
         if len(rows):
             params = [replace(fa_parameters(records[i], config), noise_scale=0.0, offset=0.0) for i in rows]
