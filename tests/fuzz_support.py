@@ -112,6 +112,30 @@ def nifti_field_mutations(seed: bytes):
     return st.lists(one, min_size=1, max_size=3).map(apply)
 
 
+# C3D header words (16-bit, 1-based word numbers of the C3D spec): parameter block, points, analogs
+# per frame, first / last frame, max gap; then scale (float, words 7-8), data block (word 9),
+# analog samples per frame (10), frame rate (float, words 11-12).
+_C3D_WORDS = {"parameter_block": (0, "b"), "n_points": (2, "h"), "analogs_per_frame": (4, "h"), "first_frame": (6, "h"), "last_frame": (8, "h"),
+              "max_gap": (10, "h"), "scale": (12, "f"), "data_block": (16, "h"), "analog_samples": (18, "h"), "frame_rate": (20, "f")}
+
+
+def c3d_field_mutations(seed: bytes):
+    """A C3D seed with one to three header words set to boundary values, or one 16-bit word of its
+    parameter section (where group, parameter and dimension records live) overwritten."""
+    header = st.sampled_from(sorted(_C3D_WORDS)).flatmap(
+        lambda name: st.tuples(st.just(_C3D_WORDS[name]), st.sampled_from(_FLOAT_EDGES) if _C3D_WORDS[name][1] == "f" else st.sampled_from(_INT_EDGES))
+    ).map(lambda a: (a[0][0], a[0][1], a[1]))
+    parameters = st.tuples(st.integers(512, min(len(seed), 2048) - 2).map(lambda k: k & ~1), st.just("h"), st.sampled_from(_INT_EDGES))
+
+    def apply(edits):
+        out = seed
+        for offset, code, value in edits:
+            out = _set_field(out, offset, code, 0, value)
+        return out
+
+    return st.lists(st.one_of(header, parameters), min_size=1, max_size=3).map(apply)
+
+
 _EDF_TEXT_EDGES = ["0", "-1", "1", "2", "99999999", "1e308", "-1e308", "nan", "inf", "-inf", "", "abc", "0.000001", "1.5", "-0", "+3", "1e-300", "\xff\xfe", "3 4", "0x10"]
 
 
@@ -347,7 +371,7 @@ def targets() -> dict:
             lambda raw: _read_edf(raw, "fuzz.edf.gz"),
             ".edf.gz",
         ),
-        FuzzTarget("c3d", mutated(_c3d_seed(), hot=1600), _read_c3d, ".c3d"),
+        FuzzTarget("c3d", st.one_of(mutated(_c3d_seed(), hot=1600), c3d_field_mutations(_c3d_seed())), _read_c3d, ".c3d"),
         FuzzTarget("csv", st.one_of(text_mutated(csv), cell_mutations(csv, ",")), lambda raw: _read_table(raw, "fuzz.csv"), ".csv"),
         FuzzTarget("tsv", st.one_of(text_mutated(PARTICIPANTS), cell_mutations(PARTICIPANTS, "\t")), lambda raw: _read_table(raw, "participants.tsv"), ".tsv"),
         FuzzTarget("xlsx", st.one_of(mutated(_xlsx_seed()), _xlsx_cells()), lambda raw: _read_table(raw, "fuzz.xlsx"), ".xlsx"),
