@@ -239,3 +239,17 @@ def test_gzip_stream_equals_gzip_decompress_for_any_members_and_read_size(member
     while chunk := stream.read(read_size):
         pieces.append(chunk)
     assert b"".join(pieces) == gzip.decompress(data)
+
+
+def test_an_edf_bomb_inside_a_zip_upload_is_refused_at_its_header():
+    from core.io.upload import _emg_entry
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        with archive.open("sub-01/emg/sub-01_emg.edf", "w", force_zip64=True) as entry:
+            entry.write(edf_header(n_records=1, samples_per_record=1000))
+            for _ in range(64):
+                entry.write(bytes(MiB))
+    tree = UploadTree.open(buffer.getvalue(), "cohort.zip")
+    with pytest.raises(InputError, match=r"^sub-01/emg/sub-01_emg\.edf: \[header\] decompresses to more than the 2512 bytes its header declares"):
+        _emg_entry(tree, "sub-01/emg/sub-01_emg.edf")

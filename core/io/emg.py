@@ -44,7 +44,7 @@ import pandas as pd
 
 from core.errors import InputError
 from core.io.report import ReportEntry, attribute
-from core.io.safety import DEFAULT_LIMITS, Budget, GzipStream, UploadLimits, is_gzip, read_declared, read_source
+from core.io.safety import DEFAULT_LIMITS, Budget, DeclaredBytes, GzipStream, UploadLimits, is_gzip, read_declared, read_source
 
 __all__ = ["EMGSignals", "EMGExtraction", "read_edf", "read_emg_csv", "read_emg", "emg_recording", "emg_feature_row"]
 
@@ -245,8 +245,12 @@ def edf_from_bytes(label: str, raw: bytes, *, budget: Budget | None = None) -> E
     decompressed header first: the header's size (records x samples) caps the decompression."""
     import pyedflib
 
-    if is_gzip(raw[:2]):
+    loaded = None
+    if isinstance(raw, DeclaredBytes):  # a zip entry already decompressed header first
+        loaded = raw
+    elif is_gzip(raw[:2]):
         loaded = read_declared(GzipStream(raw, label).read, label, lambda head: edf_declared_size(head, label), budget=budget, compressed_bytes=len(raw))
+    if loaded is not None:
         if loaded.extra:
             raise InputError(
                 f"the file is longer than its header says: it needs {loaded.declared} bytes, found more. Upload the complete, unmodified recording.",
@@ -476,7 +480,11 @@ def read_emg(source, name: str | None = None, *, unit: str | None = None, limits
 
 
 def emg_from_bytes(label: str, raw: bytes, *, unit: str | None = None, budget: Budget | None = None) -> EMGSignals:
-    """:func:`read_emg` on bytes already in memory; ``budget``: the upload's decompression budget."""
+    """:func:`read_emg` on bytes already in memory; ``budget``: the upload's decompression budget.
+    ``raw`` may also be the :class:`~core.io.safety.DeclaredBytes` of an EDF/BDF zip entry read
+    header first with :func:`edf_declared_size`."""
+    if isinstance(raw, DeclaredBytes):
+        return edf_from_bytes(label, raw, budget=budget)
     if raw[:8] in (_EDF_MAGIC, _BDF_MAGIC) or label.lower().endswith((".edf", ".bdf", ".edf.gz", ".bdf.gz")):
         return edf_from_bytes(label, raw, budget=budget)
     return emg_csv_from_bytes(label, raw, unit=unit)

@@ -330,6 +330,16 @@ def _nifti_entry(tree, path: str, dims: str):
     return tree.read_declared(path, lambda head: nifti_declared_size(head, path, dims))
 
 
+def _emg_entry(tree, path: str):
+    """An EMG file of the upload: an .edf/.bdf zip entry decompressed header first (its header
+    declares records x samples), anything else (CSV, .edf.gz) as its bytes."""
+    from core.io.emg import edf_declared_size
+
+    if path.lower().endswith((".edf", ".bdf")):
+        return tree.read_declared(path, lambda head: edf_declared_size(head, path))
+    return tree.read(path)
+
+
 def _dti_row(tree, files: FileSet, pid, hemisphere, raw_source, registrations):
     from core.io.volumes import nifti_from_bytes, to_mni
 
@@ -354,7 +364,7 @@ def _dti_row(tree, files: FileSet, pid, hemisphere, raw_source, registrations):
 def _emg_row(tree, files: FileSet, pid, raw_source, emg_options):
     from core.io.emg import emg_feature_row, emg_from_bytes, emg_recording
 
-    signals = emg_from_bytes(files.label, tree.read(files.label), budget=tree.budget)
+    signals = emg_from_bytes(files.label, _emg_entry(tree, files.label), budget=tree.budget)
     extraction = emg_recording(signals, **(emg_options or {}))
     raw_source.add_emg(pid, extraction.recording)
     return emg_feature_row(extraction, pid, source=files.label), signals.report + extraction.report
