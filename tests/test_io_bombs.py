@@ -153,6 +153,9 @@ def test_declared_size_is_spent_first_and_a_short_stream_comes_back_short():
     loaded = read_declared(GzipStream(raw, "t.nii.gz").read, "t.nii.gz", lambda head: nifti_declared_size(head, "t.nii.gz"))
     assert loaded.declared == 352 + 16**3 * 4
     assert len(loaded.data) == 452  # what the stream held; the reader reports the truncation
+    budget = Budget(UploadLimits(max_decompressed_bytes=100_000))
+    read_declared(GzipStream(raw, "t.nii.gz").read, "t.nii.gz", lambda head: nifti_declared_size(head, "t.nii.gz"), budget=budget)
+    assert budget.left == 100_000 - 452  # the promised 16736 bytes are not kept from the other files
     with pytest.raises(InputError, match=r"^t\.nii\.gz: \[vox_offset\] the file is truncated: its header promises 16384 bytes of voxel data from byte 352, but the file holds 452 bytes"):
         read_nifti(raw, "t.nii.gz")
     budget = Budget(UploadLimits(max_decompressed_bytes=10_000))

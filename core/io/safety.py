@@ -353,6 +353,7 @@ def read_declared(read, source: str, declared_size, *, budget: Budget | None = N
     while filled < total:
         chunk = read(min(_CHUNK, total - filled))
         if not chunk:
+            budget.left += total - filled  # a truncated file costs what it held, not what it promised
             return DeclaredBytes(buffer[:filled], total, 0)
         buffer[filled : filled + len(chunk)] = np.frombuffer(chunk, np.uint8)
         filled += len(chunk)
