@@ -1,9 +1,10 @@
 """Models of treatment response: the xgboost classifier and regressor, the deep fusion and stacked models, one
 Explanation object for all, cross-validation on shared folds, what-if scenarios, baselines, zero-shot heads of
-any outcome measure from its description, and a student distilled from a costly-scan teacher."""
+any outcome measure from its description, a student distilled from a costly-scan teacher, xgboost.dask on a cluster."""
 
 from core.modelling.anyoutcome import AnyOutcomeModel, fit_on_cohort, meta_matching, signed_r, zero_shot_table
 from core.modelling.baselines import clinical_baseline, prep2_score
+from core.modelling.cluster import DaskResponseClassifier, DaskResponseRegressor, dask_estimator_for
 from core.modelling.estimators import (ResponseClassifier, ResponseEstimator, ResponseRegressor, check_features, check_outcome, estimator_for,
                                        explain_each, load_estimator)
 from core.modelling.explanation import Explanation, shapley_values
@@ -22,4 +23,5 @@ __all__ = [
     "CohortSplitter", "Fold", "CVResult", "FoldCheckpoint", "cross_validate", "cross_validate_fusion", "cross_validate_stacked", "run_digest", "training_data",
     "WhatIf", "Scenario", "clinical_baseline", "prep2_score", "prep2_prediction", "prep2_evaluation",
     "AnyOutcomeModel", "fit_on_cohort", "zero_shot_table", "meta_matching", "signed_r", "DistilledStudent", "cross_validate_student",
+    "DaskResponseClassifier", "DaskResponseRegressor", "dask_estimator_for",
 ]
