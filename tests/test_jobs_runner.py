@@ -148,6 +148,16 @@ def test_an_ablation_job_stores_what_the_direct_run_gives(workspace, cohort):
     np.testing.assert_array_equal(stored.scores[columns].sort_values(columns[:3]).to_numpy(), direct.scores[columns].sort_values(columns[:3]).to_numpy())
 
 
+def test_a_job_on_a_colleagues_shared_cohort_reads_it_there_and_stores_its_run_here(workspace, cohort, tmp_path):
+    mine = Workspace(tmp_path / "bob")
+    params, key = cv_job(cohort, QUICK, cohort_workspace=workspace.path)  # alice's cohort, shared with bob
+    runner = JobRunner(mine.path)
+    job = runner.wait(runner.submit("cv", params, "bob", key).id, 120)
+    assert job.status == "done", runner.log(job.id)
+    assert mine.load_cv(key, cohort) is not None and mine.names() == []
+    assert workspace.load_cv(key, cohort) is None and not (workspace.path / "jobs").exists()  # nothing written to alice's
+
+
 def test_a_job_of_a_cohort_saved_again_fails_with_a_message(workspace, cohort):
     params, key = cv_job(cohort, QUICK)
     params["cohort_digest"] = "0" * 64  # as if the cohort had been replaced after the click

@@ -69,7 +69,7 @@ def start(cohort: Cohort, config: engine.AblationConfig) -> Job:
     """Submit the ablation as a background job (:func:`core.jobs.ablation_job`): it runs
     :func:`core.ablation.run_ablation` as ``python -m core ablate`` does, resumes a saved partial run,
     and stores the result; a cancelled job stores its finished fits as a partial run."""
-    params, digest = ablation_job(cohort, config)
+    params, digest = ablation_job(cohort, config, cohort_workspace=jobs.cohort_workspace())
     return jobs.submit("ablation", params, digest)
 
 

@@ -44,6 +44,15 @@ def submit(kind: str, params: dict, key: str) -> Job:
     return job
 
 
+def cohort_workspace() -> str | None:
+    """The workspace holding the current cohort when it is a colleague's, shared read-only (its
+    jobs read it from there and store their results in this user's workspace); None for an own cohort."""
+    key = state.current_cohort_key()
+    if not key or "/" not in key:
+        return None
+    return str(state.accounts().workspace(key.split("/", 1)[0]).path)
+
+
 def active(kind: str, key: str) -> Job | None:
     """This user's queued or running job of this kind and key: what the page reattaches to."""
     return runner().active(owner(), kind, key)

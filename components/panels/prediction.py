@@ -69,7 +69,7 @@ def model_settings(model: str = "xgboost") -> dict:
 def start_training(cohort: Cohort, settings: CVSettings) -> Job:
     """Submit the cross-validation of ``settings`` as a background job (:func:`core.jobs.cv_job`):
     it runs :meth:`core.store.Workspace.train_cv`, as ``python -m core train`` does, and stores the run."""
-    params, run = cv_job(cohort, settings)
+    params, run = cv_job(cohort, settings, cohort_workspace=jobs.cohort_workspace())
     return jobs.submit("cv", params, run)
 
 

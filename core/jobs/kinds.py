@@ -25,21 +25,34 @@ class Kind:
 
 
 def _cohort(workspace, params: dict):
-    """The saved cohort a job works on; InputError if it was saved again with other content since."""
+    """The saved cohort a job works on (from ``params["cohort_workspace"]`` when it is a colleague's
+    cohort shared read-only, else from the job's workspace); InputError if it was saved again with
+    other content since the job was submitted."""
+    from core.store.workspace import Workspace
+
     name = params.get("cohort")
-    cohort = workspace.load(name)
+    holder = Workspace(params["cohort_workspace"]) if params.get("cohort_workspace") else workspace
+    cohort = holder.load(name)
     if cohort.digest != params.get("cohort_digest"):
         raise InputError(f"cohort {name!r} was saved again with other content after this job was submitted; start it again.", source=name)
     return cohort
 
 
+def _cohort_params(cohort, cohort_workspace) -> dict:
+    params = {"cohort": cohort.name, "cohort_digest": cohort.digest}
+    if cohort_workspace is not None:
+        params["cohort_workspace"] = str(cohort_workspace)
+    return params
+
+
 # --- cross-validation (xgboost, deep fusion, stacked) ------------------------------------------------
 
 
-def cv_job(cohort, settings) -> tuple[dict, str]:
+def cv_job(cohort, settings, cohort_workspace=None) -> tuple[dict, str]:
     """Parameters and key (the run digest) of a cross-validation job of ``settings``
-    (:class:`~core.modelling.validation.CVSettings`) on a saved ``cohort``."""
-    return {"cohort": cohort.name, "cohort_digest": cohort.digest, "settings": settings.to_dict()}, settings.run_digest(cohort)
+    (:class:`~core.modelling.validation.CVSettings`) on a saved ``cohort``; ``cohort_workspace``: the
+    workspace holding the cohort when it is not the job's own (a cohort shared read-only)."""
+    return {**_cohort_params(cohort, cohort_workspace), "settings": settings.to_dict()}, settings.run_digest(cohort)
 
 
 def _run_cv(workspace, params: dict, report) -> str:
@@ -72,12 +85,12 @@ def _run_cv(workspace, params: dict, report) -> str:
 # --- modality ablation ---------------------------------------------------------------------------------
 
 
-def ablation_job(cohort, config) -> tuple[dict, str]:
+def ablation_job(cohort, config, cohort_workspace=None) -> tuple[dict, str]:
     """Parameters and key (the ablation digest) of an ablation job of ``config``
-    (:class:`~core.ablation.AblationConfig`) on a saved ``cohort``."""
+    (:class:`~core.ablation.AblationConfig`) on a saved ``cohort``; ``cohort_workspace`` as for :func:`cv_job`."""
     from core.ablation.config import ablation_digest
 
-    return {"cohort": cohort.name, "cohort_digest": cohort.digest, "config": config.to_dict()}, ablation_digest(cohort, config)
+    return {**_cohort_params(cohort, cohort_workspace), "config": config.to_dict()}, ablation_digest(cohort, config)
 
 
 def _run_ablation(workspace, params: dict, report) -> str:
