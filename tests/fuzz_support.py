@@ -217,6 +217,22 @@ def _other_niftis() -> tuple:
 
 
 @lru_cache(maxsize=1)
+def _library_seeds() -> dict:
+    """Test files shipped with the libraries: nibabel's big-endian ``anatomical.nii`` and its
+    ``example_nifti2.nii.gz``, and dipy's ``small_25`` diffusion set (nii.gz, bval, bvec)."""
+    import dipy.data
+    import nibabel.testing
+
+    nib_data = Path(nibabel.testing.data_path)
+    dipy_data = Path(dipy.data.__file__).parent / "files"
+    return {
+        "anatomical.nii": (nib_data / "anatomical.nii").read_bytes(),
+        "example_nifti2.nii.gz": (nib_data / "example_nifti2.nii.gz").read_bytes(),
+        "small_25": tuple((dipy_data / f"small_25{ext}").read_bytes() for ext in (".nii.gz", ".bval", ".bvec")),
+    }
+
+
+@lru_cache(maxsize=1)
 def _dwi_seed() -> tuple:
     rng = np.random.default_rng(3)
     g = np.vstack([np.zeros(3), DWI_DIRECTIONS])
@@ -334,10 +350,13 @@ def targets() -> dict:
     dwi_raw = gzip.decompress(dwi_nii)
     edf, bdf = _edf_seed(False), _edf_seed(True)
     csv = PARTICIPANTS.replace("\t", ",")
+    library = _library_seeds()
+    dipy_nii, dipy_bval, dipy_bvec = library["small_25"]
     out = [
         FuzzTarget(
             "nifti",
-            st.one_of(mutated(nii, hot=400), nifti_field_mutations(nii), mutated(_other_niftis()[0], hot=560), mutated(_other_niftis()[1], hot=400)),
+            st.one_of(mutated(nii, hot=400), nifti_field_mutations(nii), mutated(_other_niftis()[0], hot=560), mutated(_other_niftis()[1], hot=400),
+                      mutated(library["anatomical.nii"], hot=400)),
             lambda raw: _read_nifti(raw, "fuzz.nii"),
             ".nii",
         ),
@@ -346,6 +365,7 @@ def targets() -> dict:
             st.one_of(
                 mutated(nii_gz),
                 mutated(gzip.compress(nii[:200], mtime=0) + gzip.compress(nii[200:], mtime=0)),  # two members, as bgzip/pigz write
+                mutated(library["example_nifti2.nii.gz"]),
                 nifti_field_mutations(nii).map(lambda b: gzip.compress(b, mtime=0)),
                 mutated(nii, hot=400).map(lambda b: gzip.compress(b, mtime=0)),
             ),
@@ -359,6 +379,8 @@ def targets() -> dict:
                 nifti_field_mutations(dwi_raw).map(lambda b: (gzip.compress(b, mtime=0), bval, bvec)),
                 text_mutated(bval.decode()).map(lambda b: (dwi_nii, b, bvec)),
                 text_mutated(bvec.decode()).map(lambda b: (dwi_nii, bval, b)),
+                mutated(dipy_nii).map(lambda b: (b, dipy_bval, dipy_bvec)),
+                text_mutated(dipy_bvec.decode()).map(lambda b: (dipy_nii, dipy_bval, b)),
             ),
             _read_dwi,
             ".zip",
@@ -383,16 +405,22 @@ def targets() -> dict:
 # ---------------------------------------------------------------- running and the corpus
 
 
-def try_read(target: FuzzTarget, value) -> BaseException | None:
-    """The exception other than InputError that reading ``value`` raised, or None."""
+def outcome(target: FuzzTarget, value):
+    """``"read"`` (the file was read), ``"refused"`` (InputError with a message), or the other
+    exception reading ``value`` raised."""
     try:
         target.read(value)
     except InputError as exc:
-        if not str(exc):
-            return AssertionError("an InputError with an empty message")
+        return "refused" if str(exc) else AssertionError("an InputError with an empty message")
     except Exception as exc:  # noqa: BLE001 - this is what the fuzzer looks for
         return exc
-    return None
+    return "read"
+
+
+def try_read(target: FuzzTarget, value) -> BaseException | None:
+    """The exception other than InputError that reading ``value`` raised, or None."""
+    result = outcome(target, value)
+    return None if isinstance(result, str) else result
 
 
 def save_to_corpus(target: FuzzTarget, value, exc: BaseException, folder: Path = CORPUS) -> Path:
