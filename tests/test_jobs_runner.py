@@ -158,6 +158,21 @@ def test_a_job_on_a_colleagues_shared_cohort_reads_it_there_and_stores_its_run_h
     assert workspace.load_cv(key, cohort) is None and not (workspace.path / "jobs").exists()  # nothing written to alice's
 
 
+def test_a_learning_curves_job_stores_the_table_of_the_direct_call(workspace, cohort):
+    from core.evaluation.learning import learning_curve, learning_curve_key
+    from core.jobs import learning_curves_job
+
+    params, _ = learning_curves_job(cohort, QUICK)
+    params.update(models=["xgboost"], sizes=[40, 80])  # xgboost only: the deep models take minutes
+    key = learning_curve_key(cohort, QUICK, ["xgboost"], [40, 80])
+    runner = JobRunner(workspace.path)
+    job = runner.wait(runner.submit("learning_curves", params, "alice", key).id, 180)
+    assert job.status == "done" and job.result_key == key and (job.done, job.total) == (2, 2), runner.log(job.id)
+    direct = learning_curve(cohort, workspace.fusion_inputs(cohort), QUICK, ["xgboost"], [40, 80])
+    stored = workspace.load_table("learning_curves", key)
+    np.testing.assert_array_equal(stored[["n_patients", "auc", "ci_low", "ci_high"]].to_numpy(), direct[["n_patients", "auc", "ci_low", "ci_high"]].to_numpy())
+
+
 def test_a_job_of_a_cohort_saved_again_fails_with_a_message(workspace, cohort):
     params, key = cv_job(cohort, QUICK)
     params["cohort_digest"] = "0" * 64  # as if the cohort had been replaced after the click

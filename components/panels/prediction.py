@@ -27,7 +27,7 @@ from core.evaluation.ground_truth import cause_recovery, importance_recovery, to
 from core.evaluation.metrics import METRICS, binary_metrics, confusion_at, decision_curve, expected_calibration_error, roc_auc
 from core.evaluation.performance import CLINICAL, MODEL, MODEL_STROKE, N_BOOT, PREP2
 from core.evaluation.report import ci_table, model_report_html, prediction_table
-from core.jobs import Job, cv_job
+from core.jobs import Job, cv_job, learning_curves_job
 from core.modelling.validation import CVResult, CVSettings
 from core.modelling.whatif import IMMUTABLE_FEATURES, WhatIf
 
@@ -753,31 +753,30 @@ def compare_panel(cohort: Cohort, result: CVResult, settings: CVSettings) -> Non
     st.dataframe(comparison.paired.round({"mean": 4, "ci_low": 4, "ci_high": 4, "p": 4}), width="stretch", hide_index=True)
     st.caption("Paired differences per fold (model minus the first model), with the corrected resampled t-test (Nadeau & Bengio 2003) over the folds, as on the Ablation page. "
                f"Metric intervals: percentile bootstrap over patients ({N_BOOT} resamples, the same resamples for every model).")
-    _learning_curves(cohort, base, runs)
+    _learning_curves(cohort, base)
 
 
-def _learning_curves(cohort: Cohort, settings: CVSettings, runs: dict) -> None:
+def _learning_curves(cohort: Cohort, settings: CVSettings) -> None:
+    """The learning curves of these folds, computed by a background job (:func:`core.jobs.learning_curves_job`,
+    which reuses the stored whole-cohort runs) and stored in the workspace."""
     from components.views import comparison as compare_views
-    from core.evaluation.learning import LEARNING_CURVE_SIZES, learning_curve, learning_curve_key
+    from core.evaluation.learning import LEARNING_CURVE_SIZES
 
     st.markdown("**Learning curves**: AUC against the number of patients, each size cross-validated on a stratified subset")
-    models = list(CVSettings.MODELS)
-    key = learning_curve_key(cohort, settings, models, LEARNING_CURVE_SIZES)
-    workspace = state.workspace()
-    table = workspace.load_table("learning_curves", key)
+    params, key = learning_curves_job(cohort, settings, cohort_workspace=jobs.cohort_workspace())
+    table = state.workspace().load_table("learning_curves", key)
     if table is None:
+        job = jobs.active("learning_curves", key)
         sizes = [n for n in LEARNING_CURVE_SIZES if n <= cohort.n_patients]
-        if st.button(f"Compute learning curves ({', '.join(map(str, sizes))} patients; the deep models take minutes)", key="pred-learning-curves",
-                     icon=":material/trending_up:"):
-            with st.status("Learning curves ...", expanded=True) as status:
-                bar = st.progress(0.0)
-                table = learning_curve(cohort, fusion_inputs(cohort, cohort.digest), settings, models, runs=runs,
-                                       progress=lambda done, total, label: bar.progress(done / total, text=f"{label}: done ({done} of {total})"))
-                workspace.save_table("learning_curves", key, table)
-                status.update(label="Learning curves computed and saved", state="complete", expanded=False)
-        else:
-            st.caption("Not computed yet for this cohort and these settings; `python -m tests.bench_fusion` computes them for the presets.")
-            return
+        if job is None:
+            jobs.finished_notice(jobs.latest("learning_curves", key))
+            if not st.button(f"Compute learning curves ({', '.join(map(str, sizes))} patients; the deep models take minutes)", key="pred-learning-curves",
+                             icon=":material/trending_up:"):
+                st.caption("Not computed yet for this cohort and these settings; `python -m tests.bench_fusion` computes them for the presets.")
+                return
+            job = jobs.submit("learning_curves", params, key)
+        jobs.progress_panel(job, "Learning curves", cancel_help="Stops after the model and size under way; nothing is saved.")
+        return
     table = table.assign(model=table["model"].map(MODEL_NAMES).fillna(table["model"]))
     fig, data = compare_views.learning_curve_figure(table)
     show_figure(fig, key="pred-compare-learning", data=data, filename=f"{cohort.name}-learning-curves")

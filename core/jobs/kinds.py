@@ -82,6 +82,46 @@ def _run_cv(workspace, params: dict, report) -> str:
     return run
 
 
+def learning_curves_job(cohort, settings, cohort_workspace=None) -> tuple[dict, str]:
+    """Parameters and key (:func:`core.evaluation.learning.learning_curve_key`) of the Prediction page's
+    learning curves: every model of ``settings``' folds at each size of ``LEARNING_CURVE_SIZES``."""
+    from core.evaluation.learning import LEARNING_CURVE_SIZES, learning_curve_key
+    from core.modelling.validation import CVSettings
+
+    models = list(CVSettings.MODELS)
+    key = learning_curve_key(cohort, settings, models, LEARNING_CURVE_SIZES)
+    return {**_cohort_params(cohort, cohort_workspace), "settings": settings.to_dict(), "models": models,
+            "sizes": [int(n) for n in LEARNING_CURVE_SIZES]}, key
+
+
+def _run_learning_curves(workspace, params: dict, report) -> str:
+    """:func:`core.evaluation.learning.learning_curve` stored with ``save_table("learning_curves", key)``,
+    as the Prediction page computed it; the stored whole-cohort runs of these folds are reused."""
+    from dataclasses import replace
+
+    from core.evaluation.learning import learning_curve, learning_curve_key
+    from core.modelling.validation import CVSettings
+
+    cohort = _cohort(workspace, params)
+    settings = CVSettings.from_dict(params["settings"])
+    models, sizes = list(params["models"]), [int(n) for n in params["sizes"]]
+    key = learning_curve_key(cohort, settings, models, sizes)
+    runs = {}
+    for model in models:
+        run = workspace.load_cv(replace(settings, model=model).run_digest(cohort), cohort)
+        if run is not None:
+            runs[model] = run
+    report.progress(0, 1, "raw-data tensors of the cohort (cached in the workspace)")
+    inputs = workspace.fusion_inputs(cohort, progress=lambda done, n: report.progress(0, 1, f"raw-data tensors: chunk {done} of {n}"))
+    try:
+        table = learning_curve(cohort, inputs, settings, models, sizes, runs=runs,
+                               progress=lambda done, total, label: report.progress(done, total, f"{label}: done ({done} of {total})"))
+    except JobCancelled:
+        raise JobCancelled("The learning curves were cancelled; nothing was saved.") from None
+    workspace.save_table("learning_curves", key, table)
+    return key
+
+
 # --- modality ablation ---------------------------------------------------------------------------------
 
 
@@ -175,6 +215,7 @@ def _run_tms_dataset(workspace, params: dict, report) -> str:
 
 KINDS: dict[str, Kind] = {
     "cv": Kind("cv", "cross-validation", _run_cv),
+    "learning_curves": Kind("learning_curves", "learning curves", _run_learning_curves),
     "ablation": Kind("ablation", "modality ablation", _run_ablation),
     "tms_dataset": Kind("tms_dataset", "TMS threshold dataset", _run_tms_dataset),
 }
