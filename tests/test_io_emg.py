@@ -182,3 +182,26 @@ def test_malformed_emg_csv_gives_only_input_errors(data):
         emg_recording(read_emg_csv(raw, "fuzz.csv"))
 
     assert_only_input_error(read_and_extract, data)
+
+
+def test_uploaded_edf_and_c3d_bytes_never_touch_the_disk(monkeypatch, tmp_path):
+    """pyedflib and ezc3d read from a path: an upload's bytes go to an in-memory file, not the system temp folder."""
+    import tempfile
+
+    from core.io.kinematics import read_kinematics
+    from tests.io_support import write_c3d
+
+    edf = (PYEDFLIB / "data" / "test_generator.edf").read_bytes()
+    cohort = synthetic_cohort()
+    trajectory = cohort.raw_data(cohort.patients.index[0]).trajectory
+    c3d = write_c3d(tmp_path / "reach.c3d", {"RHAND": trajectory.position_mm}, trajectory.fs_hz).read_bytes()
+
+    def no_temporary_files(*args, **kwargs):
+        raise AssertionError("an upload was written to the system temp folder")
+
+    monkeypatch.setattr(tempfile, "mkstemp", no_temporary_files)
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", no_temporary_files)
+    signals = read_edf(edf, name="upload.edf")
+    assert len(signals.labels) == 11 and signals.channels["sine 1 Hz"][50] == pytest.approx(99.9619, abs=1e-3)
+    markers = read_kinematics(c3d, name="upload.c3d")
+    np.testing.assert_allclose(markers.markers["RHAND"], trajectory.position_mm, atol=1e-3)

@@ -34,9 +34,7 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -44,7 +42,7 @@ import pandas as pd
 
 from core.errors import InputError
 from core.io.report import ReportEntry, attribute
-from core.io.safety import DEFAULT_LIMITS, Budget, DeclaredBytes, GzipStream, UploadLimits, is_gzip, read_declared, read_source
+from core.io.safety import DEFAULT_LIMITS, Budget, DeclaredBytes, GzipStream, UploadLimits, bytes_as_path, is_gzip, read_declared, read_source
 
 __all__ = ["EMGSignals", "EMGExtraction", "read_edf", "read_emg_csv", "read_emg", "emg_recording", "emg_feature_row"]
 
@@ -259,10 +257,7 @@ def edf_from_bytes(label: str, raw: bytes, *, budget: Budget | None = None) -> E
             )
         raw = loaded.data
     info = check_edf_header(raw, label)
-    handle, path = tempfile.mkstemp(suffix=".bdf" if info["bdf"] else ".edf")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(raw)
+    with bytes_as_path(raw, ".bdf" if info["bdf"] else ".edf") as path:
         try:
             reader = pyedflib.EdfReader(path)
         except (OSError, ValueError, UnicodeDecodeError) as exc:
@@ -288,11 +283,6 @@ def edf_from_bytes(label: str, raw: bytes, *, budget: Budget | None = None) -> E
             raise InputError(f"pyedflib cannot read the signals: {exc}.", source=label) from exc
         finally:
             reader.close()
-    finally:
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
     if not channels:
         raise InputError("the file holds no signal channels (only annotations).", source=label)
     for key, values in channels.items():

@@ -20,10 +20,8 @@ The recording must last at least 2 s at a rate above 30 Hz.
 
 from __future__ import annotations
 
-import os
 import re
 import struct
-import tempfile
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,7 +30,7 @@ import pandas as pd
 from core.errors import InputError
 from core.io.emg import numeric_table, time_axis
 from core.io.report import ReportEntry, attribute
-from core.io.safety import DEFAULT_LIMITS, UploadLimits, read_source
+from core.io.safety import DEFAULT_LIMITS, UploadLimits, bytes_as_path, read_source
 
 __all__ = ["MarkerTrajectories", "read_c3d", "read_trajectory_csv", "read_kinematics", "hand_trajectory", "kinematic_feature_row"]
 
@@ -326,10 +324,7 @@ def c3d_from_bytes(label: str, raw: bytes) -> MarkerTrajectories:
     info = check_c3d(raw, label)
     if info["n_points"] == 0:
         raise InputError("the file holds no 3-D points (markers); expected at least the hand marker.", source=label, field="POINT:USED")
-    handle, path = tempfile.mkstemp(suffix=".c3d")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(raw)
+    with bytes_as_path(raw, ".c3d") as path:
         try:
             c3d = ezc3d.c3d(path)
             points = np.asarray(c3d["data"]["points"], dtype=np.float64)  # (4, n_markers, n_frames)
@@ -340,11 +335,6 @@ def c3d_from_bytes(label: str, raw: bytes) -> MarkerTrajectories:
             rate = float(c3d["header"]["points"]["frame_rate"])
         except (RuntimeError, ValueError, IndexError, KeyError, TypeError, OSError, UnicodeDecodeError, MemoryError) as exc:
             raise InputError(f"ezc3d cannot read this C3D file: {exc}.", source=label) from exc
-    finally:
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
     unit = (str(units_value[0]).strip().lower() if len(units_value) else "") or "mm"
     report = []
     if not len(units_value):

@@ -21,9 +21,11 @@ What is enforced here, before any parser sees a byte:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 import stat
+import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -156,6 +158,32 @@ def read_source(source, name: str | None = None, limits: UploadLimits = DEFAULT_
     if len(data) > cap:
         raise too_big(len(data))
     return label, bytes(data)
+
+
+@contextlib.contextmanager
+def bytes_as_path(data: bytes, suffix: str = ""):
+    """A file path holding ``data``, for parsers that read only from a path (pyedflib, ezc3d).
+
+    On Linux the file lives in memory (``memfd_create``), so an upload never touches a disk
+    outside its user's workspace; elsewhere it is a temporary file, deleted afterwards.
+    """
+    if hasattr(os, "memfd_create"):
+        fd = os.memfd_create(f"neuropredict-upload{suffix}", os.MFD_CLOEXEC)
+        try:
+            with os.fdopen(os.dup(fd), "wb") as out:
+                out.write(data)
+            yield f"/proc/self/fd/{fd}"
+        finally:
+            os.close(fd)
+        return
+    handle, path = tempfile.mkstemp(suffix=suffix)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        yield path
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
 
 
 def is_gzip(data: bytes) -> bool:
