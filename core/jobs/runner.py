@@ -19,6 +19,7 @@ SIGKILL) is marked ``interrupted`` the next time the jobs are looked at.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import re
@@ -198,6 +199,7 @@ class JobRunner:
         self.max_running = max_running_jobs(max_running)
         self.cancel_grace_s = float(cancel_grace_s)
         self._children: dict[int, subprocess.Popen] = {}
+        self._parsed: dict[str, tuple] = {}  # job id -> (file stamp, Job): see _all
 
     # --- the public API -----------------------------------------------------------------------------
 
@@ -240,8 +242,7 @@ class JobRunner:
         """``owner``'s jobs (only theirs), newest first; of one kind and key when given."""
         self._check_owner(owner)
         with self._locked():
-            self._pump()
-            jobs = self._all()
+            jobs = self._pump()
         mine = [j for j in jobs if j.owner == owner and (kind is None or j.kind == kind) and (key is None or j.key == key)]
         return sorted(mine, key=lambda j: (j.created, j.id), reverse=True)
 
@@ -350,12 +351,27 @@ class JobRunner:
         _write_json(self.folder / f"{job.id}.json", job.to_dict())
 
     def _all(self) -> list[Job]:
-        jobs = []
+        """Every job of the folder. A file is parsed again only when it was replaced since it was last
+        read (its inode and mtime changed: every write is a rename of a new file)."""
+        jobs, seen = [], {}
         for path in self.folder.glob("*.json"):
-            if _ID.match(path.stem):
+            if not _ID.match(path.stem):
+                continue
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                continue
+            stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+            cached = self._parsed.get(path.stem)
+            if cached is not None and cached[0] == stamp:
+                job = cached[1]
+            else:
                 job = self._read(path.stem)
-                if job is not None:
-                    jobs.append(job)
+                if job is None:
+                    continue
+            seen[path.stem] = (stamp, job)
+            jobs.append(copy.copy(job))  # callers set fields of what they get; the cache keeps its own
+        self._parsed = seen
         return jobs
 
     # --- processes ----------------------------------------------------------------------------------
@@ -366,9 +382,9 @@ class JobRunner:
             return child.poll() is None
         return _process_alive(job.pid, job.pid_start)
 
-    def _pump(self) -> None:
+    def _pump(self) -> list[Job]:
         """Mark running jobs whose process has gone, then start queued jobs while slots are free
-        (oldest first). Call with the lock held."""
+        (oldest first); every job, as now. Call with the lock held."""
         jobs = self._all()
         running = 0
         for job in jobs:
@@ -388,6 +404,7 @@ class JobRunner:
         queued = sorted((j for j in jobs if j.status == "queued"), key=lambda j: (j.created, j.id))
         for job in queued[: max(0, self.max_running - running)]:
             self._launch(job)
+        return jobs
 
     def _launch(self, job: Job) -> None:
         env = dict(os.environ)
