@@ -41,8 +41,10 @@ if result is None:
     if job is not None:
         panels.training_progress(job, settings)  # reruns the page once the run is stored
         st.stop()
-    jobs.finished_notice(jobs.latest("cv", run))  # the error of a failed job, what a cancelled one kept
     kept = state.workspace().cv_progress(run) if model != "xgboost" else 0
+    last = jobs.latest("cv", run)
+    if not (kept and last is not None and last.status == "cancelled"):  # the warning below says what a cancel kept
+        jobs.finished_notice(last)  # the error of a failed job, what a cancelled or interrupted one left
     if kept:
         st.warning(f"Training of this run was stopped with {kept} of {n_repeats * n_splits} folds finished and kept: press **Train** to resume.", icon=":material/pause_circle:")
     else:

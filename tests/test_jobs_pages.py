@@ -113,3 +113,12 @@ def test_the_tms_page_generates_the_shipped_dataset_as_a_job_and_reattaches(tmp_
     no_exception(at)
     assert job_panel(at) == []
     assert at.button(key="tms-dataset-run")  # offered again
+
+
+def test_a_bad_job_limit_is_an_error_on_the_page_not_a_traceback(empty_workspace, monkeypatch):
+    from core.jobs import MAX_JOBS_ENV
+
+    monkeypatch.setenv(MAX_JOBS_ENV, "0")
+    at = AppTest.from_file(str(APP), default_timeout=120).switch_page(PAGE).run()
+    no_exception(at)
+    assert [e.value for e in at.error] == [f"[{MAX_JOBS_ENV}] the number of jobs that may run at once must be a whole number of at least 1, found '0'."]

@@ -15,6 +15,7 @@ from datetime import datetime
 import streamlit as st
 
 from components import state
+from core.errors import InputError
 from core.jobs import Job, JobRunner
 
 POLL_S = 1.0
@@ -33,8 +34,13 @@ def _runner_at(path: str) -> JobRunner:
 
 
 def runner() -> JobRunner:
-    """The job runner of the current workspace."""
-    return _runner_at(str(state.workspace_path()))
+    """The job runner of the current workspace; a bad ``NEUROPREDICT_MAX_JOBS`` or an unwritable
+    jobs folder is shown as an error and stops the page."""
+    try:
+        return _runner_at(str(state.workspace_path()))
+    except InputError as exc:
+        st.error(str(exc))
+        st.stop()
 
 
 def submit(kind: str, params: dict, key: str) -> Job:
