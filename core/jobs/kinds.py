@@ -1,9 +1,9 @@
 """What each kind of job runs: exactly the core calls the pages and ``python -m core`` make, so a job
 stores the same result (under the same digest) as the page did when it ran the work itself.
 
-Each kind has a builder for the pages (``cv_job``, ``ablation_job``, ``tms_dataset_job``) that
-returns the job's JSON parameters and its key (the digest the result is stored under), and a
-runner ``run(workspace, params, reporter) -> result key`` that the job process calls.
+Each kind has a builder for the pages (``cv_job``, ``learning_curves_job``, ``ablation_job``,
+``tms_dataset_job``) that returns the job's JSON parameters and its key (the digest the result is
+stored under), and a runner ``run(workspace, params, reporter) -> result key`` that the job process calls.
 """
 
 from __future__ import annotations
