@@ -203,29 +203,27 @@ def _on_dask(func, items: list, progress, on_result) -> list:
     from distributed import as_completed
 
     client = dask_client()
-    futures_by_id: dict = {}  # id(object) -> (number, future): each large object goes to the cluster once
-    keep_alive = []  # the scattered objects themselves, so that no id is reused while this call runs
-    shared_futures = []
-    tasks = []
+    number_of: dict = {}  # id(object) -> its number among the scattered objects: each goes to the cluster once
+    scattered = []  # the objects themselves (held, so that no id is reused while this call runs)
+    placeholders_of = []
     members_of = [_members(item) or {} for item in items]
     uses = Counter(id(value) for members in members_of for value in members.values())
-    for item, members in zip(items, members_of):
+    for members in members_of:
         placeholders = {}
         for name, value in members.items():
-            if not _worth_scattering(value, uses[id(value)] > 1):
-                continue
-            if id(value) not in futures_by_id:
-                futures_by_id[id(value)] = len(shared_futures)
-                shared_futures.append(client.scatter(value, hash=False))
-                keep_alive.append(value)
-            placeholders[name] = _Shared(futures_by_id[id(value)])
-        skeleton = _rebuild(item, placeholders)
-        tasks.append((skeleton, placeholders, [shared_futures[s.number] for s in placeholders.values()]))
+            if _worth_scattering(value, uses[id(value)] > 1):
+                if id(value) not in number_of:
+                    number_of[id(value)] = len(scattered)
+                    scattered.append(value)
+                placeholders[name] = number_of[id(value)]
+        placeholders_of.append(placeholders)
+    # One round trip for all of them. Inside a list each object is one piece of data (a dict given
+    # alone would be scattered value by value, under its own keys as names).
+    shared = client.scatter(scattered, hash=False) if scattered else []
     futures = []
-    for skeleton, placeholders, values in tasks:
-        # the placeholders' numbers index the values passed with this task
-        local = {name: _Shared(i) for i, name in enumerate(placeholders)}
-        futures.append(client.submit(_call_with_shared, func, skeleton, local, *values, pure=False))
+    for item, placeholders in zip(items, placeholders_of):
+        local = {name: _Shared(k) for k, name in enumerate(placeholders)}  # numbers index the values sent with this task
+        futures.append(client.submit(_call_with_shared, func, _rebuild(item, local), local, *[shared[n] for n in placeholders.values()], pure=False))
     position = {future.key: i for i, future in enumerate(futures)}
     results: list = [None] * len(futures)
     done = 0
@@ -241,5 +239,5 @@ def _on_dask(func, items: list, progress, on_result) -> list:
     finally:
         if done < len(futures):
             client.cancel(futures)
-        del shared_futures, keep_alive
+        del shared, scattered
     return results

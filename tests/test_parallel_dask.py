@@ -73,14 +73,26 @@ def test_a_shared_object_goes_to_the_cluster_once_and_progress_runs_in_the_calle
     client = dask_client()
     scattered = []
     original = client.scatter
-    monkeypatch.setattr(client, "scatter", lambda data, **kw: scattered.append(type(data).__name__) or original(data, **kw))
+    monkeypatch.setattr(client, "scatter", lambda data, **kw: scattered.append([type(d).__name__ for d in data]) or original(data, **kw))
     shared = np.arange(200_000, dtype=float)  # 1.6 MB, in every item
     calls, threads = [], set()
     results = parallel_map(_raise_for_negative, [(k, shared) for k in range(8)],
                            progress=lambda done, total: (calls.append((done, total)), threads.add(threading.get_ident())))
     assert results == [2 * k for k in range(8)]
-    assert scattered == ["ndarray"]
+    assert scattered == [["ndarray"]]  # one round trip, one object
     assert calls == [(k, 8) for k in range(1, 9)] and threads == {threading.get_ident()}
+
+
+def _total_of_sides(item):
+    number, sides = item
+    return number + float(sides["left"].sum() + sides["right"].sum())
+
+
+def test_a_shared_dict_arrives_whole_call_after_call(on_dask):
+    """A dict is one object on the cluster: scattered alone, its keys would become data names that the next call's dict reuses."""
+    for offset in range(3):
+        sides = {"left": np.full(10, 1.0 + offset), "right": np.full(10, 2.0)}
+        assert parallel_map(_total_of_sides, [(k, sides) for k in range(4)]) == [k + 10 * (3.0 + offset) for k in range(4)]
 
 
 @pytest.mark.parametrize("address, problem", [("tcp://127.0.0.1:9", "cannot reach"), ("no-port-here", "not a Dask scheduler address")])
