@@ -10,7 +10,8 @@ Not a test: nothing here asserts a time. A synthetic cohort of ``--patients`` pa
   (``engine="xgboost"``, numbers identical to one process), then the same folds trained with
   ``xgboost.dask`` across both workers (``engine="xgboost.dask"``, AUC compared).
 
-Each run happens in a fresh process (and the workers are restarted between stages), so peak memory
+The workers start as README's "Deploying for a clinic" says (no ``MALLOC_TRIM_THRESHOLD_``, no
+sampling profiler). Each run happens in a fresh process (and the workers are restarted between stages), so peak memory
 (``ru_maxrss``) belongs to that stage: ``driver_peak_mb`` is the process that calls ``core``,
 ``worker_peak_mb`` each worker. ``load_avg_1min`` is recorded because the machine is shared.
 Options: ``--patients N``, ``--skip-one-process`` (cluster only), ``--skip-xgboost-dask``.
@@ -106,7 +107,10 @@ def bench(n_patients: int = 100_000, one_process: bool = True, xgboost_dask: boo
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
     import dask
 
-    dask.config.set({"distributed.worker.profile.enabled": False})  # the workers' sampling profiler costs ~8% on the generator's chunks
+    # How a clinic should start its workers (README): Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in every
+    # worker, which makes glibc map and unmap each large numpy temporary and the generator's chunks ~1.5x
+    # slower than in a plain process; the workers' sampling profiler costs another ~8% on them.
+    dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None, "distributed.worker.profile.enabled": False})
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40) as cluster:
         engines = ["xgboost", "xgboost.dask"] if xgboost_dask else ["xgboost"]
         for figure in _in_fresh_process(n_patients, cluster.scheduler_address, engines)["figures"]:
