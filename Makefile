@@ -45,6 +45,7 @@ bench: $(VENV)/.testing nrnmech
 	$(BIN)/python -m tests.bench_transfer
 	$(BIN)/python -m tests.bench_store
 	$(BIN)/python -m tests.bench_jobs
+	$(BIN)/python -m tests.bench_dask
 	$(BIN)/python -m tests.bench_fuzz
 	$(BIN)/python -m tests.bench_browser
 	$(BIN)/python -m tests.bench_load
