@@ -82,7 +82,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -477,10 +476,11 @@ def _grid_field(cfg: dict, row: dict) -> tuple[np.ndarray, float]:
 def _write_table(table, path: Path, *, float_columns: list[str] = (), dictionary: list[str] = ()) -> None:
     import pyarrow.parquet as pq
 
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(table, tmp, compression="zstd", compression_level=9, use_dictionary=list(dictionary) or False,
-                   use_byte_stream_split=list(float_columns) or False)
-    os.replace(tmp, path)  # atomic: a killed run leaves whole chunks only
+    from core.store.atomic import atomic_path
+
+    with atomic_path(path) as tmp:  # temporary, fsync, rename: a killed run or a power cut leaves whole chunks only
+        pq.write_table(table, tmp, compression="zstd", compression_level=9, use_dictionary=list(dictionary) or False,
+                       use_byte_stream_split=list(float_columns) or False)
 
 
 def _fsl(flat: np.ndarray, dtype):
