@@ -14,6 +14,10 @@
   values of its own (disjoint sets), so seeing another session's value would show a leak.
 - ``load_background_job``: the job's state and time; ``load_baseline_edit_ms``: the same edit loop
   with one session and no job, measured first in the same run.
+- ``load_bomb_uploads_s``: then 10 sessions at once drop a 2 GiB gzip bomb named ``fa.nii.gz``
+  (2 MB on the wire, a valid 8x8x8 NIfTI header followed by zeros) on the Upload page: the time
+  from the drop to the refusal shown (median and max), and ``load_after_bombs_edit_ms``, one
+  session's what-if edits right after, which show the server still serving.
 
 Without /usr/bin/chromium it prints a line with "skipped" instead. Not a test: nothing is asserted
 here; the figures go into README's Benchmarks table.
@@ -146,6 +150,42 @@ async def _session(browser, url: str, patient: str, feature: str, values: list[f
     return out
 
 
+async def _drop_bomb(browser, url: str, bomb: bytes) -> dict:
+    """One user drops a bomb on the Upload page; the seconds until the page shows its refusal, and the message."""
+    from tests.browser_support import IDLE, TIMEOUT_MS
+
+    context = await browser.new_context(viewport={"width": 1400, "height": 2000})
+    page = await context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    try:
+        await page.goto(f"{url}/upload")
+        await page.get_by_role("heading", name="Upload patient data").wait_for()
+        await page.wait_for_selector(IDLE)
+        start = time.perf_counter()
+        await page.locator("[data-testid=stFileUploaderDropzoneInput]").set_input_files(
+            files=[{"name": "fa.nii.gz", "mimeType": "application/gzip", "buffer": bomb}])
+        error = page.locator("[data-testid=stAlertContentError]").first
+        await error.wait_for()
+        return {"seconds": time.perf_counter() - start, "message": (await error.inner_text()).strip()}
+    except Exception as exc:  # noqa: BLE001 - reported as an error of the run
+        return {"seconds": float("nan"), "message": "", "error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}
+    finally:
+        await context.close()
+
+
+async def _drop_bombs(url: str, bomb: bytes, n_sessions: int) -> list[dict]:
+    from playwright.async_api import async_playwright
+
+    from tests.browser_support import CHROMIUM_ARGS
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            return await asyncio.gather(*(_drop_bomb(browser, url, bomb) for _ in range(n_sessions)))
+        finally:
+            await browser.close()
+
+
 async def _drive(url: str, patient: str, feature: str, values: list[float], n_sessions: int, duration_s: float, switch_every: int) -> list[dict]:
     from playwright.async_api import async_playwright
 
@@ -176,6 +216,7 @@ def main(duration_s: float = DURATION_S, n_sessions: int = N_SESSIONS) -> None:
     from core.synth.config import presets
     from core.synth.generator import generate_cohort
     from tests.bench import emit
+    from tests.bomb_support import gzip_bomb, nifti_header
     from tests.browser_support import streamlit_server
     from tests.test_browser_prediction import FEATURE, pick_edit, prediction_workspace
 
@@ -200,6 +241,10 @@ def main(duration_s: float = DURATION_S, n_sessions: int = N_SESSIONS) -> None:
             sessions = asyncio.run(_drive(url, patient, FEATURE, values, n_sessions, duration_s, SWITCH_EVERY))
             at_end_of_load = runner.status(job.id)
             job_state = runner.wait(job.id, timeout_s=900) if at_end_of_load.active else at_end_of_load
+
+            bomb = gzip_bomb(Path(tmp) / "fa.nii.gz", 2 << 30, nifti_header((8, 8, 8))).read_bytes()
+            refusals = asyncio.run(_drop_bombs(url, bomb, n_sessions))
+            after = asyncio.run(_drive(url, patient, FEATURE, values[: 2 * SWITCH_EVERY], 1, min(20.0, duration_s), 0))
             log = (Path(tmp) / "streamlit.log").read_text(errors="replace")
         edits = [ms for s in sessions for ms in s["edit_ms"]]
         errors = [e for s in sessions for e in s["errors"]]
@@ -208,6 +253,13 @@ def main(duration_s: float = DURATION_S, n_sessions: int = N_SESSIONS) -> None:
              page_switches=sum(s["switches"] for s in sessions))
         emit("load_errors", float(len(errors)), "errors", crossed_edits=sum(s["crossed"] for s in sessions), examples=errors[:5],
              server_tracebacks=log.count("Traceback"))
+        seconds = [r["seconds"] for r in refusals if "error" not in r]
+        refused = sum("decompression bomb" in r["message"] for r in refusals)
+        emit("load_bomb_uploads_s", statistics.median(seconds) if seconds else float("nan"), "s", sessions=n_sessions, bomb="2 GiB of zeros behind a valid NIfTI header",
+             max_s=round(max(seconds), 3) if seconds else None, refused_as_bombs=refused, errors=[r["error"] for r in refusals if "error" in r][:3],
+             message=refusals[0]["message"][:200])
+        emit("load_after_bombs_edit_ms", _quantiles(after[0]["edit_ms"]).get("p50_ms", float("nan")), "ms", sessions=1, **_quantiles(after[0]["edit_ms"]),
+             errors=len(after[0]["errors"]))
         emit("load_background_job", float(job_state.status == "done"), "done (1) or not (0)", status=job_state.status, job_kind="cv",
              status_when_load_ended=at_end_of_load.status, progress_when_load_ended=f"{at_end_of_load.done}/{at_end_of_load.total}",
              started=job_state.started, finished=job_state.finished, message=(job_state.message or "")[:200])
