@@ -29,7 +29,7 @@ N_EDITS = 15
 CHROMIUM = Path("/usr/bin/chromium")
 
 # True once the edited waterfall's drawn y-axis shows ``label`` and no script is running.
-_REDRAWN = """label => {
+REDRAWN = """label => {
     const app = document.querySelector('[data-testid=stApp]');
     if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
     const plot = document.querySelector('.st-key-fig-wi-waterfall-edited .js-plotly-plot');
@@ -63,7 +63,7 @@ def bench_whatif_redraw(n_edits: int = N_EDITS) -> dict | None:
                     box.fill(f"{value:g}")  # typed, not committed yet
                     start = time.perf_counter()
                     box.press("Enter")
-                    page.wait_for_function(_REDRAWN, arg=waterfall_label(FEATURE, value), polling="raf", timeout=30_000)
+                    page.wait_for_function(REDRAWN, arg=waterfall_label(FEATURE, value), polling="raf", timeout=30_000)
                     times.append(1000 * (time.perf_counter() - start))
                 if page.locator("[data-testid=stException]").count():
                     raise AssertionError(f"the page shows an exception: {page.locator('[data-testid=stException]').all_inner_texts()}")

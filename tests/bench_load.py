@@ -35,6 +35,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from tests.bench_browser import REDRAWN
+
 N_SESSIONS = 10
 DURATION_S = 120.0
 SWITCH_EVERY = 3
@@ -43,13 +45,6 @@ CHROMIUM = Path("/usr/bin/chromium")
 JOB_COHORT = "load"  # the cohort the background CV job trains on
 JOB_OWNER = "local"
 
-_REDRAWN = """label => {
-    const app = document.querySelector('[data-testid=stApp]');
-    if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
-    const plot = document.querySelector('.st-key-fig-wi-waterfall-edited .js-plotly-plot');
-    if (!plot) return false;
-    return [...plot.querySelectorAll('.ytick text')].some(t => t.textContent === label);
-}"""
 # The what-if feature's label on the edited waterfall, whatever its value.
 _SHOWN_VALUES = """prefix => {
     const plot = document.querySelector('.st-key-fig-wi-waterfall-edited .js-plotly-plot');
@@ -124,7 +119,7 @@ async def _session(browser, url: str, patient: str, feature: str, values: list[f
                 await box.fill(f"{value:g}")
                 start = time.perf_counter()
                 await box.press("Enter")
-                await page.wait_for_function(_REDRAWN, arg=waterfall_label(feature, value), polling="raf", timeout=EDIT_TIMEOUT_MS)
+                await page.wait_for_function(REDRAWN, arg=waterfall_label(feature, value), polling="raf", timeout=EDIT_TIMEOUT_MS)
                 out["edit_ms"].append(1000 * (time.perf_counter() - start))
                 shown = set(await page.evaluate(_SHOWN_VALUES, prefix))
                 out["crossed"] += len(shown - own)

@@ -56,8 +56,9 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def streamlit_server(workspace: Path, log: Path):
-    """Yield the base URL of `streamlit run app.py` on ``workspace``; kill it and its children after."""
+def streamlit_server(workspace: Path, log: Path, extra_args: tuple = ()):
+    """Yield the base URL of `streamlit run app.py` on ``workspace`` (with further ``extra_args``
+    for streamlit); kill it and its children after."""
     port = _free_port()
     command = [
         sys.executable, "-m", "streamlit", "run", "app.py",
@@ -67,6 +68,7 @@ def streamlit_server(workspace: Path, log: Path):
         "--browser.gatherUsageStats", "false",
         "--server.fileWatcherType", "none",
         "--client.toolbarMode", "minimal",
+        *extra_args,
     ]  # fmt: skip
     env = {**os.environ, "NEUROPREDICT_WORKSPACE": str(workspace)}
     with open(log, "wb") as out:

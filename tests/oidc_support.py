@@ -10,17 +10,9 @@ repository's .streamlit/ folder is never touched.
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
-import pytest
-
-from tests.browser_support import IDLE, ROOT, _free_port
+from tests.browser_support import IDLE, streamlit_server
 
 COOKIE_SECRET = "login-tests-cookie-secret-0123456789abcdef"
 
@@ -53,45 +45,8 @@ def write_secrets(folder: Path, issuer: str) -> Path:
 def login_server(root: Path, secrets: Path, log: Path):
     """Yield the base URL of `streamlit run app.py` with logins on (``secrets``) and ``root`` as the
     workspaces' root; its stdout and stderr go to ``log``. Ended with its children afterwards."""
-    port = _free_port()
-    command = [
-        sys.executable, "-m", "streamlit", "run", "app.py",
-        "--server.port", str(port),
-        "--server.address", "127.0.0.1",
-        "--server.headless", "true",
-        "--browser.gatherUsageStats", "false",
-        "--server.fileWatcherType", "none",
-        "--client.toolbarMode", "minimal",
-        "--secrets.files", str(secrets),
-    ]  # fmt: skip
-    env = {**os.environ, "NEUROPREDICT_WORKSPACE": str(root)}
-    with open(log, "wb") as out:
-        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"streamlit exited with code {server.returncode} before answering:\n{log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not answer on port {port} within 60 s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.25)
+    with streamlit_server(root, log, extra_args=("--secrets.files", str(secrets))) as url:
         yield url
-    finally:
-        for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(server.pid, sig)
-            try:
-                server.wait(timeout=wait)
-                break
-            except subprocess.TimeoutExpired:
-                continue
 
 
 def log_in(page, url: str, subject: str) -> None:
