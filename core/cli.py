@@ -506,6 +506,9 @@ def add_outcome_commands(subparsers) -> None:
     transfer.add_argument("--cohort", required=True, metavar="NAME", help=_COHORT_HELP)
     transfer.add_argument("--cheap", metavar="LIST", help="comma-separated cheap modalities, e.g. clin,emg (default: every modality but dti)")
     transfer.add_argument("--csv", metavar="FILE", help="also write the curve as CSV")
+    transfer.add_argument("--bound", type=int, default=0, metavar="N",
+                          help="also the most distillation could add at 200 patients: the student beside students taught by the true "
+                               "probabilities (synthetic cohorts), over N subsamples (at least 2)")
 
 
 def _any_outcome(args, argv: list) -> int:
@@ -576,8 +579,11 @@ def _predict_outcome(args, argv: list) -> int:
     return 0
 
 
+BOUND_PATIENTS = 200  # the size the transfer bar is judged at
+
+
 def _transfer(args, argv: list) -> int:
-    from core.evaluation.transfer import TRANSFER_CURVE_SIZES, transfer_sentence
+    from core.evaluation.transfer import TRANSFER_CURVE_SIZES, distillation_bound, distillation_bound_summary, transfer_sentence
     from core.modelling.transfer import cheap_and_privileged
     from core.store.workspace import Workspace
 
@@ -598,6 +604,13 @@ def _transfer(args, argv: list) -> int:
     if args.csv:
         curve.to_csv(args.csv, index=False)
         print(f"wrote {args.csv}")
+    if args.bound:
+        n_bound = min(BOUND_PATIENTS, cohort.n_patients)
+        print(f"computing the distillation bound at {n_bound} patients over {args.bound} subsamples", file=sys.stderr)
+        bound = distillation_bound_summary(distillation_bound(cohort, n_bound, args.bound, cheap,
+                                                              progress=lambda done, total, *rest: print(f"  subsamples done: {done} of {total}", file=sys.stderr, flush=True)))
+        print(f"distillation bound at {n_bound} patients (mean over {args.bound} subsamples; oracle_taught: the student's method taught by the true probabilities):")
+        print(bound[["auc", "diff_vs_cheap_only", "diff_ci_low", "diff_ci_high"]].round(4).to_string())
     return 0
 
 

@@ -359,3 +359,19 @@ def test_predict_outcome_writes_the_zero_shot_table(outcome_workspace, tmp_path)
 def test_transfer_refuses_an_unknown_modality(outcome_workspace):
     status, out, err = run_cli("transfer", "--workspace", outcome_workspace, "--cohort", "mid", "--cheap", "clin,eeg")
     assert status == 2 and err == "error: [cheap_modalities] unknown modality name(s) ['eeg']; expected some of ['dti', 'emg', 'kin', 'clin'].\n" and out == ""
+
+
+def test_transfer_bound_prints_the_perfect_teacher_bound(outcome_workspace, tmp_path):
+    from core.evaluation.transfer import distillation_bound, distillation_bound_summary
+
+    workspace = shutil.copytree(outcome_workspace, tmp_path / "workspace")
+    status, out, err = run_cli("transfer", "--workspace", workspace, "--cohort", "mid", "--bound", "2")
+    assert status == 0, err
+    cohort = Workspace(workspace).load("mid")
+    expected = distillation_bound_summary(distillation_bound(cohort, 200, 2, ["emg", "kin", "clin"]))
+    table = out.split("oracle_taught: the student's method taught by the true probabilities):\n", 1)[1]
+    assert table == expected[["auc", "diff_vs_cheap_only", "diff_ci_low", "diff_ci_high"]].round(4).to_string() + "\n"
+    assert "subsamples done: 2 of 2" in err
+    status, _, err = run_cli("transfer", "--workspace", workspace, "--cohort", "mid", "--bound", "1")
+    assert status == 2 and "[n_subsamples] n_subsamples must be a whole number of at least 2" in err
+
