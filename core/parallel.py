@@ -194,9 +194,9 @@ def _worth_scattering(value, shared: bool) -> bool:
     return shared or (isinstance(value, (np.ndarray, pd.DataFrame, pd.Series)) and sizeof(value) >= SCATTER_BYTES)
 
 
-def _call_with_shared(func, skeleton, placeholders: dict, *values):
+def _call_with_shared(func, skeleton, stand_ins: dict, *values):
     """Runs on a worker: put the scattered values back into the item and call ``func``."""
-    return func(_rebuild(skeleton, {name: values[shared.number] for name, shared in placeholders.items()}))
+    return func(_rebuild(skeleton, {name: values[shared.number] for name, shared in stand_ins.items()}))
 
 
 def _on_dask(func, items: list, progress, on_result) -> list:
@@ -205,25 +205,25 @@ def _on_dask(func, items: list, progress, on_result) -> list:
     client = dask_client()
     number_of: dict = {}  # id(object) -> its number among the scattered objects: each goes to the cluster once
     scattered = []  # the objects themselves (held, so that no id is reused while this call runs)
-    placeholders_of = []
+    scattered_members_of = []
     members_of = [_members(item) or {} for item in items]
     uses = Counter(id(value) for members in members_of for value in members.values())
     for members in members_of:
-        placeholders = {}
+        scattered_members = {}
         for name, value in members.items():
             if _worth_scattering(value, uses[id(value)] > 1):
                 if id(value) not in number_of:
                     number_of[id(value)] = len(scattered)
                     scattered.append(value)
-                placeholders[name] = number_of[id(value)]
-        placeholders_of.append(placeholders)
+                scattered_members[name] = number_of[id(value)]
+        scattered_members_of.append(scattered_members)
     # One round trip for all of them. Inside a list each object is one piece of data (a dict given
     # alone would be scattered value by value, under its own keys as names).
     shared = client.scatter(scattered, hash=False) if scattered else []
     futures = []
-    for item, placeholders in zip(items, placeholders_of):
-        local = {name: _Shared(k) for k, name in enumerate(placeholders)}  # numbers index the values sent with this task
-        futures.append(client.submit(_call_with_shared, func, _rebuild(item, local), local, *[shared[n] for n in placeholders.values()], pure=False))
+    for item, scattered_members in zip(items, scattered_members_of):
+        local = {name: _Shared(k) for k, name in enumerate(scattered_members)}  # numbers index the values sent with this task
+        futures.append(client.submit(_call_with_shared, func, _rebuild(item, local), local, *[shared[n] for n in scattered_members.values()], pure=False))
     position = {future.key: i for i, future in enumerate(futures)}
     results: list = [None] * len(futures)
     done = 0

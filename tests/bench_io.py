@@ -24,7 +24,7 @@ import tempfile
 import time
 
 
-def _median_seconds(function, repeats: int) -> float:
+def median_seconds(function, repeats: int) -> float:
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -65,8 +65,8 @@ def bench_fa_volume(folder: pathlib.Path) -> dict:
         assert mni.data.shape == (99, 117, 95)
 
     ours()  # warm: imports, anatomy
-    seconds = _median_seconds(ours, 7)
-    baseline = _median_seconds(lambda: np.asarray(nib.load(path).get_fdata()), 7)
+    seconds = median_seconds(ours, 7)
+    baseline = median_seconds(lambda: np.asarray(nib.load(path).get_fdata()), 7)
     return _figure("fa_volume_to_viewer", seconds, 2.0, baseline, file_bytes=path.stat().st_size, shape=[99, 117, 95])
 
 
@@ -87,12 +87,12 @@ def bench_tensor_fit() -> dict:
         assert maps.fa.shape == (10, 10, 10)
 
     ours()
-    seconds = _median_seconds(ours, 7)
+    seconds = median_seconds(ours, 7)
     data = np.asarray(nib.load(parts[0]).get_fdata())
     bvals, bvecs = np.loadtxt(parts[1]), np.nan_to_num(np.loadtxt(parts[2]))
     bare = lambda: TensorModel(gradient_table(bvals, bvecs=bvecs, b0_threshold=50)).fit(data).fa  # noqa: E731
     bare()
-    baseline = _median_seconds(bare, 7)
+    baseline = median_seconds(bare, 7)
     return _figure("tensor_fit_64_directions", seconds, 5.0, baseline, volumes=65, voxels=1000)
 
 
@@ -119,7 +119,7 @@ def bench_registration() -> dict:
     def ours():
         result["mni"] = to_mni(volume)
 
-    seconds = _median_seconds(ours, 3)
+    seconds = median_seconds(ours, 3)
     registration = result["mni"].registration
     cst = anatomy.voxel_mm(anatomy.cst_index["right"])
     error = np.linalg.norm((cst @ registration.transform[:3, :3].T + registration.transform[:3, 3]) - (cst @ truth[:3, :3].T + truth[:3, 3]), axis=1).max()
@@ -138,7 +138,7 @@ def bench_cohort_upload(folder: pathlib.Path) -> dict:
     def ours():
         result["upload"] = read_cohort(root)
 
-    seconds = _median_seconds(ours, 3)
+    seconds = median_seconds(ours, 3)
     return _figure("cohort_upload_5_patients", seconds, None, patients=result["upload"].cohort.n_patients,
                    report_entries=len(result["upload"].report))
 

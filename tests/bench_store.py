@@ -23,14 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-
-def _median_seconds(function, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from tests.bench_io import median_seconds
 
 
 def _figure(name: str, seconds: float, baseline: float, **extra) -> dict:
@@ -42,7 +35,7 @@ def bench_cohort_save(folder: Path, cohort) -> dict:
     from core.store.workspace import Workspace
 
     ws = Workspace(folder / "workspace")
-    durable = _median_seconds(lambda: ws.save(cohort), 7)
+    durable = median_seconds(lambda: ws.save(cohort), 7)
 
     def plain():
         target = folder / "plain"
@@ -52,7 +45,7 @@ def bench_cohort_save(folder: Path, cohort) -> dict:
         for table in ("latents", "terms", "feature_effects"):
             getattr(cohort.ground_truth, table).to_parquet(target / f"{table}.parquet")
 
-    return _figure("cohort_save_300_patients", durable, _median_seconds(plain, 7), repeats=7)
+    return _figure("cohort_save_300_patients", durable, median_seconds(plain, 7), repeats=7)
 
 
 def bench_cv_save(folder: Path, cohort) -> dict:
@@ -61,10 +54,10 @@ def bench_cv_save(folder: Path, cohort) -> dict:
 
     run = cross_validate(cohort, splitter=CohortSplitter(n_splits=3, n_repeats=1), n_jobs=1)
     ws = Workspace(folder / "workspace")
-    durable = _median_seconds(lambda: ws.save_cv(cohort, "00000000000000cc", run), 7)
+    durable = median_seconds(lambda: ws.save_cv(cohort, "00000000000000cc", run), 7)
     plain_folder = folder / "plain-run"
     plain_folder.mkdir()
-    return _figure("cv_run_save_3_folds", durable, _median_seconds(lambda: Workspace._write_cv(plain_folder, run), 7), repeats=7)
+    return _figure("cv_run_save_3_folds", durable, median_seconds(lambda: Workspace._write_cv(plain_folder, run), 7), repeats=7)
 
 
 def _keep_saving(path: Path, cohort, stop) -> None:

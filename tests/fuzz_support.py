@@ -29,7 +29,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from core.errors import InputError
-from tests.io_support import DWI_DIRECTIONS, mutated, nifti_bytes, text_mutated, write_c3d, write_edf
+from tests.io_support import DWI_DIRECTIONS, mutated, nifti_bytes, text_mutated, write_c3d, write_edf, xlsx_bytes
 
 CORPUS = Path(__file__).parent / "fuzz_corpus"
 
@@ -259,22 +259,9 @@ def _c3d_seed() -> bytes:
         return write_c3d(Path(folder) / "s.c3d", {"hand": np.c_[t, 2 * t, 3 * t] * 100, "elbow": np.ones((60, 3))}, 100.0).read_bytes()
 
 
-def _xlsx(rows) -> bytes:
-    import openpyxl
-
-    book = openpyxl.Workbook()
-    sheet = book.active
-    sheet.title = "clinical"
-    for row in rows:
-        sheet.append(row)
-    buffer = io.BytesIO()
-    book.save(buffer)
-    return buffer.getvalue()
-
-
 @lru_cache(maxsize=1)
 def _xlsx_seed() -> bytes:
-    return _xlsx([["participant_id", "age", "sex", "nihss", "improvement"], ["sub-01", 61, "M", 7, 55.0], ["sub-02", 70, "F", 12, 20.5], ["sub-03", None, "M", 3, 80]])
+    return xlsx_bytes([["participant_id", "age", "sex", "nihss", "improvement"], ["sub-01", 61, "M", 7, 55.0], ["sub-02", 70, "F", 12, 20.5], ["sub-03", None, "M", 3, 80]])
 
 
 def _xlsx_cells():
@@ -284,7 +271,7 @@ def _xlsx_cells():
         rows = [["participant_id", "age", "sex", "nihss", "improvement"], ["sub-01", 61, "M", 7, 55.0], ["sub-02", 70, "F", 12, 20.5], ["sub-03", None, "M", 3, 80]]
         for r, c, v in edits:
             rows[1 + r % 3][c % 5] = v
-        return _xlsx(rows)
+        return xlsx_bytes(rows)
 
     return st.lists(st.tuples(st.integers(0, 5), st.integers(0, 9), values), min_size=1, max_size=3).map(apply)
 

@@ -188,6 +188,20 @@ def csv_bytes(frame: pd.DataFrame, sep: str = ",") -> bytes:
     return buffer.getvalue().encode()
 
 
+def xlsx_bytes(rows) -> bytes:
+    """An .xlsx workbook whose sheet "clinical" holds ``rows`` (the first is the header)."""
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.title = "clinical"
+    for row in rows:
+        sheet.append(row)
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return buffer.getvalue()
+
+
 # A diffusion series with one b = 0 volume and 6 directions (the fewest a tensor fit takes).
 DWI_DIRECTIONS = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, 0, 1], [0, 1, 1]], float) / np.sqrt([1, 1, 1, 2, 2, 2])[:, None]
 DWI_B_S_PER_MM2 = 1000.0

@@ -1,6 +1,5 @@
 """Clinical tables: CSV, TSV (BIDS participants.tsv), XLSX, and the column-mapping step."""
 
-import io
 
 import numpy as np
 import pytest
@@ -8,7 +7,7 @@ from hypothesis import given
 
 from core.errors import InputError
 from core.io.tables import ColumnMapping, apply_column_mapping, infer_column_mapping, infer_type, mapping_table, read_table
-from tests.io_support import FUZZ, assert_only_input_error, mutated, text_mutated
+from tests.io_support import FUZZ, assert_only_input_error, mutated, text_mutated, xlsx_bytes
 
 PARTICIPANTS = (
     "participant_id\tage\tsex\tdiagnosis\tsite\taffected_side\tnihss\timprovement_pct\tnotes\n"
@@ -18,19 +17,6 @@ PARTICIPANTS = (
     "sub-04\t66\tF\tPD\tB\tleft\t5\tn/a\tlate\n"
     "sub-05\t70\tM\tstroke\tA\tLH\t12\t30.5\tnone given\n"
 )
-
-
-def _xlsx(rows) -> bytes:
-    import openpyxl
-
-    book = openpyxl.Workbook()
-    sheet = book.active
-    sheet.title = "clinical"
-    for row in rows:
-        sheet.append(row)
-    buffer = io.BytesIO()
-    book.save(buffer)
-    return buffer.getvalue()
 
 
 # ---------------------------------------------------------------- reading and inference
@@ -75,7 +61,7 @@ def test_semicolon_csv_with_decimal_commas_and_a_responder_column():
 
 def test_xlsx_with_numbers_and_precomputed_features():
     rows = [["subject", "dti.cst_fa_affected", "improvement", "Age"], ["S1", 0.41, 55.5, 61], ["S2", 0.52, 70, 59], ["S3", None, 10, 80]]
-    table = read_table(_xlsx(rows), "cohort.xlsx")
+    table = read_table(xlsx_bytes(rows), "cohort.xlsx")
     assert table.sheet == "clinical" and table.frame.shape == (3, 4)
     mapping = infer_column_mapping(table)
     assert mapping.features == {"dti.cst_fa_affected": "dti.cst_fa_affected", "Age": "clin.age"}  # prefixed names kept
@@ -145,7 +131,7 @@ def test_malformed_tables():
 def test_xlsx_decompression_bomb():
     from core.io.safety import UploadLimits
 
-    bomb = _xlsx([["id", "x"]] + [[f"P{i}", "y" * 1000] for i in range(3000)])
+    bomb = xlsx_bytes([["id", "x"]] + [[f"P{i}", "y" * 1000] for i in range(3000)])
     with pytest.raises(InputError, match=r"^big\.xlsx: decompresses to more than the 1\.0 MB allowed for one upload"):
         read_table(bomb, "big.xlsx", limits=UploadLimits(max_decompressed_bytes=2**20))
 
@@ -159,7 +145,7 @@ def _read_map_apply(raw, name):
 
 
 _CSV = PARTICIPANTS.replace("\t", ",")
-_XLSX = _xlsx([["participant_id", "age", "sex", "improvement"], ["sub-01", 61, "M", 55.0], ["sub-02", 70, "F", 20.5], ["sub-03", None, "M", 80]])
+_XLSX = xlsx_bytes([["participant_id", "age", "sex", "improvement"], ["sub-01", 61, "M", 55.0], ["sub-02", 70, "F", 20.5], ["sub-03", None, "M", 80]])
 
 
 @FUZZ
