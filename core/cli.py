@@ -579,11 +579,9 @@ def _predict_outcome(args, argv: list) -> int:
     return 0
 
 
-BOUND_PATIENTS = 200  # the size the transfer bar is judged at
-
 
 def _transfer(args, argv: list) -> int:
-    from core.evaluation.transfer import TRANSFER_CURVE_SIZES, distillation_bound, distillation_bound_summary, transfer_sentence
+    from core.evaluation.transfer import TRANSFER_CURVE_SIZES, distillation_bound_sentence, distillation_bound_summary, transfer_sentence
     from core.modelling.transfer import cheap_and_privileged
     from core.store.workspace import Workspace
 
@@ -605,12 +603,16 @@ def _transfer(args, argv: list) -> int:
         curve.to_csv(args.csv, index=False)
         print(f"wrote {args.csv}")
     if args.bound:
-        n_bound = min(BOUND_PATIENTS, cohort.n_patients)
-        print(f"computing the distillation bound at {n_bound} patients over {args.bound} subsamples", file=sys.stderr)
-        bound = distillation_bound_summary(distillation_bound(cohort, n_bound, args.bound, cheap,
-                                                              progress=lambda done, total, *rest: print(f"  subsamples done: {done} of {total}", file=sys.stderr, flush=True)))
-        print(f"distillation bound at {n_bound} patients (mean over {args.bound} subsamples; oracle_taught: the student's method taught by the true probabilities):")
+        table = workspace.distillation_bound(cohort, cheap, args.bound, compute=False)
+        if table is None:
+            print(f"computing the distillation bound over {args.bound} subsamples", file=sys.stderr)
+            table = workspace.distillation_bound(cohort, cheap, args.bound,
+                                                 progress=lambda done, total, *rest: print(f"  subsamples done: {done} of {total}", file=sys.stderr, flush=True))
+        bound = distillation_bound_summary(table)
+        print(f"distillation bound at {int(table['n_patients'].iloc[0])} patients (mean over {args.bound} subsamples; "
+              "oracle_taught: the student's method taught by the true probabilities):")
         print(bound[["auc", "diff_vs_cheap_only", "diff_ci_low", "diff_ci_high"]].round(4).to_string())
+        print(distillation_bound_sentence(bound))
     return 0
 
 

@@ -362,7 +362,7 @@ def test_transfer_refuses_an_unknown_modality(outcome_workspace):
 
 
 def test_transfer_bound_prints_the_perfect_teacher_bound(outcome_workspace, tmp_path):
-    from core.evaluation.transfer import distillation_bound, distillation_bound_summary
+    from core.evaluation.transfer import distillation_bound, distillation_bound_sentence, distillation_bound_summary
 
     workspace = shutil.copytree(outcome_workspace, tmp_path / "workspace")
     status, out, err = run_cli("transfer", "--workspace", workspace, "--cohort", "mid", "--bound", "2")
@@ -370,8 +370,13 @@ def test_transfer_bound_prints_the_perfect_teacher_bound(outcome_workspace, tmp_
     cohort = Workspace(workspace).load("mid")
     expected = distillation_bound_summary(distillation_bound(cohort, 200, 2, ["emg", "kin", "clin"]))
     table = out.split("oracle_taught: the student's method taught by the true probabilities):\n", 1)[1]
-    assert table == expected[["auc", "diff_vs_cheap_only", "diff_ci_low", "diff_ci_high"]].round(4).to_string() + "\n"
+    assert table == expected[["auc", "diff_vs_cheap_only", "diff_ci_low", "diff_ci_high"]].round(4).to_string() + "\n" + distillation_bound_sentence(expected) + "\n"
     assert "subsamples done: 2 of 2" in err
+    # Stored where the page reads it: a second call prints the same without computing.
+    stored = Workspace(workspace).distillation_bound(cohort, ["emg", "kin", "clin"], 2, compute=False)
+    assert distillation_bound_summary(stored).equals(expected)
+    status, again, err = run_cli("transfer", "--workspace", workspace, "--cohort", "mid", "--bound", "2")
+    assert status == 0 and again == out and "subsamples done" not in err
     status, _, err = run_cli("transfer", "--workspace", workspace, "--cohort", "mid", "--bound", "1")
     assert status == 2 and "[n_subsamples] n_subsamples must be a whole number of at least 2" in err
 

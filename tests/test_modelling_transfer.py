@@ -13,6 +13,7 @@ from core.evaluation.transfer import (
     TRANSFER_MODELS,
     cheap_bayes_limit,
     distillation_bound,
+    distillation_bound_sentence,
     distillation_bound_summary,
     transfer_curve,
     transfer_runs,
@@ -182,6 +183,24 @@ def test_a_perfect_teacher_helps_the_student_and_bounds_what_distillation_can_ad
     half = stats.t.ppf(0.975, 1) * alone.std(ddof=1) / np.sqrt(2)
     assert summary.loc["oracle_taught_alone", "diff_ci_low"] == pytest.approx(alone.mean() - half)
     assert summary.loc["oracle_taught_alone", "diff_vs_cheap_only"] == pytest.approx(alone.mean())
+
+
+def _bound_summary(student: tuple, alone: tuple) -> pd.DataFrame:
+    rows = {"student": student, "oracle_taught_alone": alone}
+    return pd.DataFrame([{"model": m, "diff_vs_cheap_only": v[0], "diff_ci_low": v[1], "diff_ci_high": v[2], "n_subsamples": 6} for m, v in rows.items()]).set_index("model")
+
+
+def test_the_bound_sentence_says_what_share_of_the_reachable_gain_the_student_gets():
+    opening = "Over 6 subsamples, the student taught by the true response probabilities (a perfect teacher) gains +0.028 AUC (95% CI +0.014 to +0.041) over the cheap-only model; "
+    assert distillation_bound_sentence(_bound_summary((0.007, -0.004, 0.018), (0.028, 0.014, 0.041))) == opening + (
+        "the student taught by the DTI model gains +0.007 AUC (95% CI -0.004 to +0.018), about 25% of what a perfect teacher passes on: "
+        "the limit is the teacher, which learns from the same few labels, not the student's method.")
+    assert distillation_bound_sentence(_bound_summary((0.02, 0.005, 0.035), (0.028, 0.014, 0.041))).endswith(
+        "gains +0.020 AUC (95% CI +0.005 to +0.035), and its interval excludes zero.")
+    assert distillation_bound_sentence(_bound_summary((-0.01, -0.02, 0.0), (-0.004, -0.01, -0.001))).endswith(
+        "so on this cohort even a perfect teacher gives the student nothing to gain.")
+    assert _message(lambda: distillation_bound_sentence(_bound_summary((0, 0, 0), (0, 0, 0)).drop(index="student"))).startswith(
+        "[table] expected a distillation_bound_summary table with columns")
 
 
 def _message(call) -> str:

@@ -98,6 +98,26 @@ def test_the_stored_evaluation_and_transfer_curve_are_shown_with_their_numbers(w
     np.testing.assert_allclose(array_of(shown[2]["y"]), curve.query("model == 'student'").sort_values("n_patients")["auc"])
 
 
+def test_the_distillation_bound_is_computed_on_request_stored_and_drawn_with_its_numbers(workspace):
+    from core.evaluation.transfer import distillation_bound_sentence, distillation_bound_summary
+
+    at = open_page()
+    assert at.subheader[-1].value == "How much could any teacher pass on?"
+    at.button(key="any-bound").click().run()
+    no_exception(at)
+    ws = Workspace(workspace)
+    table = ws.distillation_bound(ws.load("mid"), CHEAP, compute=False)
+    assert table is not None and table["n_patients"].eq(200).all() and table["subsample"].nunique() == 6
+    summary = distillation_bound_summary(table)
+    assert any(m.value == distillation_bound_sentence(summary) for m in at.markdown)
+    shown = {array_of(t["y"])[0]: array_of(t["x"])[0] for t in figure(at, "fig-any-transfer-bound")["data"]}
+    labels = {"Student taught by the DTI model": "student", "Taught by a perfect teacher alone": "oracle_taught_alone", "Full model (reads DTI)": "full"}
+    assert {label: shown[label] for label in labels} == pytest.approx({label: summary.at[model, "diff_vs_cheap_only"] for label, model in labels.items()})
+    again = open_page()  # stored: a fresh session draws it without the button
+    assert not [b for b in again.button if b.key == "any-bound"]
+    assert any(m.value == distillation_bound_sentence(summary) for m in again.markdown)
+
+
 def test_without_a_stored_evaluation_the_page_offers_to_run_it(workspace):
     import shutil
 

@@ -2,7 +2,7 @@
 how far to trust them, few-shot from K labelled patients, the held-out evaluation, and what a clinic
 loses by skipping the scan.
 
-Stored results (the evaluation, the transfer curve) live in the workspace under keys of the cohort's
+Stored results (the evaluation, the transfer curve, the distillation bound) live in the workspace under keys of the cohort's
 content and the settings, so they load at once, also after a restart, and equal the CLI's.
 """
 
@@ -203,3 +203,35 @@ def transfer_panel(cohort) -> None:
     if limit_auc is not None:
         st.caption(f"Cheap-only limit: xgboost on the cheap features of {int(limit['n_reference'].iloc[0]):,} further patients from the same generator, "
                    "scored on this cohort; a large-sample estimate from below, not an exact Bayes limit.")
+    if "true_response_probability" in cohort.outcomes:
+        bound_view(cohort, cheap)
+
+
+def bound_view(cohort, cheap) -> None:
+    """The DTI-taught student beside students taught by the true probabilities (synthetic cohorts only)."""
+    from core.evaluation.transfer import BOUND_PATIENTS, BOUND_SUBSAMPLES, distillation_bound_sentence, distillation_bound_summary
+
+    st.subheader("How much could any teacher pass on?")
+    n_patients = min(BOUND_PATIENTS, cohort.n_patients)
+    workspace = state.workspace()
+    table = workspace.distillation_bound(cohort, cheap, compute=False)
+    if table is None:
+        st.info(f"This cohort's ground truth knows each patient's true chance of response. A student taught by it shows the most distillation "
+                f"could add at {n_patients} patients. Not computed yet: {BOUND_SUBSAMPLES} subsamples of {n_patients} patients "
+                "(about half a minute). Stored in the workspace.", icon=":material/info:")
+        if not st.button("Compute the bound", key="any-bound", icon=":material/play_arrow:"):
+            return
+        bar = st.progress(0.0, text="Starting ...")
+        try:
+            table = workspace.distillation_bound(cohort, cheap, progress=lambda d, n, *rest: bar.progress(d / n, text=f"{d} of {n} subsamples"))
+        except InputError as exc:
+            st.error(str(exc))
+            return
+        bar.empty()
+    summary = distillation_bound_summary(table)
+    st.markdown(distillation_bound_sentence(summary))
+    fig, data = views.distillation_bound_figure(summary)
+    show_figure(fig, key="any-transfer-bound", data=data, filename=f"{cohort.name}-distillation-bound")
+    shared = ("every subsample is the whole cohort, differing only in its folds, so it is too narrow" if n_patients == cohort.n_patients
+              else "they share patients, so it is somewhat too narrow")
+    st.caption(f"Each subsample is cross-validated on its own 5 folds; the interval treats the subsamples as independent, which they are not ({shared}).")

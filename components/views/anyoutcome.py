@@ -1,6 +1,6 @@
 """Figures of the Any outcome page: held-out signed r of every method, few-shot curves, r against
 similarity to the nearest seen measure, one measure's zero-shot predictions, and the costly-to-cheap
-transfer curve.
+transfer curve with the most a perfect teacher could pass on.
 
 Pure builders returning ``(figure, data)``; ``data`` is the table each figure draws (its CSV).
 """
@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 from components.palette import BLACK, BLUE, GREEN, ORANGE, PURPLE, SKY_BLUE, VERMILLION
 from core.evaluation.anyoutcome import FEW_SHOT_METHODS, METHOD_LABELS, REFERENCE_METHODS, ZERO_SHOT_METHODS
 
-__all__ = ["method_summary_figure", "few_shot_figure", "similarity_figure", "zero_shot_figure", "transfer_figure", "METHOD_COLORS"]
+__all__ = ["method_summary_figure", "few_shot_figure", "similarity_figure", "zero_shot_figure", "transfer_figure", "distillation_bound_figure", "METHOD_COLORS"]
 
 GREY = "#999999"
 METHOD_COLORS = {"zero_shot": BLUE, "nearest": ORANGE, "similarity_weighted": VERMILLION, "attribute_map": PURPLE, "population_mean": GREY,
@@ -118,3 +118,27 @@ def transfer_figure(curve: pd.DataFrame, limit: float | None = None) -> tuple[go
     fig.update_layout(height=420, margin=dict(l=10, r=20, t=40, b=10), title="Skipping the scan: AUC by cohort size, same folds", legend=LEGEND_BELOW,
                       xaxis=dict(title="patients (N)", type="log", tickvals=sorted(curve["n_patients"].unique())), yaxis=dict(title="AUC (95% CI)"))
     return fig, curve
+
+
+BOUND_LABELS = {"full": "Full model (reads DTI)", "student": "Student taught by the DTI model", "oracle_taught": "Taught by a perfect teacher, imitation as the student's",
+                "oracle_taught_alone": "Taught by a perfect teacher alone"}
+
+
+def distillation_bound_figure(summary: pd.DataFrame) -> tuple[go.Figure, pd.DataFrame]:
+    """Each model's AUC minus the cheap-only model's at one cohort size (mean over subsamples, 95% t interval):
+    the DTI-taught student beside students taught by the true probabilities, the most a teacher could pass on."""
+    colors = {"full": BLACK, "student": BLUE, "oracle_taught": SKY_BLUE, "oracle_taught_alone": GREEN}
+    data = summary.reindex([m for m in BOUND_LABELS if m in summary.index]).iloc[::-1]  # first model on top
+    fig = go.Figure()
+    for model, row in data.iterrows():
+        fig.add_trace(go.Scatter(
+            x=[row["diff_vs_cheap_only"]], y=[BOUND_LABELS[model]], mode="markers", showlegend=False,
+            marker=dict(size=12, color=colors[model], symbol="diamond" if model.startswith("oracle") else "circle"),
+            error_x=dict(type="data", symmetric=False, array=[row["diff_ci_high"] - row["diff_vs_cheap_only"]], arrayminus=[row["diff_vs_cheap_only"] - row["diff_ci_low"]],
+                         color=colors[model]),
+            hovertemplate=f"{BOUND_LABELS[model]}<br>AUC minus cheap-only %{{x:+.3f}} (95% CI {row['diff_ci_low']:+.3f} to {row['diff_ci_high']:+.3f})<extra></extra>"))
+    fig.add_vline(x=0, line=dict(color=GREY, dash="dot"), annotation_text="cheap-only", annotation_position="top", annotation_font_size=11)
+    n = int(data["n_subsamples"].iloc[0]) if len(data) else 0
+    fig.update_layout(height=120 + 46 * len(data), margin=dict(l=10, r=20, t=50, b=50), title="How much could a teacher pass on? AUC gained over cheap-only",
+                      xaxis=dict(title=f"AUC minus cheap-only (mean and 95% CI over {n} subsamples)", zeroline=False), yaxis=dict(automargin=True))
+    return fig, data.iloc[::-1].reset_index().assign(label=lambda t: t["model"].map(BOUND_LABELS))

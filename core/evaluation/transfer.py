@@ -22,8 +22,8 @@ from core.modelling.estimators import ResponseClassifier
 from core.modelling.transfer import CHEAP_MODALITIES_DEFAULT, SoftLabelClassifier, cheap_and_privileged, cross_validate_student
 from core.modelling.validation import CohortSplitter, cross_validate, training_data
 
-__all__ = ["TRANSFER_CURVE_SIZES", "TRANSFER_MODELS", "BOUND_MODELS", "transfer_runs", "transfer_curve", "cheap_bayes_limit", "distillation_bound",
-           "distillation_bound_summary", "transfer_sentence"]
+__all__ = ["TRANSFER_CURVE_SIZES", "TRANSFER_MODELS", "BOUND_MODELS", "BOUND_PATIENTS", "BOUND_SUBSAMPLES", "transfer_runs", "transfer_curve",
+           "cheap_bayes_limit", "distillation_bound", "distillation_bound_summary", "distillation_bound_sentence", "transfer_sentence", "transfer_key", "bound_key"]
 
 TRANSFER_CURVE_SIZES = (100, 200, 500, 1000, 2000)
 # full: xgboost on every modality (DTI included; the teacher's design); cheap_only: xgboost on the cheap
@@ -33,6 +33,8 @@ _COMPARED_WITH = "cheap_only"  # every paired difference is a model minus the ch
 # distillation_bound's models: those of TRANSFER_MODELS, and the student's method taught by a perfect teacher
 # (the true response probability) at the student's imitation and alone (imitation 1).
 BOUND_MODELS = (*TRANSFER_MODELS, "oracle_taught", "oracle_taught_alone")
+BOUND_PATIENTS = 200  # the cohort size the transfer bar is judged at
+BOUND_SUBSAMPLES = 6
 
 
 def transfer_runs(cohort, cheap_modalities=CHEAP_MODALITIES_DEFAULT, *, n_splits: int = 5, seed: int = 0, student_params: dict | None = None,
@@ -178,7 +180,7 @@ def cheap_bayes_limit(config, cheap_modalities=CHEAP_MODALITIES_DEFAULT, n_refer
                   "reference_seed": reference_seed, "cheap_features": cheap}
 
 
-def distillation_bound(cohort, n_patients: int = 200, n_subsamples: int = 6, cheap_modalities=CHEAP_MODALITIES_DEFAULT, n_splits: int = 5, seed: int = 0,
+def distillation_bound(cohort, n_patients: int = BOUND_PATIENTS, n_subsamples: int = BOUND_SUBSAMPLES, cheap_modalities=CHEAP_MODALITIES_DEFAULT, n_splits: int = 5, seed: int = 0,
                        progress=None, *, student_params: dict | None = None, n_jobs: int = -1) -> pd.DataFrame:
     """How much could distillation add at ``n_patients``? The student against students taught by a perfect teacher.
 
@@ -252,6 +254,32 @@ def distillation_bound_summary(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("model")
 
 
+def distillation_bound_sentence(summary: pd.DataFrame) -> str:
+    """One plain sentence on :func:`distillation_bound_summary`: what the DTI-taught student gains over the
+    cheap-only model, beside what a perfect teacher's student gains (the most distillation could add)."""
+    needed = {"diff_vs_cheap_only", "diff_ci_low", "diff_ci_high", "n_subsamples"}
+    if not isinstance(summary, pd.DataFrame) or needed - set(summary.columns) or not {"student", "oracle_taught_alone"} <= set(summary.index):
+        found = sorted(summary.columns) if isinstance(summary, pd.DataFrame) else type(summary).__name__
+        raise InputError(f"expected a distillation_bound_summary table with columns {sorted(needed)} and rows student and oracle_taught_alone, "
+                         f"found {found}.", field="table")
+
+    def gain(model: str) -> str:
+        row = summary.loc[model]
+        return f"{row['diff_vs_cheap_only']:+.3f} AUC (95% CI {row['diff_ci_low']:+.3f} to {row['diff_ci_high']:+.3f})"
+
+    student, bound = summary.loc["student"], summary.loc["oracle_taught_alone"]
+    if bound["diff_ci_high"] <= 0:
+        reach = "so on this cohort even a perfect teacher gives the student nothing to gain"
+    elif student["diff_ci_low"] > 0:
+        reach = "and its interval excludes zero"
+    else:
+        share = student["diff_vs_cheap_only"] / bound["diff_vs_cheap_only"] if bound["diff_vs_cheap_only"] > 0 else np.nan
+        part = f"about {max(share, 0.0):.0%} of what a perfect teacher passes on" if np.isfinite(share) else "not measurably more"
+        reach = f"{part}: the limit is the teacher, which learns from the same few labels, not the student's method"
+    return (f"Over {int(student['n_subsamples'])} subsamples, the student taught by the true response probabilities (a perfect teacher) "
+            f"gains {gain('oracle_taught_alone')} over the cheap-only model; the student taught by the DTI model gains {gain('student')}, {reach}.")
+
+
 def _p_words(p: float) -> str:
     return "< 0.001" if p < 0.001 else f"= {p:.3f}"
 
@@ -294,9 +322,18 @@ def transfer_sentence(table: pd.DataFrame, n_small: int = 200) -> str:
     return sentence + "."
 
 
-def transfer_key(cohort, cheap_modalities=CHEAP_MODALITIES_DEFAULT, sizes=TRANSFER_CURVE_SIZES, n_splits: int = 5, seed: int = 0) -> str:
-    """16 hex digits naming a transfer curve of this cohort with these settings (its workspace key)."""
+def _key(*parts) -> str:
     import hashlib
 
-    text = f"{cohort.digest}|{sorted(cheap_modalities)}|{list(sizes)}|{n_splits}|{seed}|transfer-1"
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:16]
+
+
+def transfer_key(cohort, cheap_modalities=CHEAP_MODALITIES_DEFAULT, sizes=TRANSFER_CURVE_SIZES, n_splits: int = 5, seed: int = 0) -> str:
+    """16 hex digits naming a transfer curve of this cohort with these settings (its workspace key)."""
+    return _key(cohort.digest, sorted(cheap_modalities), list(sizes), n_splits, seed, "transfer-1")
+
+
+def bound_key(cohort, cheap_modalities=CHEAP_MODALITIES_DEFAULT, n_patients: int = BOUND_PATIENTS, n_subsamples: int = BOUND_SUBSAMPLES,
+              n_splits: int = 5, seed: int = 0) -> str:
+    """16 hex digits naming a :func:`distillation_bound` of this cohort with these settings (its workspace key)."""
+    return _key(cohort.digest, sorted(cheap_modalities), n_patients, n_subsamples, n_splits, seed, "bound-1")

@@ -486,6 +486,22 @@ class Workspace:
         self.save_table("transfer_curves", key, curve)
         return curve, limit
 
+    def distillation_bound(self, cohort, cheap_modalities, n_subsamples: int | None = None, progress=None, compute: bool = True):
+        """The stored :func:`~core.evaluation.transfer.distillation_bound` table of this synthetic cohort at
+        ``min(BOUND_PATIENTS, its size)`` patients, computed and stored first when ``compute``; None when
+        not stored and not ``compute``. ``n_subsamples`` defaults to ``BOUND_SUBSAMPLES``."""
+        from core.evaluation.transfer import BOUND_PATIENTS, BOUND_SUBSAMPLES, bound_key, distillation_bound
+
+        n_patients = min(BOUND_PATIENTS, cohort.n_patients)
+        n_subsamples = BOUND_SUBSAMPLES if n_subsamples is None else n_subsamples
+        key = bound_key(cohort, cheap_modalities, n_patients, n_subsamples)
+        table = self.load_table("transfer_bounds", key)
+        if table is not None or not compute:
+            return table
+        table = distillation_bound(cohort, n_patients, n_subsamples, cheap_modalities, progress=progress)
+        self.save_table("transfer_bounds", key, table)
+        return table
+
     def fold_checkpoint(self, run: str):
         """Where a long cross-validation keeps finished folds (:class:`~core.modelling.validation.FoldCheckpoint`).
 
