@@ -580,6 +580,9 @@ def _predict_outcome(args, argv: list) -> int:
 
 
 
+BOUND_COLUMNS = ("auc", "diff_vs_cheap_only", "diff_ci_low", "diff_ci_high", "target_truth_r", "teacher_truth_r")
+
+
 def _transfer(args, argv: list) -> int:
     from core.evaluation.transfer import TRANSFER_CURVE_SIZES, distillation_bound_sentence, distillation_bound_summary, transfer_sentence
     from core.modelling.transfer import cheap_and_privileged
@@ -611,7 +614,7 @@ def _transfer(args, argv: list) -> int:
         bound = distillation_bound_summary(table)
         print(f"distillation bound at {int(table['n_patients'].iloc[0])} patients (mean over {args.bound} subsamples; "
               "oracle_taught: the student's method taught by the true probabilities):")
-        print(bound[["auc", "diff_vs_cheap_only", "diff_ci_low", "diff_ci_high"]].round(4).to_string())
+        print(bound[list(BOUND_COLUMNS)].round(4).to_string())
         print(distillation_bound_sentence(bound))
     return 0
 

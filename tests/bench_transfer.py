@@ -17,7 +17,9 @@ DTI-reading teacher's nested probabilities, imitation 0.5) on the same folds of 
   baseline in the same run: the cheap-only model cross-validated on the 2,000 patients.
 - ``transfer_distillation_bound_n200``: over 6 subsamples of 200 patients, each model minus the
   cheap-only model (mean over subsamples, t interval), beside the student's method taught by a
-  perfect teacher (the true response probabilities): the most any teacher could pass on.
+  perfect teacher (the true response probabilities): the most any teacher could pass on; with the
+  Pearson r of the DTI teacher's nested probabilities, of the labels and of the student's targets
+  against the true probabilities (a teacher helps only where it is closer to the truth than the labels).
 - ``transfer_sentence``: what was found, in one sentence; ``transfer_wall_s``: the run's wall time.
 """
 
@@ -88,7 +90,9 @@ def main() -> None:
     bound = distillation_bound_summary(distillation_bound(cohort, n_patients=200, n_subsamples=N_SUBSAMPLES, n_jobs=1))
     emit("transfer_distillation_bound_n200", bound.loc["oracle_taught_alone", "diff_vs_cheap_only"], "AUC difference (perfect teacher alone)",
          **{f"{m}_minus_cheap": [round(bound.loc[m, k], 4) for k in ("diff_vs_cheap_only", "diff_ci_low", "diff_ci_high")] for m in bound.index if m != "cheap_only"},
-         cheap_only_auc=round(bound.loc["cheap_only", "auc"], 4), subsamples=N_SUBSAMPLES, seconds=round(time.perf_counter() - begun, 1))
+         cheap_only_auc=round(bound.loc["cheap_only", "auc"], 4), teacher_truth_r=round(bound.loc["student", "teacher_truth_r"], 4),
+         label_truth_r=round(bound.loc["cheap_only", "target_truth_r"], 4), student_target_truth_r=round(bound.loc["student", "target_truth_r"], 4),
+         subsamples=N_SUBSAMPLES, seconds=round(time.perf_counter() - begun, 1))
 
     begun = time.perf_counter()
     limit = cheap_bayes_limit(config, n_reference=N_REFERENCE, cohort=cohort)

@@ -370,7 +370,8 @@ def test_transfer_bound_prints_the_perfect_teacher_bound(outcome_workspace, tmp_
     cohort = Workspace(workspace).load("mid")
     expected = distillation_bound_summary(distillation_bound(cohort, 200, 2, ["emg", "kin", "clin"]))
     table = out.split("oracle_taught: the student's method taught by the true probabilities):\n", 1)[1]
-    assert table == expected[["auc", "diff_vs_cheap_only", "diff_ci_low", "diff_ci_high"]].round(4).to_string() + "\n" + distillation_bound_sentence(expected) + "\n"
+    columns = ["auc", "diff_vs_cheap_only", "diff_ci_low", "diff_ci_high", "target_truth_r", "teacher_truth_r"]
+    assert table == expected[columns].round(4).to_string() + "\n" + distillation_bound_sentence(expected) + "\n"
     assert "subsamples done: 2 of 2" in err
     # Stored where the page reads it: a second call prints the same without computing.
     stored = Workspace(workspace).distillation_bound(cohort, ["emg", "kin", "clin"], 2, compute=False)

@@ -183,6 +183,13 @@ def test_a_perfect_teacher_helps_the_student_and_bounds_what_distillation_can_ad
     half = stats.t.ppf(0.975, 1) * alone.std(ddof=1) / np.sqrt(2)
     assert summary.loc["oracle_taught_alone", "diff_ci_low"] == pytest.approx(alone.mean() - half)
     assert summary.loc["oracle_taught_alone", "diff_vs_cheap_only"] == pytest.approx(alone.mean())
+    # How close each model's training targets are to the truth: a perfect teacher's are the truth, the labels are
+    # what cheap-only and full learn from, and mixing the truth into the labels moves them closer.
+    r = summary["target_truth_r"]
+    assert r["oracle_taught_alone"] == pytest.approx(1.0) and r["cheap_only"] == pytest.approx(r["full"])
+    assert r["cheap_only"] < r["oracle_taught"] < 1.0 and 0.3 < r["cheap_only"]
+    teacher = summary["teacher_truth_r"]
+    assert np.isnan(teacher["cheap_only"]) and teacher["oracle_taught"] == 1.0 and 0.3 < teacher["student"] < 1.0
 
 
 def _bound_summary(student: tuple, alone: tuple) -> pd.DataFrame:
@@ -199,6 +206,12 @@ def test_the_bound_sentence_says_what_share_of_the_reachable_gain_the_student_ge
         "gains +0.020 AUC (95% CI +0.005 to +0.035), and its interval excludes zero.")
     assert distillation_bound_sentence(_bound_summary((-0.01, -0.02, 0.0), (-0.004, -0.01, -0.001))).endswith(
         "so on this cohort even a perfect teacher gives the student nothing to gain.")
+    with_r = pd.concat([_bound_summary((0.007, -0.004, 0.018), (0.028, 0.014, 0.041)).assign(teacher_truth_r=[0.73, 1.0], target_truth_r=[0.85, 1.0]),
+                        pd.DataFrame({"diff_vs_cheap_only": [0.0], "teacher_truth_r": [np.nan], "target_truth_r": [0.83]}, index=pd.Index(["cheap_only"], name="model"))])
+    assert distillation_bound_sentence(with_r).endswith(
+        "the limit is the teacher, which learns from the same few labels, not the student's method. The DTI teacher's probabilities for the "
+        "training patients correlate with the true ones at r = 0.73, the 0/1 labels at r = 0.83: the teacher is further from the truth than the labels it learnt from, "
+        "and the student's mixed targets reach r = 0.85 (a perfect teacher's: 1).")
     assert _message(lambda: distillation_bound_sentence(_bound_summary((0, 0, 0), (0, 0, 0)).drop(index="student"))).startswith(
         "[table] expected a distillation_bound_summary table with columns")
 

@@ -18,6 +18,7 @@ from core.errors import InputError
 from core.evaluation.comparison import compare_models
 from core.evaluation.learning import subsample
 from core.evaluation.metrics import roc_auc_ci
+from core.modelling.anyoutcome import signed_r
 from core.modelling.estimators import ResponseClassifier
 from core.modelling.transfer import CHEAP_MODALITIES_DEFAULT, SoftLabelClassifier, cheap_and_privileged, cross_validate_student
 from core.modelling.validation import CohortSplitter, cross_validate, training_data
@@ -195,8 +196,13 @@ def distillation_bound(cohort, n_patients: int = BOUND_PATIENTS, n_subsamples: i
     Returns
     -------
     DataFrame, one row per subsample x model (:data:`BOUND_MODELS`): ``subsample``, ``seed``,
-    ``n_patients``, ``model``, ``auc`` (mean over folds of each fold's test AUC) and
-    ``diff_vs_cheap_only`` (mean over folds of the model's fold AUC minus the cheap-only model's).
+    ``n_patients``, ``model``, ``auc`` (mean over folds of each fold's test AUC),
+    ``diff_vs_cheap_only`` (mean over folds of the model's fold AUC minus the cheap-only model's),
+    ``target_truth_r`` (Pearson r between what the model was trained on, the labels or the soft
+    targets, and the training patients' true probabilities; mean over folds) and ``teacher_truth_r``
+    (the same for the teacher alone: the DTI teacher's nested probabilities on the student's row, 1
+    for a perfect teacher, NaN for the models without one). A teacher helps only where its
+    probabilities are closer to the truth than the labels are.
     Summarise with :func:`distillation_bound_summary`. Raises InputError without true probabilities.
     """
     from sklearn.metrics import roc_auc_score
@@ -217,17 +223,27 @@ def distillation_bound(cohort, n_patients: int = BOUND_PATIENTS, n_subsamples: i
         X, y = training_data(part, "responder")
         truth = part.outcomes.loc[X.index, "true_response_probability"].to_numpy(dtype=float)
         fold_auc = {model: [] for model in BOUND_MODELS}
-        for fold in runs[_COMPARED_WITH].folds:
+        target_r = {model: [] for model in BOUND_MODELS}
+        teacher_r = []
+        for fold, teacher in zip(runs[_COMPARED_WITH].folds, runs["student"].fold_models):
+            labels, fold_truth = y[fold.train].astype(float), truth[fold.train]
             for model in TRANSFER_MODELS:
                 fold_auc[model].append(roc_auc_score(y[fold.test], runs[model].prediction.to_numpy()[fold.test]))
+            student_target = imitation * teacher.teacher_probability_ + (1.0 - imitation) * labels
+            for model, target in (("cheap_only", labels), ("full", labels), ("student", student_target)):
+                target_r[model].append(signed_r(fold_truth, target))
+            teacher_r.append(signed_r(fold_truth, teacher.teacher_probability_))
             for model, weight in (("oracle_taught", imitation), ("oracle_taught_alone", 1.0)):
-                target = weight * truth[fold.train] + (1.0 - weight) * y[fold.train]
+                target = weight * fold_truth + (1.0 - weight) * labels
+                target_r[model].append(signed_r(fold_truth, target))
                 student = SoftLabelClassifier(seed=part_seed).fit(X.iloc[fold.train][cheap], y[fold.train], soft_target=target)
                 fold_auc[model].append(roc_auc_score(y[fold.test], student.predict_proba(X.iloc[fold.test][cheap])[:, 1]))
         reference = np.asarray(fold_auc[_COMPARED_WITH])
+        teachers = {"student": float(np.mean(teacher_r)), "oracle_taught": 1.0, "oracle_taught_alone": 1.0}
         for model in BOUND_MODELS:
             rows.append({"subsample": r, "seed": part_seed, "n_patients": n_patients, "model": model, "auc": float(np.mean(fold_auc[model])),
-                         "diff_vs_cheap_only": float(np.mean(np.asarray(fold_auc[model]) - reference))})
+                         "diff_vs_cheap_only": float(np.mean(np.asarray(fold_auc[model]) - reference)),
+                         "target_truth_r": float(np.mean(target_r[model])), "teacher_truth_r": teachers.get(model, np.nan)})
         if progress:
             progress(r + 1, int(n_subsamples), f"subsample {r + 1} of {n_subsamples}: {n_patients} patients")
     return pd.DataFrame(rows)
@@ -239,7 +255,7 @@ def distillation_bound_summary(table: pd.DataFrame) -> pd.DataFrame:
     The interval treats the subsamples as independent; drawn from one cohort they share some
     patients, so it is somewhat too narrow when the subsamples are a large share of the cohort.
     Returns one row per model: ``auc``, ``diff_vs_cheap_only``, ``diff_sd``, ``diff_ci_low``,
-    ``diff_ci_high``, ``n_subsamples``.
+    ``diff_ci_high``, ``n_subsamples`` and the means of ``target_truth_r`` and ``teacher_truth_r``.
     """
     from scipy import stats
 
@@ -250,7 +266,8 @@ def distillation_bound_summary(table: pd.DataFrame) -> pd.DataFrame:
         sd = float(np.std(diff, ddof=1)) if n > 1 else np.nan
         half = float(stats.t.ppf(0.975, n - 1) * sd / np.sqrt(n)) if n > 1 else np.nan
         rows.append({"model": model, "auc": float(part["auc"].mean()), "diff_vs_cheap_only": float(diff.mean()), "diff_sd": sd,
-                     "diff_ci_low": float(diff.mean() - half), "diff_ci_high": float(diff.mean() + half), "n_subsamples": n})
+                     "diff_ci_low": float(diff.mean() - half), "diff_ci_high": float(diff.mean() + half), "n_subsamples": n,
+                     **{k: float(part[k].mean()) for k in ("target_truth_r", "teacher_truth_r") if k in part}})
     return pd.DataFrame(rows).set_index("model")
 
 
@@ -276,8 +293,15 @@ def distillation_bound_sentence(summary: pd.DataFrame) -> str:
         share = student["diff_vs_cheap_only"] / bound["diff_vs_cheap_only"] if bound["diff_vs_cheap_only"] > 0 else np.nan
         part = f"about {max(share, 0.0):.0%} of what a perfect teacher passes on" if np.isfinite(share) else "not measurably more"
         reach = f"{part}: the limit is the teacher, which learns from the same few labels, not the student's method"
-    return (f"Over {int(student['n_subsamples'])} subsamples, the student taught by the true response probabilities (a perfect teacher) "
-            f"gains {gain('oracle_taught_alone')} over the cheap-only model; the student taught by the DTI model gains {gain('student')}, {reach}.")
+    sentence = (f"Over {int(student['n_subsamples'])} subsamples, the student taught by the true response probabilities (a perfect teacher) "
+                f"gains {gain('oracle_taught_alone')} over the cheap-only model; the student taught by the DTI model gains {gain('student')}, {reach}.")
+    if {"teacher_truth_r", "target_truth_r"} <= set(summary.columns) and "cheap_only" in summary.index:
+        teacher_r, label_r = summary.at["student", "teacher_truth_r"], summary.at["cheap_only", "target_truth_r"]
+        closer = "further from" if teacher_r < label_r else "closer to"
+        sentence += (f" The DTI teacher's probabilities for the training patients correlate with the true ones at r = {teacher_r:.2f}, "
+                     f"the 0/1 labels at r = {label_r:.2f}: the teacher is {closer} the truth than the labels it learnt from, and the "
+                     f"student's mixed targets reach r = {summary.at['student', 'target_truth_r']:.2f} (a perfect teacher's: 1).")
+    return sentence
 
 
 def _p_words(p: float) -> str:
@@ -336,4 +360,4 @@ def transfer_key(cohort, cheap_modalities=CHEAP_MODALITIES_DEFAULT, sizes=TRANSF
 def bound_key(cohort, cheap_modalities=CHEAP_MODALITIES_DEFAULT, n_patients: int = BOUND_PATIENTS, n_subsamples: int = BOUND_SUBSAMPLES,
               n_splits: int = 5, seed: int = 0) -> str:
     """16 hex digits naming a :func:`distillation_bound` of this cohort with these settings (its workspace key)."""
-    return _key(cohort.digest, sorted(cheap_modalities), n_patients, n_subsamples, n_splits, seed, "bound-1")
+    return _key(cohort.digest, sorted(cheap_modalities), n_patients, n_subsamples, n_splits, seed, "bound-2")
