@@ -173,6 +173,35 @@ def test_a_learning_curves_job_stores_the_table_of_the_direct_call(workspace, co
     np.testing.assert_array_equal(stored[["n_patients", "auc", "ci_low", "ci_high"]].to_numpy(), direct[["n_patients", "auc", "ci_low", "ci_high"]].to_numpy())
 
 
+def test_any_outcome_transfer_and_bound_jobs_store_the_tables_of_the_direct_calls(workspace, cohort, tmp_path):
+    """The Any outcome page's three long computations as jobs: each stores under its key what the
+    workspace's direct call stores (the page and the CLI read it there)."""
+    import pandas as pd
+
+    from core.evaluation.anyoutcome import AnyOutcomeSettings
+    from core.jobs import any_outcome_job, bound_job, transfer_job
+
+    cheap, sizes = ["emg", "kin", "clin"], [40, 80]
+    runner = JobRunner(workspace.path)
+    built = {"any_outcome": any_outcome_job(cohort, AnyOutcomeSettings()), "transfer": transfer_job(cohort, cheap, sizes, n_reference=2000),
+             "bound": bound_job(cohort, cheap)}
+    submitted = [runner.submit(kind, params, "alice", key) for kind, (params, key) in built.items()]
+    for job, (kind, (_, key)) in zip(submitted, built.items()):
+        job = runner.wait(job.id, 300)
+        assert job.status == "done" and job.result_key == key and job.done == job.total > 0, (kind, runner.log(job.id))
+    direct = Workspace(tmp_path / "direct")
+    direct.save(cohort)
+    again = direct.load(cohort.name)
+    evaluation = direct.any_outcome_evaluation(again, AnyOutcomeSettings())
+    stored = workspace.any_outcome_evaluation(cohort, AnyOutcomeSettings(), compute=False)
+    pd.testing.assert_frame_equal(stored.predictions, evaluation.predictions, check_dtype=False)
+    curve, limit = direct.transfer_curve(again, cheap, sizes, n_reference=2000)
+    stored_curve, stored_limit = workspace.transfer_curve(cohort, cheap, sizes, compute=False)
+    pd.testing.assert_frame_equal(stored_curve, curve)
+    pd.testing.assert_frame_equal(stored_limit, limit)
+    pd.testing.assert_frame_equal(workspace.distillation_bound(cohort, cheap, compute=False), direct.distillation_bound(again, cheap))
+
+
 def test_a_job_of_a_cohort_saved_again_fails_with_a_message(workspace, cohort):
     params, key = cv_job(cohort, QUICK)
     params["cohort_digest"] = "0" * 64  # as if the cohort had been replaced after the click

@@ -14,11 +14,13 @@ from streamlit.testing.v1 import AppTest
 from core.data.outcome_bank import load_outcome_bank
 from core.evaluation.anyoutcome import AnyOutcomeSettings
 from core.evaluation.transfer import TRANSFER_CURVE_SIZES, transfer_sentence
+from core.jobs import JobRunner
 from core.modelling.anyoutcome import zero_shot_table
 from core.store.workspace import Workspace
 from core.synth.config import CohortConfig
 from core.synth.generator import generate_cohort
 from tests.app_support import APP, array_of, figure, no_exception, private_workspace
+from tests.jobs_support import click_and_finish, finish_jobs
 
 PAGE = "pages/any_outcome.py"
 CHEAP = ["emg", "kin", "clin"]
@@ -91,10 +93,13 @@ def test_the_stored_evaluation_and_transfer_curve_are_shown_with_their_numbers(w
     paired = next(d.value for d in at.dataframe if "baseline" in d.value.columns)
     np.testing.assert_allclose(paired["mean_difference"], evaluation.paired()["mean_difference"].round(3))
     sizes = tuple(n for n in TRANSFER_CURVE_SIZES if n < mid.n_patients) + (mid.n_patients,)
-    curve, _ = ws.transfer_curve(mid, CHEAP, sizes, compute=False)
+    curve, limit = ws.transfer_curve(mid, CHEAP, sizes, compute=False)
     assert any(m.value == transfer_sentence(curve) for m in at.markdown)
     shown = figure(at, "fig-any-transfer-curve")["data"]
-    assert [t["name"] for t in shown] == ["Full model (with DTI)", "Cheap modalities only", "Student (distilled from the DTI teacher)"]
+    limit_auc = float(limit["cheap_limit_auc"].iloc[0])
+    assert [t["name"] for t in shown] == ["Full model (with DTI)", "Cheap modalities only", "Student (distilled from the DTI teacher)",
+                                          f"Cheap-only limit ({limit_auc:.3f})"]
+    assert array_of(shown[3]["y"]) == [limit_auc, limit_auc]
     np.testing.assert_allclose(array_of(shown[2]["y"]), curve.query("model == 'student'").sort_values("n_patients")["auc"])
 
 
@@ -103,8 +108,9 @@ def test_the_distillation_bound_is_computed_on_request_stored_and_drawn_with_its
 
     at = open_page()
     assert at.subheader[-1].value == "How much could any teacher pass on?"
-    at.button(key="any-bound").click().run()
-    no_exception(at)
+    click_and_finish(at, "any-bound", workspace)  # a background job, as the page's poll waits for it
+    (job,) = JobRunner(workspace).list("local")
+    assert job.kind == "bound" and job.status == "done"
     ws = Workspace(workspace)
     table = ws.distillation_bound(ws.load("mid"), CHEAP, compute=False)
     assert table is not None and table["n_patients"].eq(200).all() and table["subsample"].nunique() == 6
@@ -126,3 +132,15 @@ def test_without_a_stored_evaluation_the_page_offers_to_run_it(workspace):
     at = open_page()
     assert at.button(key="any-evaluate").label == "Run the held-out evaluation"
     assert any("Run the held-out evaluation (tab **Held-out evaluation**)" in m.value for m in at.markdown)
+    # The button starts a background job; its panel shows Cancel, and a cancelled job says nothing was saved.
+    at.button(key="any-evaluate").click().run()
+    no_exception(at)
+    runner = JobRunner(workspace)
+    (job,) = runner.list("local")
+    assert job.kind == "any_outcome" and job.active
+    at.button(key=f"job-cancel-{job.id}").click().run()
+    (done,) = finish_jobs(workspace)
+    assert done.status == "cancelled"
+    at = open_page()
+    assert at.button(key="any-evaluate").label == "Run the held-out evaluation"
+    assert [i.value for i in at.info if i.value == done.message] == [done.message]  # what the job said (how far it got depends on the machine)

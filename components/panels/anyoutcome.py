@@ -14,11 +14,13 @@ import streamlit as st
 
 from components import state
 from components.figures import show_figure
+from components.panels import jobs
 from components.views import anyoutcome as views
 from core.data.outcome_bank import KINDS, described_outcome, load_outcome_bank
 from core.data.schema import MODALITY_LABELS
 from core.errors import InputError
 from core.evaluation.anyoutcome import METHOD_LABELS, AnyOutcomeSettings
+from core.jobs import any_outcome_job, bound_job, transfer_job
 from core.modelling.anyoutcome import fit_on_cohort, meta_matching, signed_r, zero_shot_table
 
 INDICATION_LABELS = {"stroke": "Stroke", "parkinsons": "Parkinson's disease"}
@@ -124,18 +126,11 @@ def evaluation_panel(cohort):
         evaluation = None
     if evaluation is None:
         n_families = len({s.family for s in cohort.measure_specs().values()})
-        st.info(f"Not evaluated yet: {settings.n_splits} patient folds x {n_families} held-out instrument families (about 2 minutes for 2,000 patients). "
-                "The result is stored in the workspace and equals `python -m core any-outcome`.", icon=":material/info:")
-        if st.button("Run the held-out evaluation", type="primary", key="any-evaluate", icon=":material/play_arrow:"):
-            bar = st.progress(0.0, text="Starting ...")
-            try:
-                evaluation = workspace.any_outcome_evaluation(cohort, settings, progress=lambda d, n: bar.progress(d / n, text=f"{d} of {n} folds x held-out families"))
-            except InputError as exc:
-                st.error(str(exc))
-                return None
-            bar.empty()
-        else:
-            return None
+        run_as_job("any_outcome", any_outcome_job(cohort, settings, cohort_workspace=jobs.cohort_workspace()),
+                   title=f"Held-out evaluation: {settings.n_splits} patient folds x {n_families} held-out instrument families",
+                   info=f"Not evaluated yet: {settings.n_splits} patient folds x {n_families} held-out instrument families (about 2 minutes for "
+                        "2,000 patients). The result is stored in the workspace and equals `python -m core any-outcome`.",
+                   button="Run the held-out evaluation", button_key="any-evaluate")
     return evaluation
 
 
@@ -184,17 +179,12 @@ def transfer_panel(cohort) -> None:
     workspace = state.workspace()
     stored = workspace.transfer_curve(cohort, cheap, sizes, compute=False)
     if stored is None:
-        st.info(f"Not computed yet: full, cheap-only and distilled-student models at N = {', '.join(map(str, sizes))} on the same folds "
-                "(about 2 minutes for 2,000 patients). Stored in the workspace.", icon=":material/info:")
-        if not st.button("Compute the transfer curve", type="primary", key="any-transfer", icon=":material/play_arrow:"):
-            return
-        bar = st.progress(0.0, text="Starting ...")
-        try:
-            stored = workspace.transfer_curve(cohort, cheap, sizes, progress=lambda d, n, *rest: bar.progress(d / n, text=f"{d} of {n} cohort sizes"))
-        except InputError as exc:
-            st.error(str(exc))
-            return
-        bar.empty()
+        run_as_job("transfer", transfer_job(cohort, cheap, sizes, cohort_workspace=jobs.cohort_workspace()),
+                   title=f"Transfer curve: full, cheap-only and distilled-student models at N = {', '.join(map(str, sizes))}",
+                   info=f"Not computed yet: full, cheap-only and distilled-student models at N = {', '.join(map(str, sizes))} on the same folds "
+                        "(about 2 minutes for 2,000 patients). Stored in the workspace.",
+                   button="Compute the transfer curve", button_key="any-transfer")
+        return
     curve, limit = stored
     limit_auc = float(limit["cheap_limit_auc"].iloc[0]) if limit is not None and "cheap_limit_auc" in limit else None
     st.markdown(transfer_sentence(curve))
@@ -216,18 +206,13 @@ def bound_view(cohort, cheap) -> None:
     workspace = state.workspace()
     table = workspace.distillation_bound(cohort, cheap, compute=False)
     if table is None:
-        st.info(f"This cohort's ground truth knows each patient's true chance of response. A student taught by it shows the most distillation "
-                f"could add at {n_patients} patients. Not computed yet: {BOUND_SUBSAMPLES} subsamples of {n_patients} patients "
-                "(about half a minute). Stored in the workspace.", icon=":material/info:")
-        if not st.button("Compute the bound", key="any-bound", icon=":material/play_arrow:"):
-            return
-        bar = st.progress(0.0, text="Starting ...")
-        try:
-            table = workspace.distillation_bound(cohort, cheap, progress=lambda d, n, *rest: bar.progress(d / n, text=f"{d} of {n} subsamples"))
-        except InputError as exc:
-            st.error(str(exc))
-            return
-        bar.empty()
+        run_as_job("bound", bound_job(cohort, cheap, cohort_workspace=jobs.cohort_workspace()),
+                   title=f"Distillation bound: {BOUND_SUBSAMPLES} subsamples of {n_patients} patients",
+                   info=f"This cohort's ground truth knows each patient's true chance of response. A student taught by it shows the most "
+                        f"distillation could add at {n_patients} patients. Not computed yet: {BOUND_SUBSAMPLES} subsamples of {n_patients} "
+                        "patients (about half a minute). Stored in the workspace.",
+                   button="Compute the bound", button_key="any-bound", primary=False)
+        return
     summary = distillation_bound_summary(table)
     st.markdown(distillation_bound_sentence(summary))
     fig, data = views.distillation_bound_figure(summary)
@@ -235,3 +220,22 @@ def bound_view(cohort, cheap) -> None:
     shared = ("every subsample is the whole cohort, differing only in its folds, so it is too narrow" if n_patients == cohort.n_patients
               else "they share patients, so it is somewhat too narrow")
     st.caption(f"Each subsample is cross-validated on its own 5 folds; the interval treats the subsamples as independent, which they are not ({shared}).")
+
+
+def run_as_job(kind: str, built: tuple[dict, str], *, title: str, info: str, button: str, button_key: str, primary: bool = True) -> None:
+    """Long work of this page as a background job (:mod:`core.jobs`): reattach to this user's job of
+    this kind and key, or say why there is no result (and what a failed or cancelled job said) and
+    offer the button that starts it. The page shows the stored result once the job has finished."""
+    params, key = built
+    job = jobs.active(kind, key)
+    if job is None:
+        offer = st.empty()
+        with offer.container():
+            jobs.finished_notice(jobs.latest(kind, key))
+            st.info(info, icon=":material/info:")
+            clicked = st.button(button, type="primary" if primary else "secondary", key=button_key, icon=":material/play_arrow:")
+        if clicked:
+            job = jobs.submit(kind, params, key)
+            offer.empty()  # the job's panel replaces the offer
+    if job is not None:
+        jobs.progress_panel(job, title, cancel_help="Stops the computation; nothing of it is saved, and the button starts it again.")

@@ -113,9 +113,11 @@ def transfer_figure(curve: pd.DataFrame, limit: float | None = None) -> tuple[go
         fig.add_trace(go.Scatter(x=_dodged(part["n_patients"], offset), y=part["auc"], customdata=part["n_patients"], mode="lines+markers", name=labels[model], line=dict(color=colors[model], dash="dot" if model == "full" else "solid"),
                                  error_y=dict(type="data", symmetric=False, array=part["ci_high"] - part["auc"], arrayminus=part["auc"] - part["ci_low"]),
                                  hovertemplate="N = %{customdata}: AUC %{y:.3f}<extra>" + labels[model] + "</extra>"))
-    if limit is not None:
-        fig.add_hline(y=limit, line=dict(color=GREY, dash="dash"), annotation_text=f"cheap-only limit {limit:.3f}", annotation_position="top left", annotation_font_size=11)
-    fig.update_layout(height=420, margin=dict(l=10, r=20, t=40, b=10), title="Skipping the scan: AUC by cohort size, same folds", legend=LEGEND_BELOW,
+    if limit is not None:  # a legend entry, not an annotation: a label on the line would sit under the error bars
+        sizes = sorted(curve["n_patients"].unique())
+        fig.add_trace(go.Scatter(x=[sizes[0] * 0.85, sizes[-1] * 1.15], y=[limit, limit], mode="lines", line=dict(color=GREY, dash="dash"),
+                                 name=f"Cheap-only limit ({limit:.3f})", hovertemplate=f"large-sample cheap-only limit {limit:.3f}<extra></extra>"))
+    fig.update_layout(height=440, margin=dict(l=10, r=20, t=40, b=10), title="Skipping the scan: AUC by cohort size, same folds", legend={**LEGEND_BELOW, "y": -0.26},
                       xaxis=dict(title="patients (N)", type="log", tickvals=sorted(curve["n_patients"].unique())), yaxis=dict(title="AUC (95% CI)"))
     return fig, curve
 

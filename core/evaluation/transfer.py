@@ -357,7 +357,9 @@ def transfer_key(cohort, cheap_modalities=CHEAP_MODALITIES_DEFAULT, sizes=TRANSF
     return _key(cohort.digest, sorted(cheap_modalities), list(sizes), n_splits, seed, "transfer-1")
 
 
-def bound_key(cohort, cheap_modalities=CHEAP_MODALITIES_DEFAULT, n_patients: int = BOUND_PATIENTS, n_subsamples: int = BOUND_SUBSAMPLES,
+def bound_key(cohort, cheap_modalities=CHEAP_MODALITIES_DEFAULT, n_patients: int | None = None, n_subsamples: int = BOUND_SUBSAMPLES,
               n_splits: int = 5, seed: int = 0) -> str:
-    """16 hex digits naming a :func:`distillation_bound` of this cohort with these settings (its workspace key)."""
+    """16 hex digits naming a :func:`distillation_bound` of this cohort with these settings (its workspace key);
+    ``n_patients`` defaults to ``BOUND_PATIENTS`` or the cohort's size when smaller."""
+    n_patients = min(BOUND_PATIENTS, cohort.n_patients) if n_patients is None else n_patients
     return _key(cohort.digest, sorted(cheap_modalities), n_patients, n_subsamples, n_splits, seed, "bound-2")

@@ -2,7 +2,7 @@
 stores the same result (under the same digest) as the page did when it ran the work itself.
 
 Each kind has a builder for the pages (``cv_job``, ``learning_curves_job``, ``ablation_job``,
-``tms_dataset_job``) that returns the job's JSON parameters and its key (the digest the result is
+``any_outcome_job``, ``transfer_job``, ``bound_job``, ``tms_dataset_job``) that returns the job's JSON parameters and its key (the digest the result is
 stored under), and a runner ``run(workspace, params, reporter) -> result key`` that the job process calls.
 """
 
@@ -160,6 +160,78 @@ def _run_ablation(workspace, params: dict, report) -> str:
     return digest
 
 
+# --- any outcome: the held-out evaluation, the transfer curve and the distillation bound ----------------
+
+
+def any_outcome_job(cohort, settings, cohort_workspace=None) -> tuple[dict, str]:
+    """Parameters and key of the held-out any-outcome evaluation of ``settings``
+    (:class:`~core.evaluation.anyoutcome.AnyOutcomeSettings`) on a saved ``cohort``."""
+    return {**_cohort_params(cohort, cohort_workspace), "settings": settings.to_dict()}, settings.key(cohort)
+
+
+def _run_any_outcome(workspace, params: dict, report) -> str:
+    """:meth:`core.store.Workspace.any_outcome_evaluation`, as the Any outcome page and ``python -m core any-outcome``."""
+    from core.evaluation.anyoutcome import AnyOutcomeSettings
+
+    cohort = _cohort(workspace, params)
+    settings = AnyOutcomeSettings.from_dict(params["settings"])
+    try:
+        report.progress(0, 1, "fitting the first fold's seen measures")
+        workspace.any_outcome_evaluation(cohort, settings, progress=lambda done, n: report.progress(done, n, f"{done} of {n} folds x held-out families"))
+    except JobCancelled:
+        raise JobCancelled("The held-out evaluation was cancelled; nothing was saved.") from None
+    return settings.key(cohort)
+
+
+def transfer_job(cohort, cheap_modalities, sizes, cohort_workspace=None, n_reference: int = 20_000) -> tuple[dict, str]:
+    """Parameters and key (:func:`core.evaluation.transfer.transfer_key`) of the transfer curve of a saved ``cohort``;
+    ``n_reference``: patients of the cheap-only limit's reference cohort (synthetic cohorts)."""
+    from core.evaluation.transfer import transfer_key
+
+    cheap, sizes = [str(m) for m in cheap_modalities], [int(n) for n in sizes]
+    return {**_cohort_params(cohort, cohort_workspace), "cheap": cheap, "sizes": sizes, "n_reference": int(n_reference)}, transfer_key(cohort, cheap, sizes)
+
+
+def _run_transfer(workspace, params: dict, report) -> str:
+    """:meth:`core.store.Workspace.transfer_curve` (the curve, and on a synthetic cohort the cheap-only limit first),
+    as the Any outcome page and ``python -m core transfer``."""
+    from core.evaluation.transfer import transfer_key
+
+    cohort = _cohort(workspace, params)
+    cheap, sizes = list(params["cheap"]), [int(n) for n in params["sizes"]]
+    synthetic = (cohort.provenance or {}).get("kind") == "synthetic"
+    n_reference = int(params.get("n_reference", 20_000))
+    try:
+        report.progress(0, len(sizes), f"the cheap-only limit on {n_reference:,} further patients of the same generator" if synthetic else "the smallest cohort size")
+        workspace.transfer_curve(cohort, cheap, sizes, progress=lambda done, n, *rest: report.progress(done, n, f"{done} of {n} cohort sizes"),
+                                 n_reference=n_reference)
+    except JobCancelled:
+        raise JobCancelled("The transfer curve was cancelled; nothing was saved.") from None
+    return transfer_key(cohort, cheap, sizes)
+
+
+def bound_job(cohort, cheap_modalities, cohort_workspace=None) -> tuple[dict, str]:
+    """Parameters and key (:func:`core.evaluation.transfer.bound_key`) of the distillation bound of a saved synthetic ``cohort``."""
+    from core.evaluation.transfer import bound_key
+
+    cheap = [str(m) for m in cheap_modalities]
+    return {**_cohort_params(cohort, cohort_workspace), "cheap": cheap}, bound_key(cohort, cheap)
+
+
+def _run_bound(workspace, params: dict, report) -> str:
+    """:meth:`core.store.Workspace.distillation_bound`, as the Any outcome page and ``python -m core transfer --bound``."""
+    from core.evaluation.transfer import bound_key
+
+    cohort = _cohort(workspace, params)
+    cheap = list(params["cheap"])
+    try:
+        report.progress(0, 1, "the first subsample")
+        workspace.distillation_bound(cohort, cheap, progress=lambda done, n, *rest: report.progress(done, n, f"{done} of {n} subsamples"))
+    except JobCancelled:
+        raise JobCancelled("The distillation bound was cancelled; nothing was saved.") from None
+    return bound_key(cohort, cheap)
+
+
 # --- TMS threshold dataset -----------------------------------------------------------------------------
 
 
@@ -217,5 +289,8 @@ KINDS: dict[str, Kind] = {
     "cv": Kind("cv", "cross-validation", _run_cv),
     "learning_curves": Kind("learning_curves", "learning curves", _run_learning_curves),
     "ablation": Kind("ablation", "modality ablation", _run_ablation),
+    "any_outcome": Kind("any_outcome", "held-out any-outcome evaluation", _run_any_outcome),
+    "transfer": Kind("transfer", "transfer curve", _run_transfer),
+    "bound": Kind("bound", "distillation bound", _run_bound),
     "tms_dataset": Kind("tms_dataset", "TMS threshold dataset", _run_tms_dataset),
 }

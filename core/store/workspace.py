@@ -494,7 +494,7 @@ class Workspace:
 
         n_patients = min(BOUND_PATIENTS, cohort.n_patients)
         n_subsamples = BOUND_SUBSAMPLES if n_subsamples is None else n_subsamples
-        key = bound_key(cohort, cheap_modalities, n_patients, n_subsamples)
+        key = bound_key(cohort, cheap_modalities, n_subsamples=n_subsamples)
         table = self.load_table("transfer_bounds", key)
         if table is not None or not compute:
             return table
