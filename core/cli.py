@@ -1,4 +1,4 @@
-"""Command line: ``python -m core demo|generate|list|train|ablate|report|any-outcome|predict-outcome|transfer|tms-dataset|tms-train``.
+"""Command line: ``python -m core demo|generate|list|train|ablate|report|jobs|any-outcome|predict-outcome|transfer|tms-dataset|tms-train``.
 
 ``train``, ``ablate`` and ``report`` are the Prediction and Ablation pages without the browser, for
 a cluster node: they store and read the same runs in the same workspace (under the same digests),
@@ -169,7 +169,7 @@ def _add_run_options(p) -> None:
 
 
 def add_research_commands(subparsers) -> None:
-    """Register ``train``, ``ablate`` and ``report`` on the ``python -m core`` parser."""
+    """Register ``train``, ``ablate``, ``report`` and ``jobs`` on the ``python -m core`` parser."""
     from core.ablation.config import AblationConfig
     from core.data.schema import OUTCOMES
     from core.evaluation.metrics import METRICS
@@ -224,6 +224,15 @@ def add_research_commands(subparsers) -> None:
     ablate.add_argument("--metric", choices=[m for m in METRICS if METRICS[m].chance is not None],
                         help="figure of merit of the printed tables (default: AUC for the responder, R² for the improvement); every one is stored")
     ablate.add_argument("--n-jobs", type=int, default=-1, metavar="N", help="fits run side by side (default -1: one per core); the numbers do not depend on it")
+
+    jobs = subparsers.add_parser("jobs", help="list the background jobs the pages started, cancel one, or print its log",
+                                 description="The background jobs of a workspace (core.jobs): what the pages' Train, Run ablation, Run the "
+                                             "held-out evaluation and similar buttons started, newest first, with their progress. With logins "
+                                             "on, each user's workspace is <root>/users/<id> and their jobs are theirs: give that folder and --owner.")
+    jobs.add_argument("--workspace", default=None, metavar="DIR", help=_WORKSPACE_HELP)
+    jobs.add_argument("--owner", default="local", metavar="ID", help="whose jobs (default local: the owner when logins are off)")
+    jobs.add_argument("--cancel", metavar="JOB", help="cancel this job (it stops at its next progress report, as the page's Cancel)")
+    jobs.add_argument("--log", metavar="JOB", help="print this job's log")
 
 
 def _settings(cls, args, options: dict):
@@ -619,4 +628,28 @@ def _transfer(args, argv: list) -> int:
     return 0
 
 
-RESEARCH_COMMANDS = {"train": _train, "ablate": _ablate, "report": _report, "any-outcome": _any_outcome, "predict-outcome": _predict_outcome, "transfer": _transfer}
+def _jobs(args, argv: list) -> int:
+    from core.jobs import JobRunner
+    from core.store.workspace import Workspace
+
+    runner = JobRunner(Workspace(args.workspace).path)
+    if args.log:
+        runner.status(args.log, args.owner)  # InputError when it is not this owner's job
+        print(runner.log(args.log), end="")
+        return 0
+    if args.cancel:
+        job = runner.cancel(args.cancel, args.owner)
+        print(f"job {job.id} ({job.kind}): {'cancel requested' if job.active else job.status}")
+        return 0
+    listed = runner.list(args.owner)
+    if not listed:
+        print(f"no jobs of {args.owner!r} in {runner.folder}")
+        return 0
+    print(f"{'job':32} {'kind':16} {'status':12} {'progress':>9}  started (UTC)        what")
+    for job in listed:
+        what = job.label if job.active else (job.message or (f"stored under {job.result_key}" if job.result_key else ""))
+        print(f"{job.id:32} {job.kind:16} {job.status:12} {f'{job.done}/{job.total}':>9}  {(job.started or job.created)[:19]:20} {what}")
+    return 0
+
+
+RESEARCH_COMMANDS = {"train": _train, "ablate": _ablate, "report": _report, "any-outcome": _any_outcome, "predict-outcome": _predict_outcome, "transfer": _transfer, "jobs": _jobs}

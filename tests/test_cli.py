@@ -381,3 +381,31 @@ def test_transfer_bound_prints_the_perfect_teacher_bound(outcome_workspace, tmp_
     status, _, err = run_cli("transfer", "--workspace", workspace, "--cohort", "mid", "--bound", "1")
     assert status == 2 and "[n_subsamples] n_subsamples must be a whole number of at least 2" in err
 
+
+
+def test_jobs_lists_the_pages_jobs_cancels_one_and_prints_its_log(app_workspace):
+    """A job started as the Prediction page starts it, seen and cancelled from the command line."""
+    from core.jobs import JobRunner, cv_job
+    from tests.jobs_support import finish_jobs, wait_for_progress
+
+    runner = JobRunner(app_workspace)
+    tiny = Workspace(app_workspace).load("tiny")
+    params, key = cv_job(tiny, CVSettings(n_splits=5, n_repeats=20))  # 100 folds: still running when cancelled
+    job = wait_for_progress(runner, runner.submit("cv", params, "local", key).id)
+    status, out, err = run_cli("jobs", "--workspace", app_workspace)
+    assert status == 0, err
+    header, row = out.splitlines()
+    assert header.split()[:4] == ["job", "kind", "status", "progress"]
+    assert row.split()[:3] == [job.id, "cv", "running"] and row.split()[3].endswith("/100")
+    status, out, _ = run_cli("jobs", "--workspace", app_workspace, "--cancel", job.id)
+    assert status == 0 and out == f"job {job.id} (cv): cancel requested\n"
+    (done,) = finish_jobs(app_workspace)
+    assert done.status == "cancelled"
+    status, out, _ = run_cli("jobs", "--workspace", app_workspace)
+    assert out.splitlines()[1].split()[:3] == [job.id, "cv", "cancelled"] and done.message in out
+    status, out, _ = run_cli("jobs", "--workspace", app_workspace, "--log", job.id)
+    assert status == 0 and out == runner.log(job.id) and f"job {job.id}: cv of 'local'" in out
+    status, out, err = run_cli("jobs", "--workspace", app_workspace, "--owner", "bob", "--cancel", job.id)
+    assert status == 2 and out == "" and err.startswith("error: ")
+    status, out, _ = run_cli("jobs", "--workspace", app_workspace, "--owner", "bob")
+    assert status == 0 and out == f"no jobs of 'bob' in {runner.folder}\n"
