@@ -3,7 +3,7 @@
 import pytest
 
 from core.errors import InputError
-from core.evaluation.learning import learning_curve, subsample
+from core.evaluation.learning import disjoint_subsamples, learning_curve, subsample
 from core.evaluation.metrics import roc_auc
 from core.modelling.validation import CVSettings
 from core.store.workspace import Workspace
@@ -21,6 +21,19 @@ def test_subsamples_are_nested_and_keep_the_responder_share(small_cohort):
     assert not parts[0].patients.index.equals(subsample(small_cohort, 50, seed=1).patients.index)
     with pytest.raises(InputError, match=f"1 to {small_cohort.n_patients} patients"):
         subsample(small_cohort, small_cohort.n_patients + 1)
+
+
+def test_disjoint_subsamples_share_no_patient_and_keep_the_responder_share(small_cohort):
+    parts = disjoint_subsamples(small_cohort, 90, 3)
+    share = small_cohort.outcomes["responder"].mean()
+    ids = [set(p.patients.index) for p in parts]
+    assert [len(i) for i in ids] == [90, 90, 90] and len(set.union(*ids)) == 270  # no patient in two
+    for part in parts:
+        assert abs(part.outcomes["responder"].mean() - share) <= 1.0 / 90 + 1e-12
+    assert parts[0].patients.index.equals(subsample(small_cohort, 90).patients.index)  # the first is the seed's subsample
+    with pytest.raises(InputError) as caught:
+        disjoint_subsamples(small_cohort, 200, 2)
+    assert str(caught.value) == "[n_patients] 2 disjoint subsamples of 200 patients need 400 patients; the cohort has 300."
 
 
 def test_learning_curve_scores_each_size_and_reuses_a_full_size_run(small_cohort, tmp_path):

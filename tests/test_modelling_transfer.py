@@ -175,10 +175,12 @@ def test_a_perfect_teacher_helps_the_student_and_bounds_what_distillation_can_ad
     no teacher passes on more, so this is the most distillation could add at that size."""
     table = distillation_bound(small_cohort, n_patients=200, n_subsamples=2, n_jobs=1)
     assert list(table["model"].unique()) == list(BOUND_MODELS) and table["subsample"].nunique() == 2
+    assert not table["disjoint"].any()  # 2 x 200 of 300 patients: they overlap, and the summary says so
     diff = table.pivot(index="subsample", columns="model", values="diff_vs_cheap_only")
     assert (diff["cheap_only"] == 0).all()
     assert (diff["oracle_taught_alone"] > 0.02).all() and (diff["full"] > 0.03).all()  # planted: DTI carries signal, and knowing the truth helps
     summary = distillation_bound_summary(table)
+    assert not summary["disjoint"].any()
     alone = diff["oracle_taught_alone"].to_numpy()
     half = stats.t.ppf(0.975, 1) * alone.std(ddof=1) / np.sqrt(2)
     assert summary.loc["oracle_taught_alone", "diff_ci_low"] == pytest.approx(alone.mean() - half)

@@ -217,9 +217,13 @@ def bound_view(cohort, cheap) -> None:
     st.markdown(distillation_bound_sentence(summary))
     fig, data = views.distillation_bound_figure(summary)
     show_figure(fig, key="any-transfer-bound", data=data, filename=f"{cohort.name}-distillation-bound")
-    shared = ("every subsample is the whole cohort, differing only in its folds, so it is too narrow" if n_patients == cohort.n_patients
-              else "they share patients, so it is somewhat too narrow")
-    st.caption(f"Each subsample is cross-validated on its own 5 folds; the interval treats the subsamples as independent, which they are not ({shared}).")
+    if "disjoint" in table and table["disjoint"].all():
+        independence = "the subsamples share no patient, so the interval over them is a fair one"
+    elif n_patients == cohort.n_patients:
+        independence = "every subsample is the whole cohort, differing only in its folds, so the interval is too narrow"
+    else:
+        independence = f"the cohort is too small for {BOUND_SUBSAMPLES} separate subsamples, so they share patients and the interval is too narrow"
+    st.caption(f"Each subsample is cross-validated on its own 5 folds; {independence}.")
 
 
 def run_as_job(kind: str, built: tuple[dict, str], *, title: str, info: str, button: str, button_key: str, primary: bool = True) -> None:

@@ -17,9 +17,20 @@ import pandas as pd
 from core.errors import InputError
 from core.evaluation.metrics import roc_auc_ci
 
-__all__ = ["LEARNING_CURVE_SIZES", "learning_curve", "learning_curve_key", "subsample"]
+__all__ = ["LEARNING_CURVE_SIZES", "learning_curve", "learning_curve_key", "subsample", "disjoint_subsamples"]
 
 LEARNING_CURVE_SIZES = (100, 250, 500, 1000, 2000)
+
+
+def _stratified_order(y: np.ndarray, seed: int) -> np.ndarray:
+    """Row positions in a random order that keeps the class shares of ``y`` in every prefix (and every run of it)."""
+    rng = np.random.default_rng(seed)
+    # One random order per class, interleaved by rank within the class.
+    rank = np.empty(len(y))
+    for value in np.unique(y):
+        members = rng.permutation(np.flatnonzero(y == value))
+        rank[members] = (np.arange(len(members)) + rng.random(len(members))) / len(members)
+    return np.argsort(rank, kind="stable")
 
 
 def subsample(cohort, n_patients: int, seed: int = 0):
@@ -29,17 +40,21 @@ def subsample(cohort, n_patients: int, seed: int = 0):
     """
     if not 0 < n_patients <= cohort.n_patients:
         raise InputError(f"a subsample needs 1 to {cohort.n_patients} patients, found {n_patients}.", field="n_patients")
-    y = cohort.outcomes["responder"].to_numpy()
-    rng = np.random.default_rng(seed)
-    # One random order per class, interleaved so every prefix keeps the class shares.
-    order = np.empty(len(y), dtype=int)
-    rank = np.empty(len(y))
-    for value in np.unique(y):
-        members = rng.permutation(np.flatnonzero(y == value))
-        order[members] = members
-        rank[members] = (np.arange(len(members)) + rng.random(len(members))) / len(members)
-    chosen = np.sort(np.argsort(rank, kind="stable")[:n_patients])
+    chosen = np.sort(_stratified_order(cohort.outcomes["responder"].to_numpy(), seed)[:n_patients])
     return cohort.subset(cohort.patients.index[chosen], name=f"{cohort.name} ({n_patients} patients)")
+
+
+def disjoint_subsamples(cohort, n_patients: int, count: int, seed: int = 0) -> list:
+    """``count`` cohorts of ``n_patients`` each, no patient in two, each stratified by the responder label.
+
+    Raises InputError when the cohort holds fewer than ``count * n_patients`` patients.
+    """
+    if not 0 < n_patients or count < 1 or count * n_patients > cohort.n_patients:
+        raise InputError(f"{count} disjoint subsamples of {n_patients} patients need {count * n_patients} patients; "
+                         f"the cohort has {cohort.n_patients}.", field="n_patients")
+    order = _stratified_order(cohort.outcomes["responder"].to_numpy(), seed)
+    return [cohort.subset(cohort.patients.index[np.sort(order[r * n_patients:(r + 1) * n_patients])],
+                          name=f"{cohort.name} ({n_patients} patients, part {r + 1})") for r in range(count)]
 
 
 def learning_curve_key(cohort, settings, models, sizes) -> str:

@@ -16,7 +16,7 @@ import pandas as pd
 
 from core.errors import InputError
 from core.evaluation.comparison import compare_models
-from core.evaluation.learning import subsample
+from core.evaluation.learning import disjoint_subsamples, subsample
 from core.evaluation.metrics import roc_auc_ci
 from core.modelling.anyoutcome import signed_r
 from core.modelling.estimators import ResponseClassifier
@@ -189,14 +189,17 @@ def distillation_bound(cohort, n_patients: int = BOUND_PATIENTS, n_subsamples: i
     :class:`~core.modelling.transfer.DistilledStudent` (xgboost on the cheap features, soft labels)
     taught with it in place of the DTI teacher's nested probabilities shows the most any teacher
     could pass on: no teacher's probabilities are closer to the truth. Each of ``n_subsamples``
-    stratified subsamples (:func:`~core.evaluation.learning.subsample` with seeds ``seed``,
-    ``seed + 1``, ...) is cross-validated with :func:`transfer_runs` and the two oracle-taught
-    students on the same folds, so one lucky or unlucky subsample does not decide the verdict.
+    stratified subsamples is cross-validated with :func:`transfer_runs` (fold seeds ``seed``,
+    ``seed + 1``, ...) and the two oracle-taught students on the same folds, so one lucky or unlucky
+    subsample does not decide the verdict. The subsamples share no patient when the cohort holds
+    ``n_subsamples * n_patients`` (:func:`~core.evaluation.learning.disjoint_subsamples`), so
+    the interval over them is an honest one; otherwise they are drawn with seeds ``seed``,
+    ``seed + 1``, ... (:func:`~core.evaluation.learning.subsample`) and overlap.
 
     Returns
     -------
     DataFrame, one row per subsample x model (:data:`BOUND_MODELS`): ``subsample``, ``seed``,
-    ``n_patients``, ``model``, ``auc`` (mean over folds of each fold's test AUC),
+    ``n_patients``, ``disjoint`` (whether the subsamples share no patient), ``model``, ``auc`` (mean over folds of each fold's test AUC),
     ``diff_vs_cheap_only`` (mean over folds of the model's fold AUC minus the cheap-only model's),
     ``target_truth_r`` (Pearson r between what the model was trained on, the labels or the soft
     targets, and the training patients' true probabilities; mean over folds) and ``teacher_truth_r``
@@ -215,10 +218,12 @@ def distillation_bound(cohort, n_patients: int = BOUND_PATIENTS, n_subsamples: i
     (n_patients,) = _checked_sizes(cohort, (n_patients,))
     cheap, _ = cheap_and_privileged(cohort.features.columns, cheap_modalities)
     imitation = float(dict(student_params or {}).get("imitation", 0.5))
+    disjoint = int(n_subsamples) * n_patients <= cohort.n_patients
+    parts = disjoint_subsamples(cohort, n_patients, int(n_subsamples), seed) if disjoint else None
     rows = []
     for r in range(int(n_subsamples)):
         part_seed = seed + r
-        part = subsample(cohort, n_patients, part_seed)
+        part = parts[r] if disjoint else subsample(cohort, n_patients, part_seed)
         runs = transfer_runs(part, cheap_modalities, n_splits=n_splits, seed=part_seed, student_params=student_params, n_jobs=n_jobs)
         X, y = training_data(part, "responder")
         truth = part.outcomes.loc[X.index, "true_response_probability"].to_numpy(dtype=float)
@@ -241,7 +246,7 @@ def distillation_bound(cohort, n_patients: int = BOUND_PATIENTS, n_subsamples: i
         reference = np.asarray(fold_auc[_COMPARED_WITH])
         teachers = {"student": float(np.mean(teacher_r)), "oracle_taught": 1.0, "oracle_taught_alone": 1.0}
         for model in BOUND_MODELS:
-            rows.append({"subsample": r, "seed": part_seed, "n_patients": n_patients, "model": model, "auc": float(np.mean(fold_auc[model])),
+            rows.append({"subsample": r, "seed": part_seed, "n_patients": n_patients, "disjoint": disjoint, "model": model, "auc": float(np.mean(fold_auc[model])),
                          "diff_vs_cheap_only": float(np.mean(np.asarray(fold_auc[model]) - reference)),
                          "target_truth_r": float(np.mean(target_r[model])), "teacher_truth_r": teachers.get(model, np.nan)})
         if progress:
@@ -252,10 +257,10 @@ def distillation_bound(cohort, n_patients: int = BOUND_PATIENTS, n_subsamples: i
 def distillation_bound_summary(table: pd.DataFrame) -> pd.DataFrame:
     """Mean over subsamples of each model's AUC and difference from the cheap-only model, with a t interval.
 
-    The interval treats the subsamples as independent; drawn from one cohort they share some
-    patients, so it is somewhat too narrow when the subsamples are a large share of the cohort.
+    The interval treats the subsamples as independent: they are when disjoint (see
+    :func:`distillation_bound`); when they overlap, it is too narrow.
     Returns one row per model: ``auc``, ``diff_vs_cheap_only``, ``diff_sd``, ``diff_ci_low``,
-    ``diff_ci_high``, ``n_subsamples`` and the means of ``target_truth_r`` and ``teacher_truth_r``.
+    ``diff_ci_high``, ``n_subsamples``, the means of ``target_truth_r`` and ``teacher_truth_r``, and ``disjoint``.
     """
     from scipy import stats
 
@@ -267,7 +272,8 @@ def distillation_bound_summary(table: pd.DataFrame) -> pd.DataFrame:
         half = float(stats.t.ppf(0.975, n - 1) * sd / np.sqrt(n)) if n > 1 else np.nan
         rows.append({"model": model, "auc": float(part["auc"].mean()), "diff_vs_cheap_only": float(diff.mean()), "diff_sd": sd,
                      "diff_ci_low": float(diff.mean() - half), "diff_ci_high": float(diff.mean() + half), "n_subsamples": n,
-                     **{k: float(part[k].mean()) for k in ("target_truth_r", "teacher_truth_r") if k in part}})
+                     **{k: float(part[k].mean()) for k in ("target_truth_r", "teacher_truth_r") if k in part},
+                     **({"disjoint": bool(part["disjoint"].all())} if "disjoint" in part else {})})
     return pd.DataFrame(rows).set_index("model")
 
 
@@ -362,4 +368,4 @@ def bound_key(cohort, cheap_modalities=CHEAP_MODALITIES_DEFAULT, n_patients: int
     """16 hex digits naming a :func:`distillation_bound` of this cohort with these settings (its workspace key);
     ``n_patients`` defaults to ``BOUND_PATIENTS`` or the cohort's size when smaller."""
     n_patients = min(BOUND_PATIENTS, cohort.n_patients) if n_patients is None else n_patients
-    return _key(cohort.digest, sorted(cheap_modalities), n_patients, n_subsamples, n_splits, seed, "bound-2")
+    return _key(cohort.digest, sorted(cheap_modalities), n_patients, n_subsamples, n_splits, seed, "bound-3")
