@@ -588,7 +588,6 @@ def _predict_outcome(args, argv: list) -> int:
     return 0
 
 
-
 BOUND_COLUMNS = ("auc", "diff_vs_cheap_only", "diff_ci_low", "diff_ci_high", "target_truth_r", "teacher_truth_r")
 
 

@@ -126,7 +126,7 @@ def evaluation_panel(cohort):
         evaluation = None
     if evaluation is None:
         n_families = len({s.family for s in cohort.measure_specs().values()})
-        run_as_job("any_outcome", any_outcome_job(cohort, settings, cohort_workspace=jobs.cohort_workspace()),
+        jobs.offer_or_follow("any_outcome", any_outcome_job(cohort, settings, cohort_workspace=jobs.cohort_workspace()),
                    title=f"Held-out evaluation: {settings.n_splits} patient folds x {n_families} held-out instrument families",
                    info=f"Not evaluated yet: {settings.n_splits} patient folds x {n_families} held-out instrument families (about 2 minutes for "
                         "2,000 patients). The result is stored in the workspace and equals `python -m core any-outcome`.",
@@ -179,7 +179,7 @@ def transfer_panel(cohort) -> None:
     workspace = state.workspace()
     stored = workspace.transfer_curve(cohort, cheap, sizes, compute=False)
     if stored is None:
-        run_as_job("transfer", transfer_job(cohort, cheap, sizes, cohort_workspace=jobs.cohort_workspace()),
+        jobs.offer_or_follow("transfer", transfer_job(cohort, cheap, sizes, cohort_workspace=jobs.cohort_workspace()),
                    title=f"Transfer curve: full, cheap-only and distilled-student models at N = {', '.join(map(str, sizes))}",
                    info=f"Not computed yet: full, cheap-only and distilled-student models at N = {', '.join(map(str, sizes))} on the same folds "
                         "(about 2 minutes for 2,000 patients). Stored in the workspace.",
@@ -199,14 +199,14 @@ def transfer_panel(cohort) -> None:
 
 def bound_view(cohort, cheap) -> None:
     """The DTI-taught student beside students taught by the true probabilities (synthetic cohorts only)."""
-    from core.evaluation.transfer import BOUND_PATIENTS, BOUND_SUBSAMPLES, distillation_bound_sentence, distillation_bound_summary
+    from core.evaluation.transfer import BOUND_SUBSAMPLES, bound_patients, distillation_bound_sentence, distillation_bound_summary
 
     st.subheader("How much could any teacher pass on?")
-    n_patients = min(BOUND_PATIENTS, cohort.n_patients)
+    n_patients = bound_patients(cohort)
     workspace = state.workspace()
     table = workspace.distillation_bound(cohort, cheap, compute=False)
     if table is None:
-        run_as_job("bound", bound_job(cohort, cheap, cohort_workspace=jobs.cohort_workspace()),
+        jobs.offer_or_follow("bound", bound_job(cohort, cheap, cohort_workspace=jobs.cohort_workspace()),
                    title=f"Distillation bound: {BOUND_SUBSAMPLES} subsamples of {n_patients} patients",
                    info=f"This cohort's ground truth knows each patient's true chance of response. A student taught by it shows the most "
                         f"distillation could add at {n_patients} patients. Not computed yet: {BOUND_SUBSAMPLES} subsamples of {n_patients} "
@@ -225,21 +225,3 @@ def bound_view(cohort, cheap) -> None:
         independence = f"the cohort is too small for {BOUND_SUBSAMPLES} separate subsamples, so they share patients and the interval is too narrow"
     st.caption(f"Each subsample is cross-validated on its own 5 folds; {independence}.")
 
-
-def run_as_job(kind: str, built: tuple[dict, str], *, title: str, info: str, button: str, button_key: str, primary: bool = True) -> None:
-    """Long work of this page as a background job (:mod:`core.jobs`): reattach to this user's job of
-    this kind and key, or say why there is no result (and what a failed or cancelled job said) and
-    offer the button that starts it. The page shows the stored result once the job has finished."""
-    params, key = built
-    job = jobs.active(kind, key)
-    if job is None:
-        offer = st.empty()
-        with offer.container():
-            jobs.finished_notice(jobs.latest(kind, key))
-            st.info(info, icon=":material/info:")
-            clicked = st.button(button, type="primary" if primary else "secondary", key=button_key, icon=":material/play_arrow:")
-        if clicked:
-            job = jobs.submit(kind, params, key)
-            offer.empty()  # the job's panel replaces the offer
-    if job is not None:
-        jobs.progress_panel(job, title, cancel_help="Stops the computation; nothing of it is saved, and the button starts it again.")

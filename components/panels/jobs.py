@@ -93,6 +93,26 @@ def progress_panel(job: Job, title: str, *, detail: Callable[[Job], None] | None
     _poll(job.id, title, detail, cancel_help)
 
 
+def offer_or_follow(kind: str, built: tuple[dict, str], *, title: str, info: str, button: str, button_key: str, primary: bool = True,
+                    cancel_help: str = "Stops the computation; nothing of it is saved, and the button starts it again.") -> None:
+    """Long work as a background job: follow this user's job of this kind and key (``built``: a job
+    builder's ``(params, key)``), or say why there is no result (and what a failed or cancelled job
+    said) and offer the button that starts it. The page shows the stored result once the job has finished."""
+    params, key = built
+    job = active(kind, key)
+    if job is None:
+        offer = st.empty()
+        with offer.container():
+            finished_notice(latest(kind, key))
+            st.info(info, icon=":material/info:")
+            clicked = st.button(button, type="primary" if primary else "secondary", key=button_key, icon=":material/play_arrow:")
+        if clicked:
+            job = submit(kind, params, key)
+            offer.empty()  # the job's panel replaces the offer
+    if job is not None:
+        progress_panel(job, title, cancel_help=cancel_help)
+
+
 @st.fragment(run_every=POLL_S)
 def _poll(job_id: str, title: str, detail, cancel_help: str) -> None:
     job = runner().status(job_id, owner())

@@ -23,8 +23,8 @@ from core.modelling.estimators import ResponseClassifier
 from core.modelling.transfer import CHEAP_MODALITIES_DEFAULT, SoftLabelClassifier, cheap_and_privileged, cross_validate_student
 from core.modelling.validation import CohortSplitter, cross_validate, training_data
 
-__all__ = ["TRANSFER_CURVE_SIZES", "TRANSFER_MODELS", "BOUND_MODELS", "BOUND_PATIENTS", "BOUND_SUBSAMPLES", "transfer_runs", "transfer_curve",
-           "cheap_bayes_limit", "distillation_bound", "distillation_bound_summary", "distillation_bound_sentence", "transfer_sentence", "transfer_key", "bound_key"]
+__all__ = ["TRANSFER_CURVE_SIZES", "TRANSFER_MODELS", "BOUND_MODELS", "BOUND_PATIENTS", "BOUND_SUBSAMPLES", "CHEAP_LIMIT_REFERENCE", "transfer_runs", "transfer_curve",
+           "cheap_bayes_limit", "distillation_bound", "distillation_bound_summary", "distillation_bound_sentence", "transfer_sentence", "transfer_key", "bound_key", "bound_patients"]
 
 TRANSFER_CURVE_SIZES = (100, 200, 500, 1000, 2000)
 # full: xgboost on every modality (DTI included; the teacher's design); cheap_only: xgboost on the cheap
@@ -36,6 +36,7 @@ _COMPARED_WITH = "cheap_only"  # every paired difference is a model minus the ch
 BOUND_MODELS = (*TRANSFER_MODELS, "oracle_taught", "oracle_taught_alone")
 BOUND_PATIENTS = 200  # the cohort size the transfer bar is judged at
 BOUND_SUBSAMPLES = 6
+CHEAP_LIMIT_REFERENCE = 20_000  # patients of the independent cohort the cheap-only limit is trained on
 
 
 def transfer_runs(cohort, cheap_modalities=CHEAP_MODALITIES_DEFAULT, *, n_splits: int = 5, seed: int = 0, student_params: dict | None = None,
@@ -118,7 +119,7 @@ def _checked_sizes(cohort, sizes) -> list[int]:
     return sizes
 
 
-def cheap_bayes_limit(config, cheap_modalities=CHEAP_MODALITIES_DEFAULT, n_reference: int = 20_000, *, cohort=None, reference_seed: int | None = None,
+def cheap_bayes_limit(config, cheap_modalities=CHEAP_MODALITIES_DEFAULT, n_reference: int = CHEAP_LIMIT_REFERENCE, *, cohort=None, reference_seed: int | None = None,
                       n_boot: int = 1000, n_jobs: int = 1) -> dict:
     """A large-sample estimate of the best AUC a cheap-only model can reach on a synthetic cohort.
 
@@ -366,6 +367,11 @@ def transfer_key(cohort, cheap_modalities=CHEAP_MODALITIES_DEFAULT, sizes=TRANSF
 def bound_key(cohort, cheap_modalities=CHEAP_MODALITIES_DEFAULT, n_patients: int | None = None, n_subsamples: int = BOUND_SUBSAMPLES,
               n_splits: int = 5, seed: int = 0) -> str:
     """16 hex digits naming a :func:`distillation_bound` of this cohort with these settings (its workspace key);
-    ``n_patients`` defaults to ``BOUND_PATIENTS`` or the cohort's size when smaller."""
-    n_patients = min(BOUND_PATIENTS, cohort.n_patients) if n_patients is None else n_patients
+    ``n_patients`` defaults to :func:`bound_patients`."""
+    n_patients = bound_patients(cohort) if n_patients is None else n_patients
     return _key(cohort.digest, sorted(cheap_modalities), n_patients, n_subsamples, n_splits, seed, "bound-3")
+
+
+def bound_patients(cohort) -> int:
+    """The size the page's and the CLI's bound is measured at: ``BOUND_PATIENTS``, or the whole cohort when smaller."""
+    return min(BOUND_PATIENTS, cohort.n_patients)

@@ -183,13 +183,13 @@ def _run_any_outcome(workspace, params: dict, report) -> str:
     return settings.key(cohort)
 
 
-def transfer_job(cohort, cheap_modalities, sizes, cohort_workspace=None, n_reference: int = 20_000) -> tuple[dict, str]:
+def transfer_job(cohort, cheap_modalities, sizes, cohort_workspace=None, n_reference: int | None = None) -> tuple[dict, str]:
     """Parameters and key (:func:`core.evaluation.transfer.transfer_key`) of the transfer curve of a saved ``cohort``;
-    ``n_reference``: patients of the cheap-only limit's reference cohort (synthetic cohorts)."""
-    from core.evaluation.transfer import transfer_key
+    ``n_reference``: patients of the cheap-only limit's reference cohort (synthetic cohorts; default ``CHEAP_LIMIT_REFERENCE``)."""
+    from core.evaluation.transfer import CHEAP_LIMIT_REFERENCE, transfer_key
 
     cheap, sizes = [str(m) for m in cheap_modalities], [int(n) for n in sizes]
-    return {**_cohort_params(cohort, cohort_workspace), "cheap": cheap, "sizes": sizes, "n_reference": int(n_reference)}, transfer_key(cohort, cheap, sizes)
+    return {**_cohort_params(cohort, cohort_workspace), "cheap": cheap, "sizes": sizes, "n_reference": int(n_reference or CHEAP_LIMIT_REFERENCE)}, transfer_key(cohort, cheap, sizes)
 
 
 def _run_transfer(workspace, params: dict, report) -> str:
@@ -200,7 +200,7 @@ def _run_transfer(workspace, params: dict, report) -> str:
     cohort = _cohort(workspace, params)
     cheap, sizes = list(params["cheap"]), [int(n) for n in params["sizes"]]
     synthetic = (cohort.provenance or {}).get("kind") == "synthetic"
-    n_reference = int(params.get("n_reference", 20_000))
+    n_reference = int(params["n_reference"])
     try:
         report.progress(0, len(sizes), f"the cheap-only limit on {n_reference:,} further patients of the same generator" if synthetic else "the smallest cohort size")
         workspace.transfer_curve(cohort, cheap, sizes, progress=lambda done, n, *rest: report.progress(done, n, f"{done} of {n} cohort sizes"),

@@ -463,11 +463,12 @@ class Workspace:
         self.save_table("any_outcome_predictions", key, evaluation.predictions)
         return evaluation
 
-    def transfer_curve(self, cohort, cheap_modalities, sizes, progress=None, compute: bool = True, n_reference: int = 20_000):
+    def transfer_curve(self, cohort, cheap_modalities, sizes, progress=None, compute: bool = True, n_reference: int | None = None):
         """The stored costly-to-cheap transfer curve of this cohort (and, for a synthetic cohort,
-        the large-sample cheap-only limit as a one-row table), computed and stored first when
-        ``compute``; ``(curve, limit or None)``, or None when not stored and not ``compute``."""
-        from core.evaluation.transfer import cheap_bayes_limit, transfer_curve, transfer_key
+        the large-sample cheap-only limit as a one-row table, trained on ``n_reference`` patients,
+        default ``CHEAP_LIMIT_REFERENCE``), computed and stored first when ``compute``;
+        ``(curve, limit or None)``, or None when not stored and not ``compute``."""
+        from core.evaluation.transfer import CHEAP_LIMIT_REFERENCE, cheap_bayes_limit, transfer_curve, transfer_key
 
         key = transfer_key(cohort, cheap_modalities, sizes)
         curve, limit = self.load_table("transfer_curves", key), self.load_table("transfer_limits", key)
@@ -480,7 +481,7 @@ class Workspace:
             from core.synth.config import CohortConfig
 
             config = CohortConfig.from_dict(cohort.provenance["config"])
-            limit = pd.DataFrame([cheap_bayes_limit(config, cheap_modalities, n_reference=n_reference, cohort=cohort)])
+            limit = pd.DataFrame([cheap_bayes_limit(config, cheap_modalities, n_reference=n_reference or CHEAP_LIMIT_REFERENCE, cohort=cohort)])
             self.save_table("transfer_limits", key, limit)
         curve = transfer_curve(cohort, sizes, cheap_modalities, progress=progress)
         self.save_table("transfer_curves", key, curve)
@@ -488,17 +489,16 @@ class Workspace:
 
     def distillation_bound(self, cohort, cheap_modalities, n_subsamples: int | None = None, progress=None, compute: bool = True):
         """The stored :func:`~core.evaluation.transfer.distillation_bound` table of this synthetic cohort at
-        ``min(BOUND_PATIENTS, its size)`` patients, computed and stored first when ``compute``; None when
+        :func:`~core.evaluation.transfer.bound_patients` patients, computed and stored first when ``compute``; None when
         not stored and not ``compute``. ``n_subsamples`` defaults to ``BOUND_SUBSAMPLES``."""
-        from core.evaluation.transfer import BOUND_PATIENTS, BOUND_SUBSAMPLES, bound_key, distillation_bound
+        from core.evaluation.transfer import BOUND_SUBSAMPLES, bound_key, bound_patients, distillation_bound
 
-        n_patients = min(BOUND_PATIENTS, cohort.n_patients)
         n_subsamples = BOUND_SUBSAMPLES if n_subsamples is None else n_subsamples
         key = bound_key(cohort, cheap_modalities, n_subsamples=n_subsamples)
         table = self.load_table("transfer_bounds", key)
         if table is not None or not compute:
             return table
-        table = distillation_bound(cohort, n_patients, n_subsamples, cheap_modalities, progress=progress)
+        table = distillation_bound(cohort, bound_patients(cohort), n_subsamples, cheap_modalities, progress=progress)
         self.save_table("transfer_bounds", key, table)
         return table
 
