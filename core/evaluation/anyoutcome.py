@@ -7,6 +7,7 @@ unseen measure is to its nearest seen one.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -16,7 +17,7 @@ import pandas as pd
 from core.config import Settings
 from core.errors import InputError
 from core.modelling.anyoutcome import AnyOutcomeModel, meta_matching, ridge_coefficients, signed_r, supervised_head
-from core.modelling.validation import CohortSplitter
+from core.modelling.validation import CohortSplitter, kept_or_computed
 
 FEW_SHOT_K = (10, 20, 50, 100)
 ZERO_SHOT_METHODS = ("zero_shot", "nearest", "similarity_weighted", "attribute_map", "population_mean")
@@ -35,6 +36,7 @@ METHOD_LABELS = {
     "xgboost_k": "xgboost on the K patients",
 }
 SIMILARITY_BANDS = ("far", "middle", "near")
+SPLIT_LIST_COLUMNS = ("seen_families", "held_out_measures")  # the columns of an evaluation's splits that hold lists
 
 
 EVALUATION_VERSION = 2  # bump when the same settings would give other numbers
@@ -67,8 +69,8 @@ class AnyOutcomeSettings(Settings):
         h.update("|".join(s.descriptor_text() for s in cohort.measure_specs().values()).encode())
         return h.hexdigest()[:16]
 
-    def evaluate(self, cohort, progress=None) -> AnyOutcomeEvaluation:
-        return evaluate_any_outcome(cohort, n_splits=self.n_splits, seed=self.seed, progress=progress)
+    def evaluate(self, cohort, progress=None, checkpoint=None) -> AnyOutcomeEvaluation:
+        return evaluate_any_outcome(cohort, n_splits=self.n_splits, seed=self.seed, progress=progress, checkpoint=checkpoint)
 
 
 @dataclass
@@ -181,7 +183,7 @@ def _xgboost_k(X_k: pd.DataFrame, y_k: np.ndarray, X_test: pd.DataFrame, seed: i
 
 
 def evaluate_any_outcome(cohort, *, n_splits: int = 5, seed: int = 0, few_shot_k=FEW_SHOT_K, families=None, model_params: dict | None = None,
-                         progress=None) -> AnyOutcomeEvaluation:
+                         progress=None, checkpoint=None) -> AnyOutcomeEvaluation:
     """Leave-one-instrument-family-out x K-fold evaluation of zero-shot and few-shot prediction.
 
     For every fold of the shared splitter and every held-out family, the model is fitted on the
@@ -189,7 +191,9 @@ def evaluate_any_outcome(cohort, *, n_splits: int = 5, seed: int = 0, few_shot_k
     measures are then predicted for the test patients from their descriptions (zero-shot), by the
     baselines, from K labelled training patients (few-shot), and by the references (a supervised
     head on all training labels; the ceiling: a ridge regression on the true values of the seen
-    measures). ``progress(done, total)`` is called after each fold x family.
+    measures). ``progress(done, total)`` is called after each fold x family; ``checkpoint``
+    (:class:`~core.modelling.validation.PieceCheckpoint`) keeps each finished one (piece
+    ``fold<f>_family<j>``), so a stopped evaluation resumes with those it finished.
     """
     specs = cohort.measure_specs()
     if len(specs) < 4:
@@ -200,32 +204,44 @@ def evaluate_any_outcome(cohort, *, n_splits: int = 5, seed: int = 0, few_shot_k
     held_families = all_families if families is None else [f for f in all_families if f in set(families)]
     folds = CohortSplitter(n_splits=n_splits, n_repeats=1, seed=seed).split(cohort.outcomes["responder"].to_numpy(), cohort.groups)
     indication = cohort.patients["indication"].to_numpy()
-    X, values = cohort.features, cohort.outcomes
-    records, split_rows, similarity_rows = [], [], {}
+    predictions, split_rows, similarity_rows = [], [], {}
     total, done = len(folds) * len(held_families), 0
     for fold_number, fold in enumerate(folds):
-        for family in held_families:
-            seen = [s for s in specs.values() if s.family != family]
-            unseen = [s for s in specs.values() if s.family == family]
-            split_rows.append({"fold": fold_number, "held_out_family": family, "seen_families": sorted({s.family for s in seen}),
-                               "held_out_measures": [s.key for s in unseen]})
-            train = fold.train
-            model = AnyOutcomeModel(**(model_params or {})).fit(X.iloc[train], values.iloc[train], seen, indication[train])
-            for spec in unseen:
-                records += _predict_measure(model, spec, seen, cohort, fold, fold_number, few_shot_k, seed)
-                if spec.key not in similarity_rows:
-                    nearest = model.similarities(spec)
-                    same = [k for k in nearest.index if specs[k].indication == spec.indication]
-                    similarity_rows[spec.key] = {"measure": spec.key, "family": family, "indication": spec.indication,
-                                                 "nearest_seen": same[0], "similarity": float(nearest[same[0]])}
+        for family_number, family in enumerate(held_families):
+            piece = kept_or_computed(checkpoint, f"fold{fold_number}_family{family_number}",
+                                     lambda: _evaluate_piece(cohort, specs, family, fold, fold_number, indication, few_shot_k, seed, model_params, similarity_rows))
+            predictions.append(piece["predictions"])
+            split_rows += [{**row, **{c: json.loads(row[c]) for c in SPLIT_LIST_COLUMNS}} for row in piece["split"].to_dict("records")]
+            for row in piece["similarity"].to_dict("records"):
+                similarity_rows.setdefault(row["measure"], row)
             done += 1
             if progress is not None:
                 progress(done, total)
-    predictions = pd.DataFrame(records)
+    predictions = pd.concat(predictions, ignore_index=True)
     similarity = pd.DataFrame(list(similarity_rows.values()))
     edges = np.quantile(similarity["similarity"], [1 / 3, 2 / 3]) if len(similarity) >= 3 else [np.inf, np.inf]
     similarity["band"] = np.where(similarity["similarity"] <= edges[0], "far", np.where(similarity["similarity"] <= edges[1], "middle", "near"))
     return AnyOutcomeEvaluation(predictions=predictions, per_outcome=_scores(predictions, specs), splits=pd.DataFrame(split_rows), similarity=similarity, n_splits=n_splits)
+
+
+def _evaluate_piece(cohort, specs: dict, family: str, fold, fold_number: int, indication, few_shot_k, seed: int, model_params, similarity_rows: dict) -> dict:
+    """One fold x held-out family of :func:`evaluate_any_outcome` as tables: the held-out measures'
+    ``predictions``, the ``split`` (one row; its list columns as JSON) and the ``similarity`` of those
+    held-out measures not in ``similarity_rows`` yet to their nearest seen measure."""
+    seen = [s for s in specs.values() if s.family != family]
+    unseen = [s for s in specs.values() if s.family == family]
+    split = {"fold": fold_number, "held_out_family": family, "seen_families": sorted({s.family for s in seen}), "held_out_measures": [s.key for s in unseen]}
+    train = fold.train
+    model = AnyOutcomeModel(**(model_params or {})).fit(cohort.features.iloc[train], cohort.outcomes.iloc[train], seen, indication[train])
+    records, similarity = [], []
+    for spec in unseen:
+        records += _predict_measure(model, spec, seen, cohort, fold, fold_number, few_shot_k, seed)
+        if spec.key not in similarity_rows:
+            nearest = model.similarities(spec)
+            same = [k for k in nearest.index if specs[k].indication == spec.indication]
+            similarity.append({"measure": spec.key, "family": family, "indication": spec.indication, "nearest_seen": same[0], "similarity": float(nearest[same[0]])})
+    return {"predictions": pd.DataFrame(records), "split": pd.DataFrame([{**split, **{c: json.dumps(split[c]) for c in SPLIT_LIST_COLUMNS}}]),
+            "similarity": pd.DataFrame(similarity, columns=["measure", "family", "indication", "nearest_seen", "similarity"])}
 
 
 def _predict_measure(model, spec, seen, cohort, fold, fold_number, few_shot_k, seed) -> list[dict]:

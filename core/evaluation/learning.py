@@ -16,6 +16,7 @@ import pandas as pd
 
 from core.errors import InputError
 from core.evaluation.metrics import roc_auc_ci
+from core.modelling.validation import kept_or_computed
 
 __all__ = ["LEARNING_CURVE_SIZES", "learning_curve", "learning_curve_key", "subsample", "disjoint_subsamples"]
 
@@ -64,7 +65,7 @@ def learning_curve_key(cohort, settings, models, sizes) -> str:
 
 
 def learning_curve(cohort, inputs, settings, models=("xgboost", "fusion", "stacked"), sizes=LEARNING_CURVE_SIZES, *, seed: int = 0,
-                   runs: dict | None = None, progress=None, n_boot: int = 500) -> pd.DataFrame:
+                   runs: dict | None = None, progress=None, n_boot: int = 500, checkpoint=None) -> pd.DataFrame:
     """Out-of-fold AUC of each model at each cohort size, with bootstrap 95% CIs.
 
     Parameters
@@ -74,6 +75,8 @@ def learning_curve(cohort, inputs, settings, models=("xgboost", "fusion", "stack
     sizes : patient counts; those above the cohort's size are skipped.
     runs : optional {model: CVResult} of the whole cohort with these settings, used at its full size instead of training again.
     progress : ``progress(done, total, label)`` after each model and size.
+    checkpoint : :class:`~core.modelling.validation.PieceCheckpoint` that keeps each size once all its
+        models are done (piece ``n<N>``), so a stopped curve resumes with the sizes it finished.
 
     Returns
     -------
@@ -82,23 +85,32 @@ def learning_curve(cohort, inputs, settings, models=("xgboost", "fusion", "stack
     sizes = [int(n) for n in sizes if int(n) <= cohort.n_patients]
     if not sizes:
         raise InputError(f"no learning-curve size fits the cohort's {cohort.n_patients} patients.", field="sizes")
-    rows, total, done = [], len(sizes) * len(models), 0
-    for n in sizes:
-        part = cohort if n == cohort.n_patients else subsample(cohort, n, seed)
-        part_inputs = inputs.reindex(list(part.patients.index))
-        y = part.outcomes["responder"].to_numpy()
-        oracle = roc_auc_ci(y, part.outcomes["true_response_probability"], n_boot=n_boot)[0] if "true_response_probability" in part.outcomes else np.nan
-        fusion_run = None
-        for model in models:
-            chosen = replace(settings, model=model)
-            result = (runs or {}).get(model) if n == cohort.n_patients else None
-            if result is None:
-                result = chosen.cross_validate(part, part_inputs, fusion_run=fusion_run if model == "stacked" else None, n_jobs=1)
-            if model == "fusion":
-                fusion_run = result
-            auc, low, high = roc_auc_ci(y, result.prediction.to_numpy(), n_boot=n_boot)
-            rows.append({"n_patients": n, "model": model, "auc": auc, "ci_low": low, "ci_high": high, "oracle_auc": oracle})
-            done += 1
-            if progress:
-                progress(done, total, f"{model} on {n} patients")
+    total = len(sizes) * len(models)
+    pieces = []
+    for number, n in enumerate(sizes):
+        first = number * len(models)
+        pieces.append(kept_or_computed(checkpoint, f"n{n}", lambda: {"rows": _learning_rows(cohort, inputs, settings, models, n, seed, runs, n_boot,
+                                                                                             progress, first, total)})["rows"])
+        if progress:
+            progress(first + len(models), total, f"{models[-1]} on {n} patients")
+    return pd.concat(pieces, ignore_index=True)
+
+
+def _learning_rows(cohort, inputs, settings, models, n: int, seed: int, runs, n_boot: int, progress, first: int, total: int) -> pd.DataFrame:
+    """:func:`learning_curve`'s rows of size ``n``; ``progress`` after each model but the last (``first``: steps before this size)."""
+    part = cohort if n == cohort.n_patients else subsample(cohort, n, seed)
+    part_inputs = inputs.reindex(list(part.patients.index))
+    y = part.outcomes["responder"].to_numpy()
+    oracle = roc_auc_ci(y, part.outcomes["true_response_probability"], n_boot=n_boot)[0] if "true_response_probability" in part.outcomes else np.nan
+    rows, fusion_run = [], None
+    for number, model in enumerate(models, start=1):
+        result = (runs or {}).get(model) if n == cohort.n_patients else None
+        if result is None:
+            result = replace(settings, model=model).cross_validate(part, part_inputs, fusion_run=fusion_run if model == "stacked" else None, n_jobs=1)
+        if model == "fusion":
+            fusion_run = result
+        auc, low, high = roc_auc_ci(y, result.prediction.to_numpy(), n_boot=n_boot)
+        rows.append({"n_patients": n, "model": model, "auc": auc, "ci_low": low, "ci_high": high, "oracle_auc": oracle})
+        if progress and number < len(models):  # the size's last step is reported once the size is kept
+            progress(first + number, total, f"{model} on {n} patients")
     return pd.DataFrame(rows)

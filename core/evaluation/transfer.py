@@ -21,7 +21,7 @@ from core.evaluation.metrics import roc_auc_ci
 from core.modelling.anyoutcome import signed_r
 from core.modelling.estimators import ResponseClassifier
 from core.modelling.transfer import CHEAP_MODALITIES_DEFAULT, SoftLabelClassifier, cheap_and_privileged, cross_validate_student
-from core.modelling.validation import CohortSplitter, cross_validate, training_data
+from core.modelling.validation import CohortSplitter, cross_validate, kept_or_computed, training_data
 
 __all__ = ["TRANSFER_CURVE_SIZES", "TRANSFER_MODELS", "BOUND_MODELS", "BOUND_PATIENTS", "BOUND_SUBSAMPLES", "CHEAP_LIMIT_REFERENCE", "transfer_runs", "transfer_curve",
            "cheap_bayes_limit", "distillation_bound", "distillation_bound_summary", "distillation_bound_sentence", "transfer_sentence", "transfer_key", "bound_key", "bound_patients"]
@@ -58,7 +58,7 @@ def transfer_runs(cohort, cheap_modalities=CHEAP_MODALITIES_DEFAULT, *, n_splits
 
 
 def transfer_curve(cohort, sizes=TRANSFER_CURVE_SIZES, cheap_modalities=CHEAP_MODALITIES_DEFAULT, n_splits: int = 5, seed: int = 0, progress=None, *,
-                   student_params: dict | None = None, n_boot: int = 1000, n_jobs: int = -1) -> pd.DataFrame:
+                   student_params: dict | None = None, n_boot: int = 1000, n_jobs: int = -1, checkpoint=None) -> pd.DataFrame:
     """AUC of the full, cheap-only and distilled-student models at each cohort size, on the same folds.
 
     Parameters
@@ -72,6 +72,8 @@ def transfer_curve(cohort, sizes=TRANSFER_CURVE_SIZES, cheap_modalities=CHEAP_MO
     progress : ``progress(done, total, label)`` after each size.
     student_params : further :class:`~core.modelling.transfer.DistilledStudent` parameters.
     n_boot : bootstrap resamples of the AUC intervals.
+    checkpoint : :class:`~core.modelling.validation.PieceCheckpoint` that keeps each finished size
+        (piece ``n<N>``), so a stopped curve resumes with the sizes it finished.
 
     Returns
     -------
@@ -84,24 +86,31 @@ def transfer_curve(cohort, sizes=TRANSFER_CURVE_SIZES, cheap_modalities=CHEAP_MO
     """
     sizes = _checked_sizes(cohort, sizes)
     cheap_and_privileged(cohort.features.columns, cheap_modalities)  # a bad modality fails before any model is fitted
-    rows = []
+    pieces = []
     for done, n in enumerate(sizes, start=1):
         part = cohort if n == cohort.n_patients else subsample(cohort, n, seed)
-        runs = transfer_runs(part, cheap_modalities, n_splits=n_splits, seed=seed, student_params=student_params, n_jobs=n_jobs)
-        comparison = compare_models(part, runs, n_boot=n_boot, seed=seed)
-        auc = comparison.metrics[comparison.metrics["metric"] == "auc"].set_index("model")
-        paired = comparison.paired[comparison.paired["metric"] == "auc"].set_index("model")
-        oracle = np.nan if comparison.oracle is None else float(comparison.oracle["oracle_auc"].iloc[0])
-        for model in TRANSFER_MODELS:
-            test = paired.loc[model] if model in paired.index else None
-            rows.append({"n_patients": n, "model": model, "auc": float(auc.at[model, "estimate"]), "ci_low": float(auc.at[model, "ci_low"]),
-                         "ci_high": float(auc.at[model, "ci_high"]),
-                         "diff_vs_cheap_only": np.nan if test is None else float(test["mean"]),
-                         "diff_ci_low": np.nan if test is None else float(test["ci_low"]),
-                         "diff_ci_high": np.nan if test is None else float(test["ci_high"]),
-                         "diff_p": np.nan if test is None else float(test["p"]), "n_folds": len(runs[_COMPARED_WITH].folds), "oracle_auc": oracle})
+        pieces.append(kept_or_computed(checkpoint, f"n{n}", lambda: {"rows": _transfer_rows(part, cheap_modalities, n_splits, seed, student_params, n_boot, n_jobs)})["rows"])
         if progress:
             progress(done, len(sizes), f"full, cheap-only and student models on {n} patients")
+    return pd.concat(pieces, ignore_index=True)
+
+
+def _transfer_rows(part, cheap_modalities, n_splits: int, seed: int, student_params, n_boot: int, n_jobs: int) -> pd.DataFrame:
+    """:func:`transfer_curve`'s rows of one cohort size: the three models cross-validated on ``part``."""
+    runs = transfer_runs(part, cheap_modalities, n_splits=n_splits, seed=seed, student_params=student_params, n_jobs=n_jobs)
+    comparison = compare_models(part, runs, n_boot=n_boot, seed=seed)
+    auc = comparison.metrics[comparison.metrics["metric"] == "auc"].set_index("model")
+    paired = comparison.paired[comparison.paired["metric"] == "auc"].set_index("model")
+    oracle = np.nan if comparison.oracle is None else float(comparison.oracle["oracle_auc"].iloc[0])
+    rows = []
+    for model in TRANSFER_MODELS:
+        test = paired.loc[model] if model in paired.index else None
+        rows.append({"n_patients": part.n_patients, "model": model, "auc": float(auc.at[model, "estimate"]), "ci_low": float(auc.at[model, "ci_low"]),
+                     "ci_high": float(auc.at[model, "ci_high"]),
+                     "diff_vs_cheap_only": np.nan if test is None else float(test["mean"]),
+                     "diff_ci_low": np.nan if test is None else float(test["ci_low"]),
+                     "diff_ci_high": np.nan if test is None else float(test["ci_high"]),
+                     "diff_p": np.nan if test is None else float(test["p"]), "n_folds": len(runs[_COMPARED_WITH].folds), "oracle_auc": oracle})
     return pd.DataFrame(rows)
 
 
@@ -183,7 +192,7 @@ def cheap_bayes_limit(config, cheap_modalities=CHEAP_MODALITIES_DEFAULT, n_refer
 
 
 def distillation_bound(cohort, n_patients: int = BOUND_PATIENTS, n_subsamples: int = BOUND_SUBSAMPLES, cheap_modalities=CHEAP_MODALITIES_DEFAULT, n_splits: int = 5, seed: int = 0,
-                       progress=None, *, student_params: dict | None = None, n_jobs: int = -1) -> pd.DataFrame:
+                       progress=None, *, student_params: dict | None = None, n_jobs: int = -1, checkpoint=None) -> pd.DataFrame:
     """How much could distillation add at ``n_patients``? The student against students taught by a perfect teacher.
 
     On a synthetic cohort the true response probability is known. A student of the same kind as
@@ -195,7 +204,9 @@ def distillation_bound(cohort, n_patients: int = BOUND_PATIENTS, n_subsamples: i
     subsample does not decide the verdict. The subsamples share no patient when the cohort holds
     ``n_subsamples * n_patients`` (:func:`~core.evaluation.learning.disjoint_subsamples`), so
     the interval over them is an honest one; otherwise they are drawn with seeds ``seed``,
-    ``seed + 1``, ... (:func:`~core.evaluation.learning.subsample`) and overlap.
+    ``seed + 1``, ... (:func:`~core.evaluation.learning.subsample`) and overlap. ``checkpoint``
+    (:class:`~core.modelling.validation.PieceCheckpoint`) keeps each finished subsample (piece
+    ``subsample<r>``), so a stopped bound resumes with the subsamples it finished.
 
     Returns
     -------
@@ -209,8 +220,6 @@ def distillation_bound(cohort, n_patients: int = BOUND_PATIENTS, n_subsamples: i
     probabilities are closer to the truth than the labels are.
     Summarise with :func:`distillation_bound_summary`. Raises InputError without true probabilities.
     """
-    from sklearn.metrics import roc_auc_score
-
     if "true_response_probability" not in cohort.outcomes:
         raise InputError("the bound needs each patient's true response probability, which only a synthetic cohort has; found an uploaded cohort.",
                          source=cohort.name, field="true_response_probability")
@@ -218,40 +227,49 @@ def distillation_bound(cohort, n_patients: int = BOUND_PATIENTS, n_subsamples: i
         raise InputError(f"n_subsamples must be a whole number of at least 2 (its spread is the interval), found {n_subsamples!r}.", field="n_subsamples")
     (n_patients,) = _checked_sizes(cohort, (n_patients,))
     cheap, _ = cheap_and_privileged(cohort.features.columns, cheap_modalities)
-    imitation = float(dict(student_params or {}).get("imitation", 0.5))
     disjoint = int(n_subsamples) * n_patients <= cohort.n_patients
     parts = disjoint_subsamples(cohort, n_patients, int(n_subsamples), seed) if disjoint else None
-    rows = []
+    pieces = []
     for r in range(int(n_subsamples)):
-        part_seed = seed + r
-        part = parts[r] if disjoint else subsample(cohort, n_patients, part_seed)
-        runs = transfer_runs(part, cheap_modalities, n_splits=n_splits, seed=part_seed, student_params=student_params, n_jobs=n_jobs)
-        X, y = training_data(part, "responder")
-        truth = part.outcomes.loc[X.index, "true_response_probability"].to_numpy(dtype=float)
-        fold_auc = {model: [] for model in BOUND_MODELS}
-        target_r = {model: [] for model in BOUND_MODELS}
-        teacher_r = []
-        for fold, teacher in zip(runs[_COMPARED_WITH].folds, runs["student"].fold_models):
-            labels, fold_truth = y[fold.train].astype(float), truth[fold.train]
-            for model in TRANSFER_MODELS:
-                fold_auc[model].append(roc_auc_score(y[fold.test], runs[model].prediction.to_numpy()[fold.test]))
-            student_target = imitation * teacher.teacher_probability_ + (1.0 - imitation) * labels
-            for model, target in (("cheap_only", labels), ("full", labels), ("student", student_target)):
-                target_r[model].append(signed_r(fold_truth, target))
-            teacher_r.append(signed_r(fold_truth, teacher.teacher_probability_))
-            for model, weight in (("oracle_taught", imitation), ("oracle_taught_alone", 1.0)):
-                target = weight * fold_truth + (1.0 - weight) * labels
-                target_r[model].append(signed_r(fold_truth, target))
-                student = SoftLabelClassifier(seed=part_seed).fit(X.iloc[fold.train][cheap], y[fold.train], soft_target=target)
-                fold_auc[model].append(roc_auc_score(y[fold.test], student.predict_proba(X.iloc[fold.test][cheap])[:, 1]))
-        reference = np.asarray(fold_auc[_COMPARED_WITH])
-        teachers = {"student": float(np.mean(teacher_r)), "oracle_taught": 1.0, "oracle_taught_alone": 1.0}
-        for model in BOUND_MODELS:
-            rows.append({"subsample": r, "seed": part_seed, "n_patients": n_patients, "disjoint": disjoint, "model": model, "auc": float(np.mean(fold_auc[model])),
-                         "diff_vs_cheap_only": float(np.mean(np.asarray(fold_auc[model]) - reference)),
-                         "target_truth_r": float(np.mean(target_r[model])), "teacher_truth_r": teachers.get(model, np.nan)})
+        part = parts[r] if disjoint else subsample(cohort, n_patients, seed + r)
+        pieces.append(kept_or_computed(checkpoint, f"subsample{r}", lambda: {"rows": _bound_rows(part, r, seed + r, disjoint, cheap, cheap_modalities, n_splits,
+                                                                                                  student_params, n_jobs)})["rows"])
         if progress:
             progress(r + 1, int(n_subsamples), f"subsample {r + 1} of {n_subsamples}: {n_patients} patients")
+    return pd.concat(pieces, ignore_index=True)
+
+
+def _bound_rows(part, r: int, part_seed: int, disjoint: bool, cheap: list, cheap_modalities, n_splits: int, student_params, n_jobs: int) -> pd.DataFrame:
+    """:func:`distillation_bound`'s rows of subsample ``r`` (``part``, folds and models seeded ``part_seed``)."""
+    from sklearn.metrics import roc_auc_score
+
+    imitation = float(dict(student_params or {}).get("imitation", 0.5))
+    runs = transfer_runs(part, cheap_modalities, n_splits=n_splits, seed=part_seed, student_params=student_params, n_jobs=n_jobs)
+    X, y = training_data(part, "responder")
+    truth = part.outcomes.loc[X.index, "true_response_probability"].to_numpy(dtype=float)
+    fold_auc = {model: [] for model in BOUND_MODELS}
+    target_r = {model: [] for model in BOUND_MODELS}
+    teacher_r = []
+    for fold, teacher in zip(runs[_COMPARED_WITH].folds, runs["student"].fold_models):
+        labels, fold_truth = y[fold.train].astype(float), truth[fold.train]
+        for model in TRANSFER_MODELS:
+            fold_auc[model].append(roc_auc_score(y[fold.test], runs[model].prediction.to_numpy()[fold.test]))
+        student_target = imitation * teacher.teacher_probability_ + (1.0 - imitation) * labels
+        for model, target in (("cheap_only", labels), ("full", labels), ("student", student_target)):
+            target_r[model].append(signed_r(fold_truth, target))
+        teacher_r.append(signed_r(fold_truth, teacher.teacher_probability_))
+        for model, weight in (("oracle_taught", imitation), ("oracle_taught_alone", 1.0)):
+            target = weight * fold_truth + (1.0 - weight) * labels
+            target_r[model].append(signed_r(fold_truth, target))
+            student = SoftLabelClassifier(seed=part_seed).fit(X.iloc[fold.train][cheap], y[fold.train], soft_target=target)
+            fold_auc[model].append(roc_auc_score(y[fold.test], student.predict_proba(X.iloc[fold.test][cheap])[:, 1]))
+    reference = np.asarray(fold_auc[_COMPARED_WITH])
+    teachers = {"student": float(np.mean(teacher_r)), "oracle_taught": 1.0, "oracle_taught_alone": 1.0}
+    rows = []
+    for model in BOUND_MODELS:
+        rows.append({"subsample": r, "seed": part_seed, "n_patients": part.n_patients, "disjoint": disjoint, "model": model, "auc": float(np.mean(fold_auc[model])),
+                     "diff_vs_cheap_only": float(np.mean(np.asarray(fold_auc[model]) - reference)),
+                     "target_truth_r": float(np.mean(target_r[model])), "teacher_truth_r": teachers.get(model, np.nan)})
     return pd.DataFrame(rows)
 
 

@@ -48,6 +48,7 @@ from core.store.atomic import (
     VERSION_MARK,
     atomic_file,
     atomic_folder,
+    atomic_write_text,
     fsync_file,
     fsync_folder,
     is_stale_temporary,
@@ -446,21 +447,23 @@ class Workspace:
         ``compute`` (else None when not stored). One path for the page and the CLI."""
         import json
 
-        from core.evaluation.anyoutcome import AnyOutcomeEvaluation
+        from core.evaluation.anyoutcome import SPLIT_LIST_COLUMNS, AnyOutcomeEvaluation
 
         key = settings.key(cohort)
         tables = {kind: self.load_table(f"any_outcome_{kind}", key) for kind in ("predictions", "splits", "similarity")}
         if all(t is not None for t in tables.values()):
-            splits = tables["splits"].assign(**{c: tables["splits"][c].map(json.loads) for c in ("seen_families", "held_out_measures")})
+            splits = tables["splits"].assign(**{c: tables["splits"][c].map(json.loads) for c in SPLIT_LIST_COLUMNS})
             return AnyOutcomeEvaluation.from_tables(tables["predictions"], splits, tables["similarity"], cohort.measure_specs(), settings.n_splits)
         if not compute:
             return None
-        evaluation = settings.evaluate(cohort, progress=progress)
-        splits = evaluation.splits.assign(**{c: evaluation.splits[c].map(json.dumps) for c in ("seen_families", "held_out_measures")})
+        checkpoint = self.piece_checkpoint("any_outcome_predictions", key)
+        evaluation = settings.evaluate(cohort, progress=progress, checkpoint=checkpoint)
+        splits = evaluation.splits.assign(**{c: evaluation.splits[c].map(json.dumps) for c in SPLIT_LIST_COLUMNS})
         # predictions last: a table set counts as stored only once all three are there
         self.save_table("any_outcome_splits", key, splits)
         self.save_table("any_outcome_similarity", key, evaluation.similarity)
         self.save_table("any_outcome_predictions", key, evaluation.predictions)
+        checkpoint.clear()
         return evaluation
 
     def transfer_curve(self, cohort, cheap_modalities, sizes, progress=None, compute: bool = True, n_reference: int | None = None):
@@ -477,15 +480,43 @@ class Workspace:
             return curve, limit
         if not compute:
             return None
-        if synthetic:
+        n_reference = n_reference or CHEAP_LIMIT_REFERENCE
+        if limit is not None and int(limit["n_reference"].iloc[0]) != n_reference:
+            limit = None
+        if synthetic and limit is None:  # a resumed curve keeps the limit it stored first
             from core.synth.config import CohortConfig
 
             config = CohortConfig.from_dict(cohort.provenance["config"])
-            limit = pd.DataFrame([cheap_bayes_limit(config, cheap_modalities, n_reference=n_reference or CHEAP_LIMIT_REFERENCE, cohort=cohort)])
+            limit = pd.DataFrame([cheap_bayes_limit(config, cheap_modalities, n_reference=n_reference, cohort=cohort)])
             self.save_table("transfer_limits", key, limit)
-        curve = transfer_curve(cohort, sizes, cheap_modalities, progress=progress)
+        checkpoint = self.piece_checkpoint("transfer_curves", key)
+        curve = transfer_curve(cohort, sizes, cheap_modalities, progress=progress, checkpoint=checkpoint)
         self.save_table("transfer_curves", key, curve)
+        checkpoint.clear()
         return curve, limit
+
+    def learning_curves(self, cohort, settings, models, sizes, progress=None, tensor_progress=None):
+        """:func:`~core.evaluation.learning.learning_curve` of ``models`` with ``settings``' folds, stored as the
+        ``learning_curves`` table under :func:`~core.evaluation.learning.learning_curve_key` (the Prediction page
+        reads it there). The stored whole-cohort runs of these settings are reused, the raw-data tensors
+        are built first when missing (``tensor_progress(done, total)``), and each finished size is kept,
+        so a stopped curve resumes."""
+        from dataclasses import replace
+
+        from core.evaluation.learning import learning_curve, learning_curve_key
+
+        key = learning_curve_key(cohort, settings, models, sizes)
+        runs = {}
+        for model in models:
+            run = self.load_cv(replace(settings, model=model).run_digest(cohort), cohort)
+            if run is not None:
+                runs[model] = run
+        inputs = self.fusion_inputs(cohort, progress=tensor_progress)
+        checkpoint = self.piece_checkpoint("learning_curves", key)
+        table = learning_curve(cohort, inputs, settings, models, sizes, runs=runs, progress=progress, checkpoint=checkpoint)
+        self.save_table("learning_curves", key, table)
+        checkpoint.clear()
+        return table
 
     def distillation_bound(self, cohort, cheap_modalities, n_subsamples: int | None = None, progress=None, compute: bool = True):
         """The stored :func:`~core.evaluation.transfer.distillation_bound` table of this synthetic cohort at
@@ -498,8 +529,10 @@ class Workspace:
         table = self.load_table("transfer_bounds", key)
         if table is not None or not compute:
             return table
-        table = distillation_bound(cohort, bound_patients(cohort), n_subsamples, cheap_modalities, progress=progress)
+        checkpoint = self.piece_checkpoint("transfer_bounds", key)
+        table = distillation_bound(cohort, bound_patients(cohort), n_subsamples, cheap_modalities, progress=progress, checkpoint=checkpoint)
         self.save_table("transfer_bounds", key, table)
+        checkpoint.clear()
         return table
 
     def fold_checkpoint(self, run: str):
@@ -512,6 +545,17 @@ class Workspace:
         if not _DIGEST.match(run or ""):
             raise InputError(f"run {run!r} is not a run digest (16 hex digits).", field="run")
         return _FoldFiles(self.path / "models" / f"{run}.partial")
+
+    def piece_checkpoint(self, kind: str, key: str):
+        """Where a long evaluation stored as a ``kind`` table under ``key`` (:meth:`save_table`) keeps its finished
+        pieces (:class:`~core.modelling.validation.PieceCheckpoint`): ``<workspace>/<kind>/<key>.partial/``.
+
+        A piece counts as kept only once its marker is written after its tables, so an interrupted
+        write is computed again; the method that stores the finished table removes the folder.
+        """
+        if not (_DIGEST.match(key or "") and re.fullmatch(r"[a-z_]+", kind or "")):
+            raise InputError(f"no checkpoint for a {kind!r} table under key {key!r}: expected a lower-case kind and a 16-hex-digit key.", field="key")
+        return _TablePieces(self.path / kind / f"{key}.partial")
 
     def cv_progress(self, run: str) -> int:
         """How many folds of a stopped run are kept (0 when none)."""
@@ -704,6 +748,43 @@ class _FoldFiles:
         fsync_folder(self.folder)
         with atomic_file(self.folder / f"{stem}.oof.npz") as handle:
             np.savez(handle, margin=np.asarray(margin), values=np.asarray(values), base=np.asarray(base))
+
+
+class _TablePieces:
+    """Finished pieces of one long evaluation, as Parquet tables (see :meth:`Workspace.piece_checkpoint`)."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def _marker(self, piece: str) -> Path:
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", piece or ""):
+            raise InputError(f"piece name {piece!r}: expected letters, digits, '_' or '-'.", field="piece")
+        return self.folder / f"{piece}.done.json"
+
+    def load(self, piece: str) -> dict[str, pd.DataFrame] | None:
+        marker = self._marker(piece)
+        try:
+            names = json.loads(marker.read_text())
+            return {name: pd.read_parquet(self.folder / f"{piece}.{name}.parquet") for name in names}
+        except (OSError, ValueError, TypeError):
+            return None  # not kept, or damaged: computed again
+
+    def keep(self, piece: str, tables: dict[str, pd.DataFrame]) -> None:
+        """Write each table atomically, then the marker that names them: the marker marks the piece kept."""
+        marker = self._marker(piece)
+        for name, table in tables.items():
+            if not re.fullmatch(r"[a-z_]+", name):
+                raise InputError(f"table name {name!r}: expected lower-case letters and '_'.", field="piece")
+            with atomic_file(self.folder / f"{piece}.{name}.parquet") as handle:
+                table.to_parquet(handle)
+        atomic_write_text(marker, json.dumps(list(tables)))
+
+    def count(self) -> int:
+        """How many pieces are kept."""
+        return len(list(self.folder.glob("*.done.json"))) if self.folder.exists() else 0
+
+    def clear(self) -> None:
+        remove_tree(self.folder)
 
 
 def _save_raw(cohort: Cohort, folder: Path) -> None:
