@@ -255,8 +255,10 @@ class _Progress:
         self.tty = sys.stderr.isatty()
         self.start = time.perf_counter()
         self.last_tenth = -1
+        self.done = self.total = 0
 
-    def __call__(self, done: int, total: int) -> None:
+    def __call__(self, done: int, total: int, *label) -> None:
+        self.done, self.total = done, total
         line = f"  {self.what} {done} of {total} ({time.perf_counter() - self.start:.0f} s)"
         if self.tty:
             print(f"\r{line}", end="\n" if done == total else "", file=sys.stderr, flush=True)
@@ -265,6 +267,18 @@ class _Progress:
         if self.every_step or tenth > self.last_tenth or done == total:
             self.last_tenth = tenth
             print(line, file=sys.stderr, flush=True)
+
+
+def _resumable(compute, unit: str, argv: list):
+    """``compute(progress)``, an evaluation whose finished pieces the workspace keeps; on Ctrl-C, None after
+    saying how many it kept and how to resume."""
+    progress = _Progress(f"{unit} done:", every_step=False)
+    try:
+        return compute(progress)
+    except KeyboardInterrupt:
+        print(f"\nstopped: {progress.done} of {progress.total or '?'} {unit} finished and kept in the workspace. Run the same command again to resume:\n"
+              f"  {shlex.join(['python', '-m', 'core', *argv])}", file=sys.stderr)
+        return None
 
 
 def _check_jobs(n_jobs: int) -> None:
@@ -532,7 +546,9 @@ def _any_outcome(args, argv: list) -> int:
     stored = workspace.any_outcome_evaluation(cohort, settings, compute=False)
     if stored is None:
         print(f"evaluating {len(cohort.measure_specs())} measures of cohort {cohort.name!r} ({settings.n_splits} folds x each held-out family)", file=sys.stderr)
-    evaluation = stored or workspace.any_outcome_evaluation(cohort, settings, progress=_Progress("folds x held-out families done:", every_step=False))
+    evaluation = stored or _resumable(lambda progress: workspace.any_outcome_evaluation(cohort, settings, progress=progress), "folds x held-out families", argv)
+    if evaluation is None:
+        return 130
     print(("loaded the stored evaluation " if stored is not None else "stored evaluation ") + settings.key(cohort))
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print("\nMean signed r over held-out families:\n" + evaluation.summary().drop(columns="label").round(3).to_string(index=False))
@@ -604,7 +620,9 @@ def _transfer(args, argv: list) -> int:
     stored = workspace.transfer_curve(cohort, cheap, sizes, compute=False)
     if stored is None:
         print(f"computing the transfer curve of cohort {cohort.name!r} (cheap: {', '.join(cheap)}; N = {', '.join(map(str, sizes))})", file=sys.stderr)
-        stored = workspace.transfer_curve(cohort, cheap, sizes, progress=lambda done, total, *rest: print(f"  sizes done: {done} of {total}", file=sys.stderr, flush=True))
+        stored = _resumable(lambda progress: workspace.transfer_curve(cohort, cheap, sizes, progress=progress), "cohort sizes", argv)
+        if stored is None:
+            return 130
     curve, limit = stored
     print(curve[["n_patients", "model", "auc", "ci_low", "ci_high", "diff_vs_cheap_only", "diff_ci_low", "diff_ci_high", "diff_p"]].round(4).to_string(index=False))
     if limit is not None:
@@ -617,8 +635,9 @@ def _transfer(args, argv: list) -> int:
         table = workspace.distillation_bound(cohort, cheap, args.bound, compute=False)
         if table is None:
             print(f"computing the distillation bound over {args.bound} subsamples", file=sys.stderr)
-            table = workspace.distillation_bound(cohort, cheap, args.bound,
-                                                 progress=lambda done, total, *rest: print(f"  subsamples done: {done} of {total}", file=sys.stderr, flush=True))
+            table = _resumable(lambda progress: workspace.distillation_bound(cohort, cheap, args.bound, progress=progress), "subsamples", argv)
+            if table is None:
+                return 130
         bound = distillation_bound_summary(table)
         print(f"distillation bound at {int(table['n_patients'].iloc[0])} patients (mean over {args.bound} subsamples; "
               "oracle_taught: the student's method taught by the true probabilities):")

@@ -409,3 +409,31 @@ def test_jobs_lists_the_pages_jobs_cancels_one_and_prints_its_log(app_workspace)
     assert status == 2 and out == "" and err.startswith("error: ")
     status, out, _ = run_cli("jobs", "--workspace", app_workspace, "--owner", "bob")
     assert status == 0 and out == f"no jobs of 'bob' in {runner.folder}\n"
+
+
+def test_ctrl_c_keeps_the_finished_cohort_sizes_and_the_same_transfer_command_resumes(outcome_workspace, tmp_path, monkeypatch):
+    import core.evaluation.transfer as transfer
+
+    monkeypatch.setattr(transfer, "CHEAP_LIMIT_REFERENCE", 400)  # a small reference cohort for the cheap-only limit: quick
+    real_rows = transfer._transfer_rows
+    calls = []
+
+    def ctrl_c_in_the_second_size(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_rows(*args, **kwargs)
+
+    workspace = shutil.copytree(outcome_workspace, tmp_path / "workspace")
+    command = ["transfer", "--workspace", workspace, "--cohort", "mid"]
+    monkeypatch.setattr(transfer, "_transfer_rows", ctrl_c_in_the_second_size)
+    status, out, err = run_cli(*command)
+    assert status == 130 and out == ""
+    assert "stopped: 1 of 2 cohort sizes finished and kept in the workspace. Run the same command again to resume:\n  python -m core transfer" in err
+
+    monkeypatch.setattr(transfer, "_transfer_rows", lambda *a, **k: calls.append(1) or real_rows(*a, **k))
+    status, resumed, err = run_cli(*command)
+    assert status == 0 and len(calls) == 3, err  # only the size that was stopped is computed again
+    monkeypatch.setattr(transfer, "_transfer_rows", real_rows)
+    status, uninterrupted, _ = run_cli("transfer", "--workspace", shutil.copytree(outcome_workspace, tmp_path / "fresh"), "--cohort", "mid")
+    assert status == 0 and resumed == uninterrupted

@@ -202,6 +202,32 @@ def test_any_outcome_transfer_and_bound_jobs_store_the_tables_of_the_direct_call
     pd.testing.assert_frame_equal(workspace.distillation_bound(cohort, cheap, compute=False), direct.distillation_bound(again, cheap))
 
 
+def test_a_cancelled_bound_keeps_its_finished_subsamples_and_the_same_job_resumes_from_them(workspace, cohort):
+    import re
+
+    from core.evaluation.transfer import BOUND_SUBSAMPLES, bound_key
+    from core.jobs import bound_job
+
+    cheap = ["emg", "kin", "clin"]
+    params, key = bound_job(cohort, cheap)
+    runner = JobRunner(workspace.path)
+    job = runner.submit("bound", params, "alice", key)
+    wait_for_progress(runner, job.id, done=1, timeout_s=180)
+    runner.cancel(job.id, "alice")
+    cancelled = runner.wait(job.id, 60)
+    kept = workspace.piece_checkpoint("transfer_bounds", bound_key(cohort, cheap))
+    match = re.fullmatch(rf"The distillation bound was cancelled with (\d) of {BOUND_SUBSAMPLES} subsamples finished and kept: running it again resumes from them\.",
+                         cancelled.message)
+    assert cancelled.status == "cancelled" and match, (cancelled.message, runner.log(job.id))
+    assert 1 <= int(match.group(1)) == kept.count() < BOUND_SUBSAMPLES
+    assert workspace.distillation_bound(cohort, cheap, compute=False) is None
+
+    again = runner.wait(runner.submit("bound", params, "alice", key).id, 300)
+    assert again.status == "done" and again.done == again.total == BOUND_SUBSAMPLES, runner.log(again.id)
+    assert workspace.distillation_bound(cohort, cheap, compute=False)["subsample"].drop_duplicates().tolist() == list(range(BOUND_SUBSAMPLES))
+    assert not kept.folder.exists()
+
+
 def test_a_job_of_a_cohort_saved_again_fails_with_a_message(workspace, cohort):
     params, key = cv_job(cohort, QUICK)
     params["cohort_digest"] = "0" * 64  # as if the cohort had been replaced after the click

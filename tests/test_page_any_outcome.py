@@ -132,7 +132,7 @@ def test_without_a_stored_evaluation_the_page_offers_to_run_it(workspace):
     at = open_page()
     assert at.button(key="any-evaluate").label == "Run the held-out evaluation"
     assert any("Run the held-out evaluation (tab **Held-out evaluation**)" in m.value for m in at.markdown)
-    # The button starts a background job; its panel shows Cancel, and a cancelled job says nothing was saved.
+    # The button starts a background job; its panel shows Cancel; a job cancelled before any fold finished leaves no evaluation.
     at.button(key="any-evaluate").click().run()
     no_exception(at)
     runner = JobRunner(workspace)

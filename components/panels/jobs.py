@@ -94,7 +94,7 @@ def progress_panel(job: Job, title: str, *, detail: Callable[[Job], None] | None
 
 
 def offer_or_follow(kind: str, built: tuple[dict, str], *, title: str, info: str, button: str, button_key: str, primary: bool = True,
-                    cancel_help: str = "Stops the computation; nothing of it is saved, and the button starts it again.") -> None:
+                    cancel_help: str = "Stops after the step under way; the finished steps are kept, and the button resumes from them.") -> None:
     """Long work as a background job: follow this user's job of this kind and key (``built``: a job
     builder's ``(params, key)``), or say why there is no result (and what a failed or cancelled job
     said) and offer the button that starts it. The page shows the stored result once the job has finished."""

@@ -775,7 +775,7 @@ def _learning_curves(cohort: Cohort, settings: CVSettings) -> None:
                 st.caption("Not computed yet for this cohort and these settings; `python -m tests.bench_fusion` computes them for the presets.")
                 return
             job = jobs.submit("learning_curves", params, key)
-        jobs.progress_panel(job, "Learning curves", cancel_help="Stops after the model and size under way; nothing is saved.")
+        jobs.progress_panel(job, "Learning curves", cancel_help="Stops after the model under way; the cohort sizes with every model done are kept, and the button resumes from them.")
         return
     table = table.assign(model=table["model"].map(MODEL_NAMES).fillna(table["model"]))
     fig, data = compare_views.learning_curve_figure(table)

@@ -95,30 +95,22 @@ def learning_curves_job(cohort, settings, cohort_workspace=None) -> tuple[dict, 
 
 
 def _run_learning_curves(workspace, params: dict, report) -> str:
-    """:func:`core.evaluation.learning.learning_curve` stored with ``save_table("learning_curves", key)``,
-    as the Prediction page computed it; the stored whole-cohort runs of these folds are reused."""
-    from dataclasses import replace
-
-    from core.evaluation.learning import learning_curve, learning_curve_key
+    """:meth:`core.store.Workspace.learning_curves`, as the Prediction page computed it."""
+    from core.evaluation.learning import learning_curve_key
     from core.modelling.validation import CVSettings
 
     cohort = _cohort(workspace, params)
     settings = CVSettings.from_dict(params["settings"])
     models, sizes = list(params["models"]), [int(n) for n in params["sizes"]]
     key = learning_curve_key(cohort, settings, models, sizes)
-    runs = {}
-    for model in models:
-        run = workspace.load_cv(replace(settings, model=model).run_digest(cohort), cohort)
-        if run is not None:
-            runs[model] = run
     report.progress(0, 1, "raw-data tensors of the cohort (cached in the workspace)")
-    inputs = workspace.fusion_inputs(cohort, progress=lambda done, n: report.progress(0, 1, f"raw-data tensors: chunk {done} of {n}"))
     try:
-        table = learning_curve(cohort, inputs, settings, models, sizes, runs=runs,
-                               progress=lambda done, total, label: report.progress(done, total, f"{label}: done ({done} of {total})"))
+        workspace.learning_curves(cohort, settings, models, sizes, progress=lambda done, total, label: report.progress(done, total, f"{label}: done ({done} of {total})"),
+                                  tensor_progress=lambda done, n: report.progress(0, 1, f"raw-data tensors: chunk {done} of {n}"))
     except JobCancelled:
-        raise JobCancelled("The learning curves were cancelled; nothing was saved.") from None
-    workspace.save_table("learning_curves", key, table)
+        kept, fitting = workspace.piece_checkpoint("learning_curves", key).count(), sum(n <= cohort.n_patients for n in sizes)
+        raise JobCancelled(f"The learning curves were cancelled with {kept} of {fitting} cohort sizes finished and kept: running them again resumes from them."
+                           if kept else "The learning curves were cancelled before the first cohort size finished; nothing was kept.") from None
     return key
 
 
@@ -175,12 +167,27 @@ def _run_any_outcome(workspace, params: dict, report) -> str:
 
     cohort = _cohort(workspace, params)
     settings = AnyOutcomeSettings.from_dict(params["settings"])
-    try:
-        report.progress(0, 1, "fitting the first fold's seen measures")
-        workspace.any_outcome_evaluation(cohort, settings, progress=lambda done, n: report.progress(done, n, f"{done} of {n} folds x held-out families"))
-    except JobCancelled:
-        raise JobCancelled("The held-out evaluation was cancelled; nothing was saved.") from None
+    report.progress(0, 1, "fitting the first fold's seen measures")
+    _resumable(report, "held-out evaluation", "folds x held-out families", lambda progress: workspace.any_outcome_evaluation(cohort, settings, progress=progress))
     return settings.key(cohort)
+
+
+def _resumable(report, what: str, unit: str, compute) -> None:
+    """``compute(progress)``, an evaluation whose finished pieces the workspace keeps; a cancelled one
+    says how many it kept (the same job resumes from them)."""
+    finished = [0, 0]
+
+    def progress(done, total, *rest):
+        finished[:] = [done, total]
+        report.progress(done, total, f"{done} of {total} {unit}")
+
+    try:
+        compute(progress)
+    except JobCancelled:
+        done, total = finished
+        if not done:
+            raise JobCancelled(f"The {what} was cancelled before any of its {unit} finished; nothing was kept.") from None
+        raise JobCancelled(f"The {what} was cancelled with {done} of {total} {unit} finished and kept: running it again resumes from them.") from None
 
 
 def transfer_job(cohort, cheap_modalities, sizes, cohort_workspace=None, n_reference: int | None = None) -> tuple[dict, str]:
@@ -201,12 +208,8 @@ def _run_transfer(workspace, params: dict, report) -> str:
     cheap, sizes = list(params["cheap"]), [int(n) for n in params["sizes"]]
     synthetic = (cohort.provenance or {}).get("kind") == "synthetic"
     n_reference = int(params["n_reference"])
-    try:
-        report.progress(0, len(sizes), f"the cheap-only limit on {n_reference:,} further patients of the same generator" if synthetic else "the smallest cohort size")
-        workspace.transfer_curve(cohort, cheap, sizes, progress=lambda done, n, *rest: report.progress(done, n, f"{done} of {n} cohort sizes"),
-                                 n_reference=n_reference)
-    except JobCancelled:
-        raise JobCancelled("The transfer curve was cancelled; nothing was saved.") from None
+    report.progress(0, len(sizes), f"the cheap-only limit on {n_reference:,} further patients of the same generator" if synthetic else "the smallest cohort size")
+    _resumable(report, "transfer curve", "cohort sizes", lambda progress: workspace.transfer_curve(cohort, cheap, sizes, progress=progress, n_reference=n_reference))
     return transfer_key(cohort, cheap, sizes)
 
 
@@ -224,11 +227,8 @@ def _run_bound(workspace, params: dict, report) -> str:
 
     cohort = _cohort(workspace, params)
     cheap = list(params["cheap"])
-    try:
-        report.progress(0, 1, "the first subsample")
-        workspace.distillation_bound(cohort, cheap, progress=lambda done, n, *rest: report.progress(done, n, f"{done} of {n} subsamples"))
-    except JobCancelled:
-        raise JobCancelled("The distillation bound was cancelled; nothing was saved.") from None
+    report.progress(0, 1, "the first subsample")
+    _resumable(report, "distillation bound", "subsamples", lambda progress: workspace.distillation_bound(cohort, cheap, progress=progress))
     return bound_key(cohort, cheap)
 
 

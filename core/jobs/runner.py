@@ -394,7 +394,7 @@ class JobRunner:
                 running += 1
                 continue
             if job.cancel_requested:
-                job.status, job.message = "cancelled", job.message or "Cancelled."
+                job.status, job.message = "cancelled", job.message or "Cancelled: the job's process ended before it could say how far it got; submitting it again resumes from what was kept."
             else:
                 job.status = "interrupted"
                 job.message = ("The job's process ended before it finished (a server restart, a crash, or it was killed); "
@@ -503,7 +503,8 @@ def run_job(workspace: str | Path, job_id: str) -> int:
     print(f"{_now()} job {job_id}: {job.kind} of {job.owner!r}, key {job.key}", flush=True)
     try:
         reporter.flush()  # a cancel that came before this process was listening
-        reporter.check()
+        if reporter.should_stop():
+            raise JobCancelled("Cancelled before it started; nothing was computed.")
         result_key = KINDS[job.kind].run(Workspace(workspace), job.params, reporter)
     except JobCancelled as exc:
         status, message = "cancelled", str(exc)
