@@ -15,8 +15,8 @@ import pytest
 
 from core.ablation import AblationConfig, run_ablation
 from core.errors import InputError
-from core.jobs import MAX_JOBS_ENV, JobRunner, ablation_job, cv_job
-from core.jobs.runner import _process_alive, max_running_jobs
+from core.jobs import KEEP_DAYS_ENV, MAX_JOBS_ENV, Job, JobRunner, ablation_job, cv_job
+from core.jobs.runner import _process_alive, job_keep_days, max_running_jobs
 from core.modelling.validation import CVSettings
 from core.store.workspace import Workspace
 from core.synth.config import CohortConfig
@@ -243,6 +243,45 @@ def test_the_number_of_jobs_at_once_must_be_a_whole_number_of_at_least_one(monke
         JobRunner(tmp_path)
     monkeypatch.setenv(MAX_JOBS_ENV, "3")
     assert JobRunner(tmp_path).max_running == 3 and max_running_jobs(2) == 2
+
+
+def test_finished_jobs_older_than_the_kept_days_are_removed_with_their_logs_and_nothing_else(tmp_path):
+    from datetime import datetime, timedelta, timezone
+
+    runner = JobRunner(tmp_path, keep_days=30)
+    now = datetime.now(timezone.utc)
+
+    def stored(number: int, status: str, finished_days_ago: float | None) -> Job:
+        finished = None if finished_days_ago is None else (now - timedelta(days=finished_days_ago)).isoformat()
+        job = Job(id=f"20261101T00000{number}-0000000{number}", owner="alice", kind="cv", key=f"k{number}", params={}, status=status,
+                  created=(now - timedelta(days=60)).isoformat(), finished=finished)
+        runner._write(job)
+        (runner.folder / f"{job.id}.log").write_text("output\n")
+        return job
+
+    old_done, old_failed = stored(1, "done", 31), stored(2, "failed", 45)
+    recent, unfinished = stored(3, "cancelled", 29), stored(4, "interrupted", None)  # no finishing time: kept
+    queued = stored(5, "queued", None)
+    runner.max_running = 0  # the queued job stays queued
+    listed = {job.id for job in runner.list("alice")}
+    assert listed == {recent.id, unfinished.id, queued.id}
+    remaining = sorted(path.name for path in runner.folder.iterdir() if not path.name.startswith("."))
+    assert remaining == sorted(f"{job.id}.{suffix}" for job in (recent, unfinished, queued) for suffix in ("json", "log"))
+    assert not any(old.id in name for old in (old_done, old_failed) for name in remaining)
+    shorter = JobRunner(tmp_path, keep_days=1, max_running=1)
+    shorter.max_running = 0
+    assert {job.id for job in shorter.list("alice")} == {unfinished.id, queued.id}
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "forever", "inf", "nan"])
+def test_the_days_a_finished_job_is_kept_must_be_a_number_above_zero(monkeypatch, value, tmp_path):
+    monkeypatch.setenv(KEEP_DAYS_ENV, value)
+    with pytest.raises(InputError, match=f"days a finished job is kept must be a number above 0, found '{value}'"):
+        JobRunner(tmp_path)
+    monkeypatch.setenv(KEEP_DAYS_ENV, "7.5")
+    assert JobRunner(tmp_path).keep_days == 7.5 and job_keep_days(2) == 2.0
+    monkeypatch.delenv(KEEP_DAYS_ENV)
+    assert job_keep_days() == 30.0
 
 
 def test_bad_ids_owners_and_kinds_are_refused(tmp_path):

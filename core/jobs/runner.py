@@ -13,7 +13,9 @@ looks at the jobs next (a page polling its job, a job that just finished) starts
 Cancelling sends SIGTERM: the job stops at its next progress report, keeping what its kind keeps
 (finished folds of a deep model, finished ablation fits), and after ``CANCEL_GRACE_S`` its process
 group is killed. A running job whose process has gone without a final state (a crash, a reboot,
-SIGKILL) is marked ``interrupted`` the next time the jobs are looked at.
+SIGKILL) is marked ``interrupted`` the next time the jobs are looked at. A finished job's state
+and log are removed ``NEUROPREDICT_KEEP_JOBS_DAYS`` days (default 30) after it finished; what it
+made stays in the workspace.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from pathlib import Path
 from core.errors import InputError
 
 MAX_JOBS_ENV = "NEUROPREDICT_MAX_JOBS"
+KEEP_DAYS_ENV = "NEUROPREDICT_KEEP_JOBS_DAYS"
 ACTIVE = ("queued", "running")
 FINISHED = ("done", "failed", "cancelled", "interrupted")
 CANCEL_GRACE_S = 20.0  # after SIGTERM, seconds before the job's process group is killed
@@ -123,6 +126,27 @@ def max_running_jobs(value: int | None = None) -> int:
     return number
 
 
+def _timestamp(iso: str | None) -> float:
+    """Seconds since the epoch of an ISO 8601 time; infinity when there is none (or it is unreadable)."""
+    try:
+        return datetime.fromisoformat(iso).timestamp()
+    except (TypeError, ValueError):
+        return float("inf")
+
+
+def job_keep_days(value: float | None = None) -> float:
+    """Days a finished job's state and log are kept: ``value``, else ``NEUROPREDICT_KEEP_JOBS_DAYS``,
+    else 30. A server checks this at start, so a bad setting is reported before any job is lost."""
+    raw = value if value is not None else os.environ.get(KEEP_DAYS_ENV, "30")
+    try:
+        days = float(raw)
+    except (TypeError, ValueError):
+        days = float("nan")
+    if isinstance(raw, bool) or not days > 0 or days == float("inf"):
+        raise InputError(f"the days a finished job is kept must be a number above 0, found {raw!r}.", field=KEEP_DAYS_ENV)
+    return days
+
+
 def _write_json(path: Path, data: dict) -> None:
     """Write ``data`` to ``path`` atomically: a reader sees the old file or the new one, never half of one."""
     staging = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
@@ -184,12 +208,15 @@ class JobRunner:
     max_running : jobs that may run at once (default: ``NEUROPREDICT_MAX_JOBS``, else 1).
     cancel_grace_s : after a cancel, seconds a job has to stop at its next progress report before
         its process group is killed.
+    keep_days : days a finished job's state and log are kept (default: ``NEUROPREDICT_KEEP_JOBS_DAYS``,
+        else 30); older ones are removed the next time the jobs are looked at. The results a job
+        stored are not touched.
 
     Any number of runners (in the server, in another server process after a restart, in the jobs
     themselves) may look at one workspace at the same time: every change is made under an flock.
     """
 
-    def __init__(self, workspace: str | Path, *, max_running: int | None = None, cancel_grace_s: float = CANCEL_GRACE_S):
+    def __init__(self, workspace: str | Path, *, max_running: int | None = None, cancel_grace_s: float = CANCEL_GRACE_S, keep_days: float | None = None):
         self.workspace = Path(workspace)
         self.folder = self.workspace / "jobs"
         try:
@@ -198,6 +225,7 @@ class JobRunner:
             raise InputError(f"cannot create the jobs folder: {exc.strerror}.", source=str(self.folder)) from exc
         self.max_running = max_running_jobs(max_running)
         self.cancel_grace_s = float(cancel_grace_s)
+        self.keep_days = job_keep_days(keep_days)
         self._children: dict[int, subprocess.Popen] = {}
         self._parsed: dict[str, tuple] = {}  # job id -> (file stamp, Job): see _all
 
@@ -383,9 +411,9 @@ class JobRunner:
         return _process_alive(job.pid, job.pid_start)
 
     def _pump(self) -> list[Job]:
-        """Mark running jobs whose process has gone, then start queued jobs while slots are free
-        (oldest first); every job, as now. Call with the lock held."""
-        jobs = self._all()
+        """Remove finished jobs older than ``keep_days``, mark running jobs whose process has gone, then
+        start queued jobs while slots are free (oldest first); every job left, as now. Call with the lock held."""
+        jobs = self._prune(self._all())
         running = 0
         for job in jobs:
             if job.status != "running":
@@ -405,6 +433,19 @@ class JobRunner:
         for job in queued[: max(0, self.max_running - running)]:
             self._launch(job)
         return jobs
+
+    def _prune(self, jobs: list[Job]) -> list[Job]:
+        """``jobs`` less those finished more than ``keep_days`` ago, whose state and log are removed."""
+        cutoff = datetime.now(timezone.utc).timestamp() - self.keep_days * 86400.0
+        kept = []
+        for job in jobs:
+            if job.status in FINISHED and _timestamp(job.finished) < cutoff:
+                for suffix in (".log", ".json"):  # the state last: a job without one is not listed
+                    with contextlib.suppress(FileNotFoundError):
+                        (self.folder / f"{job.id}{suffix}").unlink()
+            else:
+                kept.append(job)
+        return kept
 
     def _launch(self, job: Job) -> None:
         env = dict(os.environ)
