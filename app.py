@@ -9,16 +9,6 @@ from core.errors import InputError
 st.set_page_config(page_title="NeuroPredict", page_icon=":material/neurology:", layout="wide")
 state.mark_entry_point()
 
-if state.logins_enabled() and state.current_user() is None:
-    # Nothing else runs for a visitor who has not logged in: no page, no workspace, no cohort.
-    st.title("NeuroPredict")
-    st.write("Log in with your hospital account to open your workspace.")
-    for provider in state.login_providers():
-        label = "Log in" if provider is None else f"Log in with {provider}"
-        if st.button(label, type="primary", icon=":material/login:", key=f"login-{provider or 'default'}"):
-            st.login(provider)
-    st.stop()
-
 pages = [
     st.Page("pages/cohort.py", title="Cohort", icon=":material/groups:", default=True),
     st.Page("pages/prediction.py", title="Prediction", icon=":material/query_stats:"),
@@ -27,6 +17,19 @@ pages = [
     st.Page("pages/upload.py", title="Upload", icon=":material/upload_file:"),
     st.Page("pages/tms.py", title="TMS maps", icon=":material/bolt:"),
 ]
+
+if state.logins_enabled() and state.current_user() is None:
+    # Nothing else runs for a visitor who has not logged in: no page, no workspace, no cohort, no menu.
+    requested = st.navigation(pages, position="hidden")
+    st.title("NeuroPredict")
+    st.write("Log in with your hospital account to open your workspace.")
+    state.keep_link_through_login(requested)
+    for provider in state.login_providers():
+        label = "Log in" if provider is None else f"Log in with {provider}"
+        if st.button(label, type="primary", icon=":material/login:", key=f"login-{provider or 'default'}"):
+            st.login(provider)
+    st.stop()
+
 page = st.navigation(pages)
 state.follow_deep_link(page)
 
@@ -79,5 +82,7 @@ with st.sidebar:
         if st.button("Log out", icon=":material/logout:"):
             st.logout()
     state.image_format_selector()
+    if user is not None:
+        state.follow_link_after_login()
 
 page.run()

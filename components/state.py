@@ -27,6 +27,8 @@ _FORMAT_KEY = "neuropredict.image_format"
 _ENTRY_KEY = "neuropredict.entry_point_ran"
 _FLASH_KEY = "neuropredict.flash"
 _DEEP_LINK_KEY = "neuropredict.deep_link"
+_DEEP_LINK_PARAMS = ("cohort",)  # the query parameters a deep link may carry
+_AFTER_LOGIN_STORAGE = "neuropredict.after_login"  # the tab's sessionStorage item that carries a link through the login
 LAST_COHORT_SETTING = "last_cohort"
 _DEFAULT_PAGE_STEM = "cohort"  # the default page's url_path is ""
 
@@ -360,15 +362,57 @@ def require_entry_point(page_path: str) -> None:
     ``page_path`` is the page's path relative to app.py, e.g. ``"pages/prediction.py"``.
     """
     if not st.session_state.get(_ENTRY_KEY):
-        st.session_state[_DEEP_LINK_KEY] = page_path
+        st.session_state[_DEEP_LINK_KEY] = (page_path, _deep_link_params())  # switch_page drops the query
         st.switch_page("app.py")
 
 
+def _deep_link_params() -> dict:
+    return {name: st.query_params[name] for name in _DEEP_LINK_PARAMS if name in st.query_params}
+
+
 def follow_deep_link(current_page) -> None:
-    """Called by app.py after st.navigation: open the page a first deep link asked for."""
-    target = st.session_state.pop(_DEEP_LINK_KEY, None)
-    if target and PurePosixPath(target).stem != (current_page.url_path or _DEFAULT_PAGE_STEM):
-        st.switch_page(target)
+    """Called by app.py after st.navigation: open the page (and cohort) a first deep link asked for."""
+    link = st.session_state.pop(_DEEP_LINK_KEY, None)
+    if not link:
+        return
+    target, params = link
+    if PurePosixPath(target).stem != (current_page.url_path or _DEFAULT_PAGE_STEM):
+        st.switch_page(target, query_params=params or None)
+    st.query_params.update(params)
+
+
+def keep_link_through_login(requested_page) -> None:
+    """On the login screen: keep the page (``requested_page``, from st.navigation, unless a page file
+    ran first and sent the visitor here) and cohort the visitor's link asked for in the browser tab.
+
+    The identity provider sends every login back to the app's root, and the session that asked
+    does not survive it; the tab's sessionStorage does, and :func:`follow_link_after_login` reads it.
+    """
+    from urllib.parse import urlencode
+
+    page_path, params = st.session_state.get(_DEEP_LINK_KEY) or (requested_page.url_path, _deep_link_params())
+    stem = PurePosixPath(page_path).stem
+    target = ("" if stem in ("", _DEFAULT_PAGE_STEM) else stem) + (f"?{urlencode(params)}" if params else "")
+    keep = f"setItem({_AFTER_LOGIN_STORAGE!r}, {target!r})" if target else f"removeItem({_AFTER_LOGIN_STORAGE!r})"  # no stale link from an earlier visit
+    st.html(f"<script>sessionStorage.{keep};</script>", unsafe_allow_javascript=True)
+
+
+def follow_link_after_login() -> None:
+    """Once a session, right after a login: open the link :func:`keep_link_through_login` kept, if any.
+
+    Only a page name and a query (no scheme, host or ``//``) is followed, relative to where the
+    provider sent the browser back to (the app's root, under any base URL path).
+    """
+    if st.session_state.get(_AFTER_LOGIN_STORAGE):
+        return
+    st.session_state[_AFTER_LOGIN_STORAGE] = True
+    st.html(f"""<script>
+const kept = sessionStorage.getItem({_AFTER_LOGIN_STORAGE!r});
+if (kept !== null) {{
+  sessionStorage.removeItem({_AFTER_LOGIN_STORAGE!r});
+  if (/^[a-z_]*(\\?[A-Za-z0-9_=%.~+-]*)?$/.test(kept)) window.location.replace(new URL(kept, window.location.href));
+}}
+</script>""", unsafe_allow_javascript=True)
 
 
 def flash(message: str) -> None:

@@ -80,16 +80,21 @@ def test_generate_a_cohort_and_open_a_stroke_patient(page, app_url, artifacts):
 
 
 @pytest.mark.parametrize("path, heading", [("cohort", "Cohort explorer"), ("prediction", "Treatment-response prediction")])
-def test_a_deep_link_on_a_fresh_server_opens_that_page_with_the_sidebar(page, app_workspace_template, tmp_path, path, heading):
+def test_a_deep_link_on_a_fresh_server_opens_that_page_and_cohort_with_the_sidebar(page, app_workspace_template, tmp_path, path, heading):
+    from dataclasses import replace
+
+    from core.store.workspace import Workspace
+
     workspace = shutil.copytree(app_workspace_template, tmp_path / "workspace")
+    Workspace(workspace).save(replace(Workspace(workspace).load("tiny"), name="second"))  # not the cohort opened last
     with streamlit_server(workspace, tmp_path / "streamlit.log") as url:
         page.set_default_timeout(TIMEOUT_MS)
-        page.goto(f"{url}/{path}")
+        page.goto(f"{url}/{path}?cohort=second")
         page.wait_for_selector(IDLE)
         page.get_by_role("heading", name=heading).wait_for()
         # The redirect through app.py takes more than one script run: wait for the sidebar to settle.
         expect(page.locator('[data-testid=stSidebar] input[aria-label="Cohort"]')).to_have_count(1)
-        expect(page.locator('[data-testid=stSidebar] input[aria-label="Cohort"]')).to_have_value("tiny")
+        expect(page.locator('[data-testid=stSidebar] input[aria-label="Cohort"]')).to_have_value("second")
         page.wait_for_selector(IDLE)
         assert_no_exception(page)
         expect(page.get_by_role("heading", name=heading)).to_be_visible()

@@ -109,3 +109,39 @@ def test_two_users_private_workspaces_and_a_read_only_share(browser, browser_con
         text = log.read_text()
         assert not [pid for pid in patient_ids if pid in text], text[-2000:]
         assert "@hospital.example" not in text
+
+
+def test_a_deep_link_opened_before_logging_in_opens_its_page_and_cohort_after_it(browser, browser_context_args, app_workspace_template, tmp_path):
+    from dataclasses import replace
+
+    root = tmp_path / "root"
+    with oidc_provider(USERS) as issuer:
+        alice_folder = Accounts(root).workspace_path(user_id(issuer, "alice"))
+        shutil.copytree(app_workspace_template, alice_folder)
+        workspace = Workspace(alice_folder)
+        workspace.save(replace(workspace.load("tiny"), name="second"))  # not the cohort she opened last
+        with login_server(root, write_secrets(tmp_path, issuer), tmp_path / "streamlit.log") as url:
+            # First on the fresh server (the page file runs first and hands over to app.py), then
+            # in a new browser once the app's navigation is known to the server.
+            for path, cohort, heading in (("prediction", "second", "Treatment-response prediction"), ("any_outcome", "tiny", "Any outcome")):
+                context = browser.new_context(**browser_context_args)
+                page = context.new_page()
+                page.set_default_timeout(TIMEOUT_MS)
+                page.route("**/cdn.jsdelivr.net/**", lambda route: route.abort())
+                page.goto(f"{url}/{path}?cohort={cohort}")
+                page.get_by_role("button", name="Log in").click()
+                page.get_by_placeholder("sub").fill("alice")
+                page.get_by_role("button", name="Authorize").click()
+                page.wait_for_url(f"{url}/{path}")
+                sidebar(page).get_by_text("Logged in as").wait_for()
+                page.wait_for_selector(IDLE)
+                settle(page)
+                assert_no_exception(page)
+                expect(sidebar(page).locator('input[aria-label="Cohort"]')).to_have_value(cohort)
+                page.get_by_role("heading", name=heading).first.wait_for()
+                # The link is followed once: the app's root opened later stays there.
+                page.goto(url)
+                page.get_by_role("heading", name="Cohort explorer").wait_for()
+                settle(page)
+                assert page.url.rstrip("/") == url
+                context.close()
