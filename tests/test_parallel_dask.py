@@ -259,3 +259,19 @@ def test_xgboost_dask_trains_on_the_same_folds_with_an_auc_close_to_one_process(
     assert type(reloaded) is ResponseClassifier
     X = small_cohort.features
     np.testing.assert_array_equal(reloaded.predict_proba(X), remote.fold_models[0].predict_proba(X))
+
+
+def test_a_run_that_xgboost_dask_would_train_is_stored_under_a_key_of_its_own(small_cohort, monkeypatch):
+    """xgboost.dask's numbers differ from one process's, so the two runs must not share a stored run."""
+    import core.modelling.cluster as cluster_module
+    from core.modelling.validation import CVSettings
+
+    monkeypatch.delenv(DASK_ENV, raising=False)
+    local = CVSettings().run_digest(small_cohort)
+    monkeypatch.setenv(DASK_ENV, "tcp://127.0.0.1:8786")  # only whether a cluster is configured matters here
+    assert CVSettings().run_digest(small_cohort) == local  # below the threshold: whole folds side by side, the same numbers
+    monkeypatch.setattr(cluster_module, "DASK_XGBOOST_MIN_PATIENTS", small_cohort.n_patients)
+    on_dask = CVSettings().run_digest(small_cohort)
+    assert on_dask != local
+    monkeypatch.delenv(DASK_ENV)
+    assert CVSettings().run_digest(small_cohort) == local

@@ -410,11 +410,17 @@ def _fold_keys(folds) -> list:
     return [(f.repeat, f.fold, tuple(f.test.tolist())) for f in folds]
 
 
-def run_digest(cohort, outcome: str, splitter: CohortSplitter, params: dict, features, model: str = "xgboost") -> str:
-    """Cache and storage key of a CV run: the cohort's content and everything that defines the run."""
+def run_digest(cohort, outcome: str, splitter: CohortSplitter, params: dict, features, model: str = "xgboost", engine: str = "xgboost") -> str:
+    """Cache and storage key of a CV run: the cohort's content and everything that defines the run.
+
+    ``engine``: "xgboost.dask" for a run whose folds train with ``xgboost.dask`` (its numbers differ
+    slightly from one process's), else "xgboost".
+    """
     spec = {"cohort": cohort.digest, "outcome": outcome, "splitter": splitter.__dict__, "params": params, "features": list(features)}
     if model != "xgboost":  # xgboost runs keep the keys they were stored under
         spec["model"] = model
+    if engine != "xgboost":
+        spec["engine"] = engine
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -512,8 +518,12 @@ class CVSettings(Settings):
         return params if self.inner_splits == 3 else {**params, "inner_splits": self.inner_splits}
 
     def run_digest(self, cohort) -> str:
-        """:func:`run_digest` of these settings on every feature of ``cohort``: where the run is stored."""
-        return run_digest(cohort, self.outcome, self.splitter(), self.model_params(), list(cohort.features.columns), model=self.model)
+        """:func:`run_digest` of these settings on every feature of ``cohort``: where the run is stored. A run that
+        :meth:`cross_validate` trains with ``xgboost.dask`` (a large cohort on a configured cluster) has a key of its own."""
+        from core.modelling.cluster import use_dask_xgboost
+
+        engine = "xgboost.dask" if self.model == "xgboost" and use_dask_xgboost(cohort.n_patients) else "xgboost"
+        return run_digest(cohort, self.outcome, self.splitter(), self.model_params(), list(cohort.features.columns), model=self.model, engine=engine)
 
     def describe(self) -> str:
         """The settings in words, e.g. "responder, 5 x 5-fold CV, default xgboost settings"."""
