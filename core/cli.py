@@ -181,7 +181,7 @@ def add_research_commands(subparsers) -> None:
                                   description="Repeated K-fold cross-validation of a response model (xgboost, deep fusion or stacked) on a saved "
                                               "cohort: out-of-fold predictions, explanations and the fold models, stored in the workspace. A run "
                                               "already stored is not trained again. Progress per fold (and per epoch for deep models) goes to "
-                                              "stderr; Ctrl-C stops a deep model's run and keeps its finished folds, and the same command resumes.", epilog=epilog)
+                                              "stderr; Ctrl-C stops the run and keeps its finished folds, and the same command resumes.", epilog=epilog)
     _add_run_options(train)
     train.add_argument("--n-jobs", type=int, default=-1, metavar="N",
                        help="folds trained side by side (default -1: one per core); the numbers do not depend on it")
@@ -310,7 +310,6 @@ def _performance_summary(cohort, result) -> str:
 
 
 def _train(args, argv: list) -> int:
-    from core.modelling import validation
     from core.modelling.validation import CVSettings
     from core.store.workspace import Workspace
 
@@ -329,20 +328,15 @@ def _train(args, argv: list) -> int:
         result = stored
     else:
         print(f"training run {run} of cohort {cohort.name!r}: {settings.describe()}", file=sys.stderr)
-        if settings.model == "xgboost":
-            trained = validation.cross_validate(cohort, settings.outcome, splitter=settings.splitter(), params=settings.model_params(),
-                                                n_jobs=args.n_jobs, progress=_Progress("folds trained and explained:", every_step=True))
-            workspace.save_cv(cohort, run, trained)
-        else:
-            kept = workspace.cv_progress(run)
-            if kept:
-                print(f"  resuming: {kept} fold(s) of a stopped run are kept", file=sys.stderr)
-            try:
-                workspace.train_cv(cohort, settings, progress=_Progress("folds trained and explained:", every_step=True), on_epoch=_print_epoch,
-                                   tensor_progress=_Progress("raw-data tensors, chunks cached:", every_step=True))
-            except KeyboardInterrupt:
-                print(f"\nstopped: {workspace.cv_progress(run)} finished fold(s) are kept; the same command resumes.", file=sys.stderr)
-                return 130
+        kept = workspace.cv_progress(run)
+        if kept:
+            print(f"  resuming: {kept} fold(s) of a stopped run are kept", file=sys.stderr)
+        try:
+            workspace.train_cv(cohort, settings, progress=_Progress("folds trained and explained:", every_step=True), on_epoch=_print_epoch,
+                               tensor_progress=_Progress("raw-data tensors, chunks cached:", every_step=True), n_jobs=args.n_jobs)
+        except KeyboardInterrupt:
+            print(f"\nstopped: {workspace.cv_progress(run)} finished fold(s) are kept; the same command resumes.", file=sys.stderr)
+            return 130
         result = workspace.load_cv(run, cohort)
         print(f"trained and stored run {run} of cohort {cohort.name!r} ({settings.describe()}) in {workspace.path}")
     print(f"validation: {result.scheme}; {len(result.fold_models)} fold models\n")

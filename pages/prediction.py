@@ -41,7 +41,7 @@ if result is None:
     if job is not None:
         panels.training_progress(job, settings)  # reruns the page once the run is stored
         st.stop()
-    kept = state.workspace().cv_progress(run) if model != "xgboost" else 0
+    kept = state.workspace().cv_progress(run)
     last = jobs.latest("cv", run)
     if not (kept and last is not None and last.status == "cancelled"):  # the warning below says what a cancel kept
         jobs.finished_notice(last)  # the error of a failed job, what a cancelled or interrupted one left

@@ -91,7 +91,9 @@ def test_cancel_stops_the_process_and_lists_no_result_and_the_queued_job_then_ru
     assert 1 <= running.done < running.total == 100
     runner.cancel(long.id, "alice")
     cancelled = runner.wait(long.id, 60)
-    assert cancelled.status == "cancelled" and cancelled.message == "Training was cancelled; nothing was saved."
+    kept = workspace.cv_progress(key)
+    assert cancelled.status == "cancelled" and cancelled.message == f"Training was cancelled with {kept} of 100 folds finished and kept: Train resumes from them."
+    assert kept >= running.done
     assert _gone(cancelled), "the cancelled job's process still runs"
     assert workspace.load_cv(key, cohort) is None and not (workspace.path / "models" / key).exists()
 

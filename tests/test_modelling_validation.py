@@ -86,3 +86,34 @@ def test_the_continuous_outcome_runs_a_regressor_explained_in_percent(small_coho
     assert type(result.fold_models[0]).__name__ == "ResponseRegressor"
     assert result.explanation.output_space == "% improvement"
     np.testing.assert_allclose(result.explanation.margin, result.prediction, atol=1e-3)  # one repeat: the margin is the prediction
+
+
+@pytest.mark.parametrize("outcome", ["responder", "improvement_pct"])
+def test_a_stopped_xgboost_run_resumes_from_its_finished_folds_and_equals_an_uninterrupted_one(outcome, tmp_path, small_cohort, monkeypatch):
+    import core.modelling.validation as validation
+    from core.modelling.validation import CVSettings
+
+    settings = CVSettings(outcome=outcome, n_splits=3, n_repeats=2)  # the first repeat's folds carry SHAP interaction values
+    run = settings.run_digest(small_cohort)
+    workspace = Workspace(tmp_path / "stopped")
+
+    def stop_after(kept):
+        def progress(done, total):
+            if done == kept:
+                raise KeyboardInterrupt
+        return progress
+
+    with pytest.raises(KeyboardInterrupt):
+        workspace.train_cv(small_cohort, settings, progress=stop_after(4), n_jobs=2)
+    assert workspace.cv_progress(run) == 4 and workspace.load_cv(run, small_cohort) is None
+    fitted = []
+    fit_fold = validation._fit_fold
+    monkeypatch.setattr(validation, "_fit_fold", lambda args: fitted.append((args[2].repeat, args[2].fold)) or fit_fold(args))
+    resumed = workspace.train_cv(small_cohort, settings, n_jobs=2)
+    assert sorted(fitted) == [(1, 1), (1, 2)]  # only the two folds not kept were trained
+    assert workspace.cv_progress(run) == 0
+    fresh = Workspace(tmp_path / "fresh").train_cv(small_cohort, settings, n_jobs=2)
+    for result in (resumed, workspace.load_cv(run, small_cohort)):
+        np.testing.assert_array_equal(result.prediction.to_numpy(), fresh.prediction.to_numpy())
+        np.testing.assert_array_equal(result.explanation.values, fresh.explanation.values)
+    np.testing.assert_array_equal(resumed.interaction, fresh.interaction)

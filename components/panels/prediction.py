@@ -79,7 +79,7 @@ def training_progress(job: Job, settings: CVSettings) -> None:
     jobs.progress_panel(job, f"Training {MODEL_LABELS[settings.model]}: {settings.n_repeats} x {settings.n_splits}-fold cross-validation",
                         detail=_loss_curves if deep else None,
                         cancel_help="Stops after the current epoch; finished folds are kept and Train resumes from them." if deep
-                        else "Stops after the current fold; nothing is saved.")
+                        else "Stops after the folds under way; finished folds are kept and Train resumes from them.")
 
 
 def _loss_curves(job: Job) -> None:

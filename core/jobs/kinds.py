@@ -64,7 +64,7 @@ def _run_cv(workspace, params: dict, report) -> str:
     run = settings.run_digest(cohort)
     total = settings.n_splits * settings.n_repeats
     deep = settings.model != "xgboost"
-    kept = workspace.cv_progress(run) if deep else 0
+    kept = workspace.cv_progress(run)
     report.progress(kept, total, f"resuming: {kept} of {total} folds kept" if kept else "splitting the cohort into folds")
 
     def on_epoch(fold, row):
@@ -76,9 +76,9 @@ def _run_cv(workspace, params: dict, report) -> str:
                            on_epoch=on_epoch if deep else None,
                            tensor_progress=(lambda done, n: report.progress(kept, total, f"raw-data tensors: chunk {done} of {n}")) if deep else None)
     except JobCancelled:
-        if deep:
-            raise JobCancelled(f"Training was cancelled with {workspace.cv_progress(run)} of {total} folds finished and kept: Train resumes from them.") from None
-        raise JobCancelled("Training was cancelled; nothing was saved.") from None
+        kept = workspace.cv_progress(run)
+        raise JobCancelled(f"Training was cancelled with {kept} of {total} folds finished and kept: Train resumes from them." if kept
+                           else "Training was cancelled before its first fold finished; nothing was kept.") from None
     return run
 
 

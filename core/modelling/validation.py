@@ -260,9 +260,8 @@ def _out_of_fold(cohort, outcome, design, y, *, features, data, make_model, spli
         if checkpoint is not None:  # kept at once, so a stopped run resumes
             checkpoint.keep(number, *result[:5])
 
-    # Without a checkpoint, folds run side by side (threads, or the cluster); with one they run one
-    # after another here, or side by side on the cluster, each kept as soon as it is done.
-    fresh = parallel_map(_fit_fold, [jobs[number] for number in todo], n_jobs=n_jobs if checkpoint is None or remote else 1, prefer="threads",
+    # Folds run side by side as n_jobs says (threads, or the cluster); each is kept as soon as it is done.
+    fresh = parallel_map(_fit_fold, [jobs[number] for number in todo], n_jobs=n_jobs, prefer="threads",
                          progress=(lambda done, _total: progress(before + done, len(jobs))) if progress else None, on_result=finished)
     for number, result in zip(todo, fresh):
         kept[number] = result[:5]
@@ -308,6 +307,7 @@ def cross_validate(
     n_jobs: int = -1,
     progress=None,
     engine: str = "auto",
+    checkpoint: FoldCheckpoint | None = None,
 ) -> CVResult:
     """Out-of-fold predictions and SHAP values of the outcome's estimator on a cohort.
 
@@ -320,7 +320,8 @@ def cross_validate(
     ``NEUROPREDICT_DASK_SCHEDULER`` is set and the cohort has at least
     :data:`core.modelling.cluster.DASK_XGBOOST_MIN_PATIENTS` patients (folds one after another, the same
     folds; no interaction values), and otherwise fits whole folds side by side (on the cluster when it is
-    set); "xgboost.dask" always uses ``xgboost.dask``; "xgboost" never does.
+    set); "xgboost.dask" always uses ``xgboost.dask``; "xgboost" never does. ``checkpoint`` keeps each
+    finished fold (:class:`FoldCheckpoint`), so a stopped run resumes with the folds it finished.
     """
     from core.modelling.cluster import dask_estimator_for, use_dask_xgboost
 
@@ -330,9 +331,9 @@ def cross_validate(
     params = dict(params or {})
     if use_dask_xgboost(len(y), engine):
         return _out_of_fold(cohort, outcome, X, y, features=features, data=X.to_numpy(dtype=float), make_model=lambda: dask_estimator_for(outcome, **params),
-                            splitter=splitter, params=params, interactions=False, n_jobs=1, progress=progress)
+                            splitter=splitter, params=params, interactions=False, n_jobs=1, progress=progress, checkpoint=checkpoint)
     return _out_of_fold(cohort, outcome, X, y, features=features, data=X.to_numpy(dtype=float), make_model=lambda: estimator_for(outcome, **params),
-                        splitter=splitter, params=params, interactions=interactions, n_jobs=n_jobs, progress=progress)
+                        splitter=splitter, params=params, interactions=interactions, n_jobs=n_jobs, progress=progress, checkpoint=checkpoint)
 
 
 def cross_validate_fusion(cohort, inputs, *, splitter: CohortSplitter | None = None, params: dict | None = None, progress=None, on_epoch=None,
@@ -539,7 +540,7 @@ class CVSettings(Settings):
         """Cross-validate the chosen model on ``cohort`` with these settings: what the page's Train button and
         ``python -m core train`` run. ``inputs``: the cohort's cached raw-data tensors (fusion and stacked)."""
         if self.model == "xgboost":
-            return cross_validate(cohort, self.outcome, splitter=self.splitter(), params=self.model_params(), n_jobs=n_jobs, progress=progress)
+            return cross_validate(cohort, self.outcome, splitter=self.splitter(), params=self.model_params(), n_jobs=n_jobs, progress=progress, checkpoint=checkpoint)
         if inputs is None:
             raise InputError(f"the {self.model} model needs the cohort's raw-data tensors (Workspace.fusion_inputs).", source=cohort.name)
         if self.model == "fusion":

@@ -400,27 +400,27 @@ class Workspace:
         meta = {"outcome": result.outcome, "features": result.features, "scheme": result.scheme, "params": result.params, "model": result.model}
         (folder / "meta.json").write_text(json.dumps(meta))
 
-    def train_cv(self, cohort: Cohort, settings, *, progress=None, on_epoch=None, tensor_progress=None):
+    def train_cv(self, cohort: Cohort, settings, *, progress=None, on_epoch=None, tensor_progress=None, n_jobs: int = -1):
         """Cross-validate the model of ``settings`` (:class:`~core.modelling.validation.CVSettings`) and store the run.
 
-        The page's Train button and ``python -m core train`` both call this. Deep models read the
-        cohort's cached tensors (built first when missing, ``tensor_progress(done, total)``), keep
-        each finished fold so a stopped run resumes, and the stacked model reuses the stored fusion
-        run of the same settings for its outer folds when there is one.
+        The page's Train button and ``python -m core train`` both call this. Each finished fold is
+        kept, so a stopped run resumes. Deep models read the cohort's cached tensors (built first when
+        missing, ``tensor_progress(done, total)``), and the stacked model reuses the stored fusion run
+        of the same settings for its outer folds when there is one. ``n_jobs``: xgboost folds side by side.
         """
         from dataclasses import replace
 
         run = settings.run_digest(cohort)
-        inputs = fusion_run = checkpoint = None
+        inputs = fusion_run = None
+        checkpoint = self.fold_checkpoint(run)
         if settings.model != "xgboost":
             inputs = self.fusion_inputs(cohort, progress=tensor_progress)
-            checkpoint = self.fold_checkpoint(run)
         if settings.model == "stacked":
             try:
                 fusion_run = self.load_cv(replace(settings, model="fusion").run_digest(cohort), cohort)
             except InputError:  # unreadable: the stacked model trains its own outer fusion models
                 fusion_run = None
-        result = settings.cross_validate(cohort, inputs, fusion_run=fusion_run, progress=progress, on_epoch=on_epoch, checkpoint=checkpoint)
+        result = settings.cross_validate(cohort, inputs, fusion_run=fusion_run, progress=progress, on_epoch=on_epoch, checkpoint=checkpoint, n_jobs=n_jobs)
         self.save_cv(cohort, run, result)
         return result
 
@@ -735,7 +735,8 @@ class _FoldFiles:
         if not arrays_file.exists():
             return None
         with np.load(arrays_file, allow_pickle=False) as arrays:
-            return load_estimator(self.folder / f"fold_{number:03d}"), arrays["margin"], arrays["values"], arrays["base"], None
+            interaction = arrays["interaction"] if "interaction" in arrays.files else None
+            return load_estimator(self.folder / f"fold_{number:03d}"), arrays["margin"], arrays["values"], arrays["base"], interaction
 
     def keep(self, number: int, model, margin, values, base, interaction) -> None:
         """Write the fold's model, fsync it, then its arrays (atomically): the arrays mark the fold done."""
@@ -746,8 +747,9 @@ class _FoldFiles:
             if path.is_file() and not path.name.endswith(".oof.npz"):
                 fsync_file(path)
         fsync_folder(self.folder)
+        interaction = {} if interaction is None else {"interaction": np.asarray(interaction)}  # xgboost's, first repeat only
         with atomic_file(self.folder / f"{stem}.oof.npz") as handle:
-            np.savez(handle, margin=np.asarray(margin), values=np.asarray(values), base=np.asarray(base))
+            np.savez(handle, margin=np.asarray(margin), values=np.asarray(values), base=np.asarray(base), **interaction)
 
 
 class _TablePieces:
