@@ -98,3 +98,12 @@ def test_measures_follow_their_documented_direction(small_cohort):
     # The 12-week measures carry more of the planted treatment response than the 4-week ones.
     improvement = small_cohort.outcomes.loc[stroke, "improvement_pct"]
     assert np.corrcoef(improvement, outcomes["fmue_total_w12"])[0, 1] > np.corrcoef(improvement, outcomes["fmue_total_w4"])[0, 1] + 0.05
+
+
+def test_a_described_measure_is_titled_by_its_first_words_marked_as_cut_and_a_bank_measure_by_its_name():
+    from core.data.outcome_bank import described_outcome
+
+    wmft = described_outcome("Wolf Motor Function Test: seconds to complete 15 timed arm tasks", "stroke", "higher_worse")
+    assert wmft.name == "Wolf Motor Function Test: seconds to" and wmft.title == "Wolf Motor Function Test: seconds to…"
+    assert described_outcome("Grip strength, kg", "stroke", "higher_better").title == "Grip strength, kg"
+    assert all(spec.title == spec.name for spec in load_outcome_bank())

@@ -70,7 +70,7 @@ def zero_shot_panel(cohort, spec, evaluation) -> None:
     nearest = similarity[same].head(5)
     left, right = st.columns([3, 2])
     with left:
-        fig, data = views.zero_shot_figure(table, spec.name)
+        fig, data = views.zero_shot_figure(table, spec.title)
         show_figure(fig, key="any-zero-shot", data=data, filename=f"{cohort.name}-{spec.key}-zero-shot")
     with right:
         st.markdown("**Nearest seen measures** (description similarity)")

@@ -34,7 +34,7 @@ def method_summary_figure(summary: pd.DataFrame) -> tuple[go.Figure, pd.DataFram
             error_x=dict(type="data", symmetric=False, array=[row["ci_high"] - row["mean_r"]], arrayminus=[row["mean_r"] - row["ci_low"]], color=METHOD_COLORS[method]),
             name=row["label"], showlegend=False, hovertemplate=f"{row['label']}<br>mean signed r %{{x:.3f}} (95% CI {row['ci_low']:.3f} to {row['ci_high']:.3f})<extra></extra>"))
     fig.add_vline(x=0, line=dict(color=GREY, dash="dot"))
-    fig.update_layout(height=90 + 42 * len(data), margin=dict(l=10, r=20, t=40, b=50), title="Unseen measures: signed r over held-out families",
+    fig.update_layout(height=max(420, 90 + 42 * len(data)), margin=dict(l=10, r=20, t=40, b=50), title="Unseen measures: signed r over held-out families",  # as tall as the few-shot figure beside it
                       xaxis=dict(title="mean signed Pearson r (95% CI over families)", range=[min(-0.05, data["ci_low"].min() - 0.05), 1.0]),
                       yaxis=dict(automargin=True))
     return fig, data.iloc[::-1].reset_index()

@@ -52,6 +52,12 @@ class OutcomeSpec:
         """+1 when a higher value is better, -1 when worse."""
         return 1.0 if self.direction == "higher_better" else -1.0
 
+    @property
+    def title(self) -> str:
+        """The name for a figure: with "…" when it is the first words of a longer description (a described measure)."""
+        cut = self.description.strip() != self.name and " ".join(self.description.split()).startswith(self.name)
+        return f"{self.name}…" if cut else self.name
+
     def descriptor_text(self) -> str:
         """The description with the structured descriptor spelled out: what the text model reads."""
         direction = "higher is better" if self.direction == "higher_better" else "higher is worse"
