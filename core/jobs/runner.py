@@ -11,7 +11,7 @@ browser tab, rerunning the page or restarting the Streamlit server does not stop
 ``NEUROPREDICT_MAX_JOBS`` jobs (default 1) run at once; the others wait in a queue, and whoever
 looks at the jobs next (a page polling its job, a job that just finished) starts the next one.
 Cancelling sends SIGTERM: the job stops at its next progress report, keeping what its kind keeps
-(finished folds of a deep model, finished ablation fits), and after ``CANCEL_GRACE_S`` its process
+(finished folds, ablation fits, pieces of an evaluation), and after ``CANCEL_GRACE_S`` its process
 group is killed. A running job whose process has gone without a final state (a crash, a reboot,
 SIGKILL) is marked ``interrupted`` the next time the jobs are looked at. A finished job's state
 and log are removed ``NEUROPREDICT_KEEP_JOBS_DAYS`` days (default 30) after it finished; what it

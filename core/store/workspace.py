@@ -8,6 +8,7 @@ Layout::
     <workspace>/models/<run>.partial/                 finished folds of a run still training
     <workspace>/ablation/<digest>@<version>/          modality ablation runs (per-fold scores)
     <workspace>/<kind>/<key>.parquet                  result tables (:meth:`Workspace.save_table`)
+    <workspace>/<kind>/<key>.partial/                 finished pieces of an evaluation still running
     <workspace>/tensors/<key>/chunk_NNNN.npz          cached fusion inputs
 
 Nothing is pickled: tables are Parquet, provenance is JSON in the catalogue.
