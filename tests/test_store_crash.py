@@ -23,6 +23,7 @@ import time
 
 import pytest
 
+from core.errors import InputError
 from core.store.workspace import Workspace
 from tests.store_support import (
     ablation_fingerprint,
@@ -159,3 +160,31 @@ def test_a_save_killed_at_random_moments_leaves_every_earlier_save_loadable_and_
     print(json.dumps({"test": "store_crash", "kind": kind, "trials": TRIALS[kind], "killed_mid_save": mid_save, "save_s": round(duration, 3)}))
     # The delays are drawn to land inside the save; the share that did depends on the machine's load.
     assert mid_save >= TRIALS[kind] // 3, f"only {mid_save} of {TRIALS[kind]} kills landed inside a {kind} save"
+
+
+def test_a_damaged_catalogue_is_restored_from_its_last_good_copy_and_kept_aside(tmp_path, small_cohort):
+    """DuckDB can leave its file damaged when killed mid-checkpoint (seen once in this suite's crash test)."""
+    ws = Workspace(tmp_path / "ws")
+    ws.save(small_cohort)
+    ws.set_setting("last_cohort", small_cohort.name)
+    file, backup = ws.path / "catalogue.duckdb", ws.path / "catalogue.duckdb.backup"
+    copied = backup.stat().st_mtime_ns
+    assert ws.names() == [small_cohort.name] and ws.get_setting("last_cohort") == small_cohort.name
+    assert backup.stat().st_mtime_ns == copied  # reading copies nothing
+    with open(file, "r+b") as handle:  # the first block after DuckDB's three headers: the catalogue's own metadata
+        handle.seek(12288 + 64)
+        handle.write(bytes(range(256)))
+    restored = Workspace(ws.path)
+    assert restored.names() == [small_cohort.name] and restored.get_setting("last_cohort") == small_cohort.name
+    assert cohort_fingerprint(restored.load(small_cohort.name)) == cohort_fingerprint(small_cohort)
+    (damaged,) = ws.path.glob("catalogue.duckdb.damaged-*")
+    assert damaged.read_bytes()[12288 + 64:12288 + 320] == bytes(range(256))
+    assert leftovers(ws.path) == []
+
+    backup.unlink()  # damaged with no copy: said so, naming the file
+    with open(file, "r+b") as handle:
+        handle.seek(12288 + 64)
+        handle.write(bytes(range(256)))
+    with pytest.raises(InputError, match="the workspace catalogue is damaged .* and there is no earlier copy to restore") as refused:
+        Workspace(ws.path)
+    assert refused.value.source == str(file)

@@ -89,6 +89,12 @@ def _process_lock(path: Path) -> threading.RLock:
         return _PROCESS_LOCKS.setdefault(str(path.resolve()), threading.RLock())
 
 
+def _damaged(error: Exception) -> bool:
+    """Whether DuckDB refused a catalogue file as damaged (a crash during a checkpoint can leave one so)."""
+    text = str(error).lower()
+    return "corrupt" in text or "checksum" in text or "metadatareader" in text
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
@@ -159,21 +165,76 @@ class Workspace:
 
         Another process holding the file makes DuckDB refuse to open it: retried with exponential
         backoff (from 5 ms, with jitter) for up to :attr:`lock_timeout_s`, then an InputError.
+        A block that changed the catalogue checkpoints it and copies it to ``catalogue.duckdb.backup``
+        before letting go, so a catalogue damaged by a later crash is restored from that copy.
         """
         with _process_lock(self.path):
             db = self._open_catalogue()
             try:
                 yield db
+                self._back_up_catalogue(db)
             finally:
                 db.close()
+
+    def _back_up_catalogue(self, db) -> None:
+        """Checkpoint what this connection wrote and copy the catalogue, while DuckDB's file lock keeps
+        every other process out; nothing is copied when the catalogue is unchanged since the last copy."""
+        file = self.path / "catalogue.duckdb"
+        wal = file.with_name(file.name + ".wal")
+        backup = file.with_name(file.name + ".backup")
+        if wal.exists() and wal.stat().st_size:
+            db.execute("CHECKPOINT")
+        if backup.exists() and backup.stat().st_mtime_ns >= file.stat().st_mtime_ns:
+            return
+        with open(file, "rb") as source, atomic_file(backup) as handle:
+            for block in iter(lambda: source.read(1 << 20), b""):
+                handle.write(block)
+
+    def _restore_catalogue(self, damage: Exception) -> None:
+        """Put the last good copy of a damaged catalogue in its place (the damaged file and its WAL are kept
+        beside it as ``catalogue.duckdb.damaged-<time>``); an InputError when there is no copy."""
+        import fcntl
+        import shutil
+
+        file = self.path / "catalogue.duckdb"
+        backup = file.with_name(file.name + ".backup")
+        with open(self.path / ".catalogue-restore.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # one process restores; the others find it restored
+            try:
+                duckdb.connect(str(file)).close()
+                return
+            except duckdb.IOException as exc:
+                if "lock" in str(exc).lower():
+                    return  # another process opened it: restored already
+            except duckdb.Error:
+                pass
+            if not backup.exists():
+                raise InputError(f"the workspace catalogue is damaged ({damage}) and there is no earlier copy to restore; "
+                                 "the cohorts and runs are still in their folders, but the catalogue that lists them must be rebuilt.",
+                                 source=str(file)) from damage
+            stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+            for part in (file, file.with_name(file.name + ".wal")):
+                if part.exists():
+                    os.replace(part, part.with_name(f"{part.name}.damaged-{stamp}"))
+            with atomic_file(file) as handle, open(backup, "rb") as source:
+                shutil.copyfileobj(source, handle)
+            print(f"NeuroPredict: the workspace catalogue {file} was damaged ({damage}); restored its last good copy, "
+                  f"the damaged file is kept as {file.name}.damaged-{stamp}.", flush=True)
 
     def _open_catalogue(self):
         file = self.path / "catalogue.duckdb"
         deadline, delay = time.monotonic() + self.lock_timeout_s, 0.005
+        restored = False
         while True:
             try:
                 return duckdb.connect(str(file))
-            except duckdb.IOException as exc:
+            except duckdb.Error as exc:
+                if _damaged(exc) and not restored:
+                    self._restore_catalogue(exc)
+                    restored = True
+                    continue
+                if not isinstance(exc, duckdb.IOException):
+                    raise
                 if "lock" not in str(exc).lower() and "resource temporarily unavailable" not in str(exc).lower():
                     raise InputError(f"the workspace catalogue cannot be opened ({exc}).", source=str(file)) from exc
                 if time.monotonic() + delay > deadline:
