@@ -33,6 +33,7 @@ import json
 import os
 import random
 import re
+import sys
 import threading
 import time
 from datetime import datetime, timezone
@@ -219,7 +220,7 @@ class Workspace:
             with atomic_file(file) as handle, open(backup, "rb") as source:
                 shutil.copyfileobj(source, handle)
             print(f"NeuroPredict: the workspace catalogue {file} was damaged ({damage}); restored its last good copy, "
-                  f"the damaged file is kept as {file.name}.damaged-{stamp}.", flush=True)
+                  f"the damaged file is kept as {file.name}.damaged-{stamp}.", file=sys.stderr, flush=True)
 
     def _open_catalogue(self):
         file = self.path / "catalogue.duckdb"
