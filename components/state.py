@@ -29,6 +29,7 @@ _FLASH_KEY = "neuropredict.flash"
 _DEEP_LINK_KEY = "neuropredict.deep_link"
 _DEEP_LINK_PARAMS = ("cohort",)  # the query parameters a deep link may carry
 _AFTER_LOGIN_STORAGE = "neuropredict.after_login"  # the tab's sessionStorage item that carries a link through the login
+_AFTER_LOGIN_CHECKED_KEY = "neuropredict.after_login_checked"
 LAST_COHORT_SETTING = "last_cohort"
 _DEFAULT_PAGE_STEM = "cohort"  # the default page's url_path is ""
 
@@ -403,9 +404,9 @@ def follow_link_after_login() -> None:
     Only a page name and a query (no scheme, host or ``//``) is followed, relative to where the
     provider sent the browser back to (the app's root, under any base URL path).
     """
-    if st.session_state.get(_AFTER_LOGIN_STORAGE):
+    if st.session_state.get(_AFTER_LOGIN_CHECKED_KEY):
         return
-    st.session_state[_AFTER_LOGIN_STORAGE] = True
+    st.session_state[_AFTER_LOGIN_CHECKED_KEY] = True
     st.html(f"""<script>
 const kept = sessionStorage.getItem({_AFTER_LOGIN_STORAGE!r});
 if (kept !== null) {{
