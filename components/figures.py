@@ -12,10 +12,55 @@ from components import state
 from components.views.slices import AXIS_NAMES, orthogonal_slices_figure, ras_grid, snap_to_grid
 from core.data.schema import FEATURE_DESCRIPTIONS
 
+# Plotly's toolbar (shown on hover) is about this tall, drawn over the top right of the figure.
+MODEBAR_STRIP_PX = 30
+PLOTLY_DEFAULT_HEIGHT_PX = 450
+PLOTLY_DEFAULT_MARGIN_TOP_PX = 100
+TITLE_GAP_PX = 8  # between the strip and a title placed by Plotly
+
+
+def _drawn_above_plot(fig: go.Figure) -> bool:
+    """Whether a title, legend or annotation sits in the figure's top margin."""
+    layout = fig.layout
+    if layout.title.text:
+        return True
+    legend = layout.legend
+    if layout.showlegend is not False and legend.y is not None and (legend.yref == "container" or legend.y >= 1):
+        return True
+    return any(a.yref in ("paper", "container") and a.y is not None and a.y >= 1 for a in layout.annotations)
+
+
+def clear_modebar_strip(fig: go.Figure) -> go.Figure:
+    """Lower everything drawn in the top margin by the toolbar's height, so the toolbar never covers a
+    title, subtitle, legend or label. The figure grows by that height; figures with nothing in their
+    top margin are left as they are, and a figure already lowered is not lowered again."""
+    if getattr(fig, "_modebar_strip_cleared", False) or not _drawn_above_plot(fig):
+        return fig
+    fig._modebar_strip_cleared = True
+    layout = fig.layout
+    old_height = layout.height or PLOTLY_DEFAULT_HEIGHT_PX
+    old_top = layout.margin.t if layout.margin.t is not None else PLOTLY_DEFAULT_MARGIN_TOP_PX
+    height = old_height + MODEBAR_STRIP_PX
+    fig.update_layout(height=height, margin_t=old_top + MODEBAR_STRIP_PX)
+
+    def lowered(y_container: float) -> float:
+        return 1 - (MODEBAR_STRIP_PX + (1 - y_container) * old_height) / height
+
+    title = layout.title
+    if title.text and title.yref in (None, "container"):
+        if title.y in (None, "auto"):  # Plotly would centre it in the top margin: put it just under the strip
+            fig.update_layout(title=dict(yref="container", y=lowered(1 - TITLE_GAP_PX / old_height), yanchor="top"))
+        else:
+            fig.update_layout(title_y=lowered(title.y))
+    if layout.legend.yref == "container" and layout.legend.y is not None:
+        fig.update_layout(legend_y=lowered(layout.legend.y))
+    return fig
+
 
 def show_figure(fig: go.Figure, *, key: str, data: pd.DataFrame | None = None, filename: str = "figure") -> None:
     """Render a figure with image export (camera button) and, when given, its numbers as CSV."""
     fig.layout.font.size = 13
+    clear_modebar_strip(fig)
     config = {"displaylogo": False, "toImageButtonOptions": {"format": state.image_format(), "filename": filename, "scale": 2}}
     st.plotly_chart(fig, width="stretch", config=config, key=f"fig-{key}")
     if data is not None:
@@ -101,7 +146,7 @@ def brain_slice_viewer(
     fig = orthogonal_slices_figure(grid.background, grid.affine, grid.overlay, grid.mask, crosshair,
                                    **figure_kwargs)
     st.plotly_chart(
-        fig,
+        clear_modebar_strip(fig),
         key=f"{key}_chart",
         config={
             "displaylogo": False,

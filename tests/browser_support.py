@@ -121,3 +121,59 @@ def choose(page, label, option):
 def assert_no_exception(page):
     shown = page.locator("[data-testid=stException]")
     assert shown.count() == 0, shown.all_inner_texts()
+
+
+# What a figure draws above its plot, and the toolbars drawn over it on hover: none may cover another.
+_FIGURE_OVERLAPS_JS = """
+() => {
+  const box = (el) => { const r = el.getBoundingClientRect(); return {l: r.left, r: r.right, t: r.top, b: r.bottom}; };
+  const meets = (a, b) => Math.min(a.r, b.r) - Math.max(a.l, b.l) > 1 && Math.min(a.b, b.b) - Math.max(a.t, b.t) > 1;
+  const found = [];
+  for (const plot of document.querySelectorAll('.js-plotly-plot')) {
+    if (!plot.offsetParent) continue;  // hidden (another tab)
+    const areas = [...plot.querySelectorAll('.draglayer .nsewdrag')].map(box);
+    const plotTop = areas.length ? Math.min(...areas.map(a => a.t)) : Infinity;
+    const items = [];
+    const add = (name, el) => { const b = box(el); if (b.r - b.l > 0 && b.b - b.t > 0) items.push({name, b}); };
+    plot.querySelectorAll('.g-gtitle text').forEach(el => add('title "' + el.textContent + '"', el));
+    plot.querySelectorAll('.legend .bg').forEach(el => add('legend', el));
+    plot.querySelectorAll('.annotation').forEach(el => { const b = box(el); if (b.b <= plotTop + 1) add('label "' + el.textContent + '"', el); });
+    const bar = plot.querySelector('.modebar');
+    if (bar) add('toolbar', bar);
+    const container = plot.closest('[data-testid=stElementContainer], .stElementContainer');
+    const toolbar = container && container.querySelector('[data-testid=stElementToolbar]');
+    if (toolbar) add('element toolbar', toolbar);
+    const name = (plot.querySelector('.g-gtitle text') || {}).textContent || (plot.closest('[class*=st-key-]')?.className.match(/st-key-\S+/) || [])[0] || 'untitled figure';
+    for (let i = 0; i < items.length; i++)
+      for (let j = i + 1; j < items.length; j++) {
+        const pair = [items[i].name, items[j].name];
+        if (pair.every(n => n.startsWith('label')) || pair.every(n => n.includes('toolbar'))) continue;
+        if (meets(items[i].b, items[j].b)) found.push(`${name}: ${pair[0]} overlaps ${pair[1]}`);
+      }
+  }
+  return found;
+}
+"""
+
+
+def assert_figures_readable(page, every_tab: bool = False):
+    """No figure's title, legend or top labels overlap each other or the toolbars shown on hover; with
+    ``every_tab``, in every tab shown, each opened in turn and the selected ones opened again after."""
+    overlaps = page.evaluate(_FIGURE_OVERLAPS_JS)
+    if every_tab:
+        tabs = page.locator("[data-testid=stTabs] [role=tab]").filter(visible=True)
+        labels = [(tabs.nth(i).inner_text(), tabs.nth(i).get_attribute("aria-selected") == "true") for i in range(tabs.count())]
+        for label, _ in labels + [(label, True) for label, selected in labels if selected]:
+            tab = page.get_by_role("tab", name=label, exact=True).filter(visible=True).first
+            if tab.get_attribute("aria-selected") != "true":
+                tab.click()
+                settle(page, started_within_ms=800)
+                page.wait_for_timeout(400)  # Plotly lays out a figure when its tab shows it
+                overlaps += [f"[tab {label}] {o}" for o in page.evaluate(_FIGURE_OVERLAPS_JS)]
+    assert not overlaps, sorted(set(overlaps))
+
+
+def assert_page_readable(page, every_tab: bool = False):
+    """No exception shown and no overlapping figure labels (in every tab, with ``every_tab``)."""
+    assert_no_exception(page)
+    assert_figures_readable(page, every_tab=every_tab)

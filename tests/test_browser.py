@@ -7,7 +7,7 @@ import shutil
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser_support import BROWSER_ONLY, IDLE, TIMEOUT_MS, assert_no_exception, choose, streamlit_server
+from tests.browser_support import BROWSER_ONLY, IDLE, TIMEOUT_MS, assert_page_readable, choose, streamlit_server
 
 pytestmark = BROWSER_ONLY
 
@@ -32,7 +32,7 @@ def test_generate_a_cohort_and_open_a_stroke_patient(page, app_url, artifacts):
     expect(cohort).to_have_value("tiny")
     page.locator(".js-plotly-plot").filter(visible=True).first.wait_for()  # the distribution figure
     page.wait_for_timeout(500)  # let plotly finish drawing
-    assert_no_exception(page)
+    assert_page_readable(page)
     page.screenshot(path=str(artifacts / "cohort.png"))
 
     # Generate a small cohort through the form.
@@ -45,7 +45,7 @@ def test_generate_a_cohort_and_open_a_stroke_patient(page, app_url, artifacts):
     page.locator("[data-testid=stFormSubmitButton] button").filter(has_text="Generate and save").click()
     page.get_by_text("Saved 40 patients as 'from-browser'").wait_for()
     page.wait_for_selector(IDLE)
-    assert_no_exception(page)
+    assert_page_readable(page)
     caption = page.locator("[data-testid=stMain] [data-testid=stCaptionContainer]").filter(has_text="patients ·")
     expect(caption).to_have_text(re.compile(r"^from-browser · 40 patients · "))
     generator.click()  # fold the generator away, so the patient panel moves up
@@ -72,11 +72,12 @@ def test_generate_a_cohort_and_open_a_stroke_patient(page, app_url, artifacts):
 
     # The new cohort is the one in use, in the sidebar too.
     expect(cohort).to_have_value("from-browser")
-    assert_no_exception(page)
+    assert_page_readable(page)
 
     page.locator("[data-testid=stTabs] [role=tablist]").evaluate("e => e.scrollIntoView({block: 'start'})")
     page.wait_for_timeout(1_000)  # plotly relayout after the scroll
     page.screenshot(path=str(artifacts / "patient.png"))
+    assert_page_readable(page, every_tab=True)
 
 
 @pytest.mark.parametrize("path, heading", [("cohort", "Cohort explorer"), ("prediction", "Treatment-response prediction")])
@@ -96,5 +97,5 @@ def test_a_deep_link_on_a_fresh_server_opens_that_page_and_cohort_with_the_sideb
         expect(page.locator('[data-testid=stSidebar] input[aria-label="Cohort"]')).to_have_count(1)
         expect(page.locator('[data-testid=stSidebar] input[aria-label="Cohort"]')).to_have_value("second")
         page.wait_for_selector(IDLE)
-        assert_no_exception(page)
+        assert_page_readable(page)
         expect(page.get_by_role("heading", name=heading)).to_be_visible()

@@ -22,7 +22,7 @@ from playwright.sync_api import expect
 from core.store.workspace import Workspace
 from core.synth.config import CohortConfig
 from core.synth.generator import generate_cohort
-from tests.browser_support import BROWSER_ONLY, IDLE, TIMEOUT_MS, assert_no_exception, settle, streamlit_server
+from tests.browser_support import BROWSER_ONLY, IDLE, TIMEOUT_MS, assert_page_readable, settle, streamlit_server
 
 COHORT = CohortConfig(name="tiny", n_patients=200, seed=3)
 RUN_TIMEOUT_MS = 300_000  # the run itself: about 15-30 s on two idle cores
@@ -51,7 +51,7 @@ def open_ablation(page, url: str) -> None:
 
 def test_run_an_ablation_and_see_the_shapley_waterfall(page, ablation_url, artifacts):
     open_ablation(page, ablation_url)
-    assert_no_exception(page)
+    assert_page_readable(page)
     page.get_by_text("No saved run for responder").wait_for()
 
     page.get_by_role("button", name=re.compile(r"^Run ablation \(250 fits\)")).click()
@@ -59,7 +59,7 @@ def test_run_an_ablation_and_see_the_shapley_waterfall(page, ablation_url, artif
     waterfall = page.locator(".st-key-fig-abl-shapley .js-plotly-plot")
     waterfall.wait_for(timeout=RUN_TIMEOUT_MS)
     settle(page)
-    assert_no_exception(page)
+    assert_page_readable(page)
     expect(page.get_by_text("(run and saved)")).to_have_count(1)
     expect(waterfall.get_by_text("full model", exact=True)).to_have_count(1)
     for key in ("abl-forest", "abl-planted", "abl-lattice", "abl-permutation", "abl-pareto"):
@@ -77,7 +77,7 @@ def test_run_an_ablation_and_see_the_shapley_waterfall(page, ablation_url, artif
     page.locator("[data-testid=stMain]").evaluate("e => e.scrollTo(0, 0)")
     page.wait_for_timeout(1_500)
     page.screenshot(path=str(artifacts / "ablation-full.png"))
-    assert_no_exception(page)
+    assert_page_readable(page, every_tab=True)
 
 
 def test_cancel_keeps_the_finished_fits_and_resume_completes_the_run(page, ablation_url, artifacts):
@@ -96,7 +96,7 @@ def test_cancel_keeps_the_finished_fits_and_resume_completes_the_run(page, ablat
     settle(page)
     page.screenshot(path=str(artifacts / "ablation-cancelled.png"))
     assert resume.count() == 1, "the run finished instead of stopping at Cancel"
-    assert_no_exception(page)
+    assert_page_readable(page)
     expect(page.get_by_text("A partial run with these settings is saved")).to_have_count(1)
     done = int(re.search(r"\((\d+) of 175", resume.inner_text()).group(1))
     assert 0 < done < 175
@@ -104,5 +104,5 @@ def test_cancel_keeps_the_finished_fits_and_resume_completes_the_run(page, ablat
     resume.click()
     finished.wait_for(timeout=RUN_TIMEOUT_MS)
     settle(page)
-    assert_no_exception(page)
+    assert_page_readable(page)
     expect(page.get_by_text("(run and saved)")).to_have_count(1)

@@ -13,7 +13,7 @@ from playwright.sync_api import expect
 from core.store.workspace import Workspace
 from core.synth.config import CohortConfig
 from core.synth.generator import generate_cohort
-from tests.browser_support import BROWSER_ONLY, IDLE, TIMEOUT_MS, assert_no_exception, settle, streamlit_server
+from tests.browser_support import BROWSER_ONLY, IDLE, TIMEOUT_MS, assert_page_readable, settle, streamlit_server
 
 RUN_TIMEOUT_MS = 400_000  # 5 folds x 17 held-out families on 200 patients: about a minute on two idle cores
 
@@ -37,14 +37,14 @@ def test_evaluate_then_predict_a_described_measure(page, outcome_url, artifacts)
     page.locator("[data-testid=stSidebarNav] a").filter(has_text="Any outcome").click()
     page.get_by_role("heading", name="Any outcome").wait_for()
     page.wait_for_selector(IDLE)
-    assert_no_exception(page)
+    assert_page_readable(page)
 
     page.get_by_role("tab", name="Held-out evaluation").click()
     page.get_by_role("button", name="Run the held-out evaluation").click()
     methods = page.locator(".st-key-fig-any-methods .js-plotly-plot")
     methods.wait_for(timeout=RUN_TIMEOUT_MS)
     settle(page)
-    assert_no_exception(page)
+    assert_page_readable(page)
     expect(page.get_by_text("held-out instrument families, zero-shot signed r averages")).to_be_visible()
     expect(page.locator(".st-key-fig-any-few-shot .js-plotly-plot")).to_be_visible()
     page.screenshot(path=str(artifacts / "any-outcome-evaluation.png"))
@@ -61,7 +61,8 @@ def test_evaluate_then_predict_a_described_measure(page, outcome_url, artifacts)
     settle(page)
     page.locator(".st-key-fig-any-zero-shot .js-plotly-plot").wait_for()
     settle(page)
-    assert_no_exception(page)
+    assert_page_readable(page)
     expect(page.get_by_text("Nearest seen measures")).to_be_visible()
     expect(page.get_by_text("In the held-out evaluation, the")).to_be_visible()
     page.screenshot(path=str(artifacts / "any-outcome-described.png"))
+    assert_page_readable(page, every_tab=True)

@@ -20,7 +20,7 @@ from core.modelling.validation import CohortSplitter, cross_validate, run_digest
 from core.store.workspace import Workspace
 from core.synth.config import CohortConfig
 from core.synth.generator import generate_cohort
-from tests.browser_support import BROWSER_ONLY, IDLE, TIMEOUT_MS, assert_no_exception, choose, settle, streamlit_server
+from tests.browser_support import BROWSER_ONLY, IDLE, TIMEOUT_MS, assert_page_readable, choose, settle, streamlit_server
 
 COHORT = CohortConfig(name="tiny", n_patients=200, seed=3)
 OUTCOME = "responder"
@@ -153,7 +153,7 @@ def prediction_url(prediction_template, tmp_path_factory):
 def test_whatif_edit_moves_the_edited_prediction(page, prediction_url, edit, artifacts):
     patient, value = edit
     open_whatif(page, prediction_url, patient)
-    assert_no_exception(page)
+    assert_page_readable(page)
     baseline, edited = metric_value(page, "Baseline prediction"), metric_value(page, "Edited prediction")
     before = baseline.inner_text()
     assert re.fullmatch(r"0\.\d{3}|1\.000", before), before
@@ -170,11 +170,12 @@ def test_whatif_edit_moves_the_edited_prediction(page, prediction_url, edit, art
     assert baseline.inner_text() == before
     waterfall = panel.locator(".st-key-fig-wi-waterfall-edited .js-plotly-plot")
     waterfall.get_by_text(waterfall_label(FEATURE, value)).first.wait_for()  # the edited figure shows the new value
-    assert_no_exception(page)
+    assert_page_readable(page)
 
     panel.locator('input[aria-label^="Patient ("]').evaluate("e => e.scrollIntoView({block: 'start'})")
     page.wait_for_timeout(1_000)  # plotly relayout after the scroll
     page.screenshot(path=str(artifacts / "whatif.png"))
+    assert_page_readable(page, every_tab=True)
 
 
 # --- the comparison of models -----------------------------------------------------------------------
@@ -226,7 +227,8 @@ def test_compare_view_shows_the_models_side_by_side_with_the_lesson(page, compar
     panel.get_by_text(re.compile(r"AUC is \d\.\d{3} higher than")).first.wait_for()
     for key in ("metrics", "paired", "calibration", "decision", "patterns"):
         panel.locator(f".st-key-fig-pred-compare-{key} .js-plotly-plot").wait_for()
-    assert_no_exception(page)
+    assert_page_readable(page)
     page.set_viewport_size({"width": 1400, "height": 4200})  # the whole view: the app scrolls inside its main block, not the page
     page.wait_for_timeout(2_000)  # plotly relayout at the new size
     page.screenshot(path=str(artifacts / "compare-models.png"))
+    assert_page_readable(page, every_tab=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from playwright.sync_api import expect
 
-from tests.browser_support import BROWSER_ONLY, IDLE, TIMEOUT_MS, assert_no_exception, settle, streamlit_server
+from tests.browser_support import BROWSER_ONLY, IDLE, TIMEOUT_MS, assert_page_readable, settle, streamlit_server
 
 pytestmark = BROWSER_ONLY
 
@@ -47,7 +47,7 @@ def test_move_the_coil_and_the_map_redraws(page, tmp_path, artifacts):
         page.get_by_role("heading", name="TMS threshold maps").wait_for()
         surface(page).locator("canvas").first.wait_for(state="attached")
         page.wait_for_selector(IDLE)
-        assert_no_exception(page)
+        assert_page_readable(page)
         before = coil_centre(page)
         title_before = surface(page).locator(".gtitle").text_content()
         page.wait_for_timeout(1_000)  # let plotly finish drawing
@@ -64,7 +64,7 @@ def test_move_the_coil_and_the_map_redraws(page, tmp_path, artifacts):
         figure.locator("canvas").first.wait_for(state="attached")
         assert figure.locator(".gtitle").text_content() == title_before  # same view, new placement
         page.wait_for_selector(IDLE)
-        assert_no_exception(page)
+        assert_page_readable(page)
         page.wait_for_timeout(1_500)  # plotly's WebGL redraw
         page.screenshot(path=str(artifacts / "tms.png"))
 
@@ -72,7 +72,7 @@ def test_move_the_coil_and_the_map_redraws(page, tmp_path, artifacts):
         page.locator("[data-testid=stRadio] label").filter(has_text="Threshold (A/µs)").click()
         settle(page)
         expect(surface(page).locator(".gtitle")).to_contain_text("Threshold (A/µs)")
-        assert_no_exception(page)
+        assert_page_readable(page)
         page.set_viewport_size({"width": 1400, "height": 3000})
         page.wait_for_timeout(1_500)
         page.screenshot(path=str(README_SHOT))

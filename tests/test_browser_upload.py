@@ -15,7 +15,7 @@ from pathlib import Path
 from playwright.sync_api import expect
 
 from core.store.workspace import Workspace
-from tests.browser_support import BROWSER_ONLY, IDLE, TIMEOUT_MS, assert_no_exception, choose, settle, streamlit_server
+from tests.browser_support import BROWSER_ONLY, IDLE, TIMEOUT_MS, assert_page_readable, choose, settle, streamlit_server
 from tests.test_page_upload import cohort_zip
 
 N_PATIENTS = 40
@@ -43,7 +43,7 @@ def test_upload_a_folder_map_it_save_it_and_train_on_it(page, app_workspace_temp
         )
         page.get_by_role("heading", name="Cohort from cohort.zip").wait_for()
         settle(page)
-        assert_no_exception(page)
+        assert_page_readable(page)
         main = page.locator("[data-testid=stMain]")
         expect(main.get_by_text("1 patient(s) have no EMG file", exact=False)).to_have_count(1)
 
@@ -60,7 +60,7 @@ def test_upload_a_folder_map_it_save_it_and_train_on_it(page, app_workspace_temp
         page.get_by_role("button", name="Read the files and build the cohort").click()
         main.get_by_text(f"Read {N_PATIENTS} patients").wait_for()
         settle(page)
-        assert_no_exception(page)
+        assert_page_readable(page)
         main.get_by_text(re.compile(rf"^{N_PATIENTS} patients · \d+ features · modalities: dti, emg, kin, clin")).wait_for()
         page.get_by_role("heading", name="Validation report").scroll_into_view_if_needed()
         page.wait_for_timeout(500)
@@ -84,7 +84,7 @@ def test_upload_a_folder_map_it_save_it_and_train_on_it(page, app_workspace_temp
         page.set_viewport_size({"width": 1400, "height": 4000})
         page.locator("[data-testid=stMain]").evaluate("e => e.scrollTo(0, 0)")
         page.wait_for_timeout(1_000)
-        assert_no_exception(page)
+        assert_page_readable(page)
         page.screenshot(path=str(README_SHOT))
         page.set_viewport_size({"width": 1400, "height": 3200})
 
@@ -100,8 +100,9 @@ def test_upload_a_folder_map_it_save_it_and_train_on_it(page, app_workspace_temp
         page.get_by_role("button", name=re.compile(r"^Train \(2 x 5 CV\)")).click()
         main.get_by_text(re.compile(r"trained and saved")).first.wait_for()
         settle(page)
-        assert_no_exception(page)
+        assert_page_readable(page)
         main.locator(".js-plotly-plot").filter(visible=True).first.wait_for()
         page.wait_for_timeout(1_000)
         assert Workspace(workspace).load(NAME) is not None
         page.screenshot(path=str(artifacts / "upload-prediction.png"))
+        assert_page_readable(page, every_tab=True)

@@ -267,3 +267,45 @@ def test_labels_of_points_piled_at_one_x_never_overlap():
     labels = [a for a in fig.layout.annotations if a.showarrow]
     assert len(labels) == 14 and len({(a.x, a.y, a.ax, a.ay) for a in labels}) == 14
     assert "Spearman ρ = 0.50 (14 features)" in fig.layout.title.text
+
+
+# --- the toolbar strip -------------------------------------------------------------------------------
+
+
+def _container_px(y: float, height: float) -> float:
+    """Pixels from the figure's top edge of a container y."""
+    return (1 - y) * height
+
+
+@pytest.mark.parametrize("subtitle", [None, "2000 resamples of patients"])
+def test_titles_move_below_the_toolbar_and_the_plot_keeps_its_size(subtitle):
+    import plotly.graph_objects as go
+
+    from components.figures import MODEBAR_STRIP_PX, clear_modebar_strip
+
+    title = {"text": "Calibration"} | ({"subtitle": {"text": subtitle}} if subtitle else {})
+    fig = go.Figure(go.Scatter(x=[0, 1], y=[0, 1])).update_layout(height=400, margin=dict(t=40, b=10), title=title)
+    clear_modebar_strip(fig)
+    assert fig.layout.height == 400 + MODEBAR_STRIP_PX
+    assert fig.layout.margin.t == 40 + MODEBAR_STRIP_PX  # so the plotting area is as tall as before
+    assert fig.layout.title.yanchor == "top"
+    assert _container_px(fig.layout.title.y, fig.layout.height) == pytest.approx(MODEBAR_STRIP_PX + 8)
+    clear_modebar_strip(fig)  # shown twice: lowered once
+    assert fig.layout.height == 400 + MODEBAR_STRIP_PX
+
+
+def test_placed_titles_and_legends_move_down_by_the_strip_and_bare_figures_stay():
+    import plotly.graph_objects as go
+
+    from components.figures import MODEBAR_STRIP_PX, clear_modebar_strip
+
+    fig = go.Figure().update_layout(height=500, margin_t=90, title=dict(text="Patterns", y=0.99, yanchor="top"),
+                                    legend=dict(orientation="h", yref="container", y=0.95, yanchor="top"))
+    clear_modebar_strip(fig)
+    assert _container_px(fig.layout.title.y, 530) == pytest.approx(MODEBAR_STRIP_PX + 0.01 * 500)
+    assert _container_px(fig.layout.legend.y, 530) == pytest.approx(MODEBAR_STRIP_PX + 0.05 * 500)
+
+    bare = go.Figure(go.Scatter(x=[0, 1], y=[0, 1])).update_layout(height=300, margin_t=20)
+    assert clear_modebar_strip(bare).layout.height == 300
+    legend_above = go.Figure().update_layout(legend=dict(orientation="h", y=1.02, yanchor="bottom"))
+    assert clear_modebar_strip(legend_above).layout.height == 450 + MODEBAR_STRIP_PX  # Plotly's default height, grown

@@ -19,7 +19,7 @@ from playwright.sync_api import expect
 
 from core.store.users import Accounts, user_id
 from core.store.workspace import Workspace
-from tests.browser_support import BROWSER_ONLY, IDLE, TIMEOUT_MS, assert_no_exception, settle
+from tests.browser_support import BROWSER_ONLY, IDLE, TIMEOUT_MS, assert_page_readable, settle
 from tests.oidc_support import log_in, login_server, oidc_provider, write_secrets
 
 pytestmark = BROWSER_ONLY
@@ -57,7 +57,7 @@ def test_two_users_private_workspaces_and_a_read_only_share(browser, browser_con
 
             # Alice sees her cohort, and its patients' page.
             log_in(alice, url, "alice")
-            assert_no_exception(alice)
+            assert_page_readable(alice)
             expect(sidebar(alice).locator('input[aria-label="Cohort"]')).to_have_value("tiny")
             alice.get_by_text(re.compile(r"^tiny · 60 patients")).first.wait_for()
             expect(sidebar(alice).get_by_text("Logged in as Alice Doe")).to_have_count(1)
@@ -65,7 +65,7 @@ def test_two_users_private_workspaces_and_a_read_only_share(browser, browser_con
 
             # Bob: an empty workspace; neither a deep link nor a guessed name opens Alice's cohort.
             log_in(bob, url, "bob")
-            assert_no_exception(bob)
+            assert_page_readable(bob)
             expect(sidebar(bob).locator('input[aria-label="Cohort"]')).to_have_count(0)
             bob.get_by_text("The workspace holds no cohort yet").wait_for()
             for link in ("tiny", f"{user_id(issuer, 'alice')}/tiny"):
@@ -88,7 +88,7 @@ def test_two_users_private_workspaces_and_a_read_only_share(browser, browser_con
             bob.goto(f"{url}/?cohort=tiny")
             bob.wait_for_selector(IDLE)
             settle(bob)
-            assert_no_exception(bob)
+            assert_page_readable(bob)
             expect(sidebar(bob).locator('input[aria-label="Cohort"]')).to_have_value("tiny (shared by Alice Doe, read-only)")
             bob.get_by_text(re.compile(r"^tiny · 60 patients")).first.wait_for()
             expect(sidebar(bob).get_by_text("Shared with you read-only", exact=False)).to_have_count(1)
@@ -136,7 +136,7 @@ def test_a_deep_link_opened_before_logging_in_opens_its_page_and_cohort_after_it
                 sidebar(page).get_by_text("Logged in as").wait_for()
                 page.wait_for_selector(IDLE)
                 settle(page)
-                assert_no_exception(page)
+                assert_page_readable(page)
                 expect(sidebar(page).locator('input[aria-label="Cohort"]')).to_have_value(cohort)
                 page.get_by_role("heading", name=heading).first.wait_for()
                 # The link is followed once: the app's root opened later stays there.

@@ -15,7 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from components import state
-from components.figures import brain_slice_viewer, column_label, show_figure
+from components.figures import brain_slice_viewer, clear_modebar_strip, column_label, show_figure
 from components.panels import cohort as cohort_panels
 from components.panels import jobs
 from components.views import prediction as views
@@ -86,7 +86,7 @@ def _loss_curves(job: Job) -> None:
     losses = job.detail.get("losses")
     if losses:
         fig, _ = views.loss_curves_figure(pd.DataFrame(losses))
-        st.plotly_chart(fig, config={"displaylogo": False}, key=f"pred-job-losses-{job.id}")
+        st.plotly_chart(clear_modebar_strip(fig), config={"displaylogo": False}, key=f"pred-job-losses-{job.id}")
 
 
 def training_history(result: CVResult) -> pd.DataFrame:

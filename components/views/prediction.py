@@ -255,7 +255,7 @@ def importance_figure(explanation: Explanation) -> tuple[go.Figure, pd.DataFrame
             fig.add_trace(go.Bar(x=part["mean_abs_shap"], y=part.index, orientation="h", name=INPUT_LABELS[modality], marker_color=MODALITY_COLORS.get(modality, GREY),
                                  customdata=[FEATURE_DESCRIPTIONS.get(f, f) for f in part.index], hovertemplate="%{y}: %{x:.3f}<br>%{customdata}<extra></extra>"))
     fig.update_layout(barmode="overlay", xaxis_title=f"mean |SHAP| ({explanation.unit})", yaxis=dict(categoryorder="array", categoryarray=list(ordered.index)),
-                      height=110 + 24 * len(table), margin=dict(t=30, l=10, r=10), legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0), title="Importance per feature")
+                      height=140 + 24 * len(table), margin=dict(t=60, l=10, r=10), legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0), title="Importance per feature")
     return fig, table
 
 
