@@ -71,7 +71,7 @@ def main(argv=None) -> int:
             print(workspace.catalogue().to_string(index=False))
             return 0
         from core.synth.config import GENERATOR_VERSION, CohortConfig, presets
-        from core.synth.generator import generate_cohort
+        from core.synth.generator import CHUNK_SIZE
 
         if args.command == "demo":
             config = presets()["default"]
@@ -88,13 +88,11 @@ def main(argv=None) -> int:
         overrides = {k: v for k, v in (("name", getattr(args, "name", None)), ("n_patients", getattr(args, "n_patients", None)), ("seed", getattr(args, "seed", None))) if v is not None}
         config = CohortConfig.from_dict({**config.to_dict(), **overrides})
         start = time.perf_counter()
-
-        def report(done, total):
-            print(f"\r  generating {config.name!r}: chunk {done}/{total}", end="", file=sys.stderr, flush=True)
-
-        cohort = generate_cohort(config, progress=report)
-        workspace.save(cohort)
-        print(f"\nsaved {cohort.n_patients} patients as {cohort.name!r} in {workspace.path} ({time.perf_counter() - start:.1f} s)")
+        cohort = _resumable(lambda progress: workspace.generate(config, replace=True, progress=progress), f"chunks of {CHUNK_SIZE} patients of {config.name!r}",
+                            [str(a) for a in (sys.argv[1:] if argv is None else argv)])
+        if cohort is None:
+            return 130
+        print(f"saved {cohort.n_patients} patients as {cohort.name!r} in {workspace.path} ({time.perf_counter() - start:.1f} s)")
         return 0
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -33,7 +33,7 @@ import joblib
 
 from core.errors import InputError
 
-__all__ = ["CONNECT_TIMEOUT_S", "DASK_ENV", "SCATTER_BYTES", "dask_client", "on_cluster", "parallel_map", "scheduler_address"]
+__all__ = ["CONNECT_TIMEOUT_S", "DASK_ENV", "SCATTER_BYTES", "PieceCheckpoint", "dask_client", "kept_or_computed", "on_cluster", "parallel_map", "scheduler_address"]
 
 DASK_ENV = "NEUROPREDICT_DASK_SCHEDULER"
 CONNECT_TIMEOUT_S = 5
@@ -146,6 +146,37 @@ def parallel_map(
         if progress:
             progress(i, total)
     return results
+
+
+# --- keeping finished pieces, so that stopped work resumes -----------------------------------------
+
+
+class PieceCheckpoint:
+    """Where a long computation keeps its finished pieces (a cohort size, a subsample, a fold x held-out
+    family, a chunk of generated patients) as tables (e.g. :meth:`core.store.Workspace.piece_checkpoint`).
+
+    ``load(piece)`` returns the tables kept under the name ``piece`` (``{name: DataFrame}``), else
+    None; ``keep(piece, tables)`` stores them. A piece is either kept whole or not at all.
+    """
+
+    def load(self, piece: str) -> dict | None:
+        return None
+
+    def keep(self, piece: str, tables: dict) -> None:
+        pass
+
+
+def kept_or_computed(checkpoint: PieceCheckpoint | None, piece: str, compute) -> dict:
+    """The tables of ``piece``: those ``checkpoint`` kept, else ``compute()``'s (``{name: DataFrame}``), kept at once.
+
+    Kept tables come back as they were written, so a resumed evaluation equals an uninterrupted one.
+    """
+    tables = None if checkpoint is None else checkpoint.load(piece)
+    if tables is None:
+        tables = compute()
+        if checkpoint is not None:
+            checkpoint.keep(piece, tables)
+    return tables
 
 
 # --- the Dask path ---------------------------------------------------------------------------------

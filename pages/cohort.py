@@ -5,32 +5,13 @@ import streamlit as st
 from components import figures, state
 from components.panels import cohort as cohort_panels
 from components.views import cohort as cohort_views
-from core.errors import InputError
-from core.synth.generator import generate_cohort
 
 state.require_entry_point("pages/cohort.py")
 st.title("Cohort explorer")
 state.show_flash()
 
-with st.expander("Generate a synthetic cohort", expanded=state.current_cohort_name() is None, icon=":material/science:"):
-    try:
-        config = cohort_panels.config_form()
-    except InputError as exc:
-        config = None
-        st.error(str(exc))
-    if config is not None:
-        with st.status(f"Generating {config.n_patients} patients ...", expanded=True) as status:
-            bar = st.progress(0.0, text="latent factors and raw recordings")
-            try:
-                cohort = generate_cohort(config, progress=lambda done, total: bar.progress(done / total, text=f"raw data and features: chunk {done} of {total}"))
-                state.workspace().save(cohort)
-            except InputError as exc:
-                status.update(label="Not generated", state="error")
-                st.error(str(exc))
-            else:
-                state.set_current_cohort(cohort.name)
-                state.flash(f"Saved {cohort.n_patients} patients as '{cohort.name}'")
-                st.rerun()  # redraw the sidebar, which ran before this page, with the new cohort
+with st.expander("Generate a synthetic cohort", expanded=state.current_cohort_name() is None or cohort_panels.generating(), icon=":material/science:"):
+    cohort_panels.generation_panel()
 
 cohort = state.current_cohort()
 if cohort is None:

@@ -437,3 +437,31 @@ def test_ctrl_c_keeps_the_finished_cohort_sizes_and_the_same_transfer_command_re
     monkeypatch.setattr(transfer, "_transfer_rows", real_rows)
     status, uninterrupted, _ = run_cli("transfer", "--workspace", shutil.copytree(outcome_workspace, tmp_path / "fresh"), "--cohort", "mid")
     assert status == 0 and resumed == uninterrupted
+
+
+def test_ctrl_c_keeps_the_finished_chunks_and_the_same_generate_command_resumes(tmp_path, monkeypatch):
+    import core.synth.generator as generator
+
+    monkeypatch.setattr(generator, "CHUNK_SIZE", 60)  # 2 chunks of 120 patients, made in this process
+    real_chunk = generator._raw_feature_chunk
+    calls = []
+
+    def ctrl_c_in_the_second_chunk(chunk):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_chunk(chunk)
+
+    command = ["generate", "--workspace", tmp_path / "ws", "--preset", "default", "--name", "g", "--n-patients", "120", "--seed", "2"]
+    monkeypatch.setattr(generator, "_raw_feature_chunk", ctrl_c_in_the_second_chunk)
+    status, out, err = run_cli(*command)
+    assert status == 130 and out == ""
+    assert "stopped: 1 of 2 chunks of 60 patients of 'g' finished and kept in the workspace. Run the same command again to resume:\n  python -m core generate" in err
+
+    monkeypatch.setattr(generator, "_raw_feature_chunk", lambda chunk: calls.append(1) or real_chunk(chunk))
+    status, out, err = run_cli(*command)
+    assert status == 0 and len(calls) == 3 and "saved 120 patients as 'g'" in out, err  # only the second chunk is made
+    fresh = tmp_path / "fresh"
+    monkeypatch.setattr(generator, "_raw_feature_chunk", real_chunk)
+    assert run_cli(*command[:2], fresh, *command[3:])[0] == 0
+    assert Workspace(tmp_path / "ws").load("g").digest == Workspace(fresh).load("g").digest

@@ -123,3 +123,55 @@ def test_a_bad_job_limit_is_an_error_on_the_page_not_a_traceback(empty_workspace
     at = AppTest.from_file(str(APP), default_timeout=120).switch_page(PAGE).run()
     no_exception(at)
     assert [e.value for e in at.error] == [f"[{MAX_JOBS_ENV}] the number of jobs that may run at once must be a whole number of at least 1, found '0'."]
+
+
+def open_cohort_page(monkeypatch, inline_max: int) -> AppTest:
+    import components.panels.cohort as cohort_panels
+
+    monkeypatch.setattr(cohort_panels, "INLINE_MAX_PATIENTS", inline_max)  # the AppTest runs the page in this process
+    at = AppTest.from_file(str(APP), default_timeout=120).switch_page("pages/cohort.py").run()
+    no_exception(at)
+    return at
+
+
+def test_a_cohort_above_the_page_size_is_generated_by_a_job_that_opens_it(empty_workspace, monkeypatch):
+    from tests.test_page_cohort import page_caption, submit_form
+
+    at = submit_form(open_cohort_page(monkeypatch, inline_max=100), **{"Cohort name": "large", "Patients": 120})
+    no_exception(at)
+    (job,) = JobRunner(empty_workspace).list("local")
+    assert job.kind == "generate" and job.params["config"]["n_patients"] == 120
+    os.killpg(job.pid, signal.SIGSTOP)  # hold it running while the page looks
+    try:
+        at.run()
+        assert job_panel(at) == [job.id]
+        assert any("Generating 120 patients as 'large' (1 chunk of 500)" in m.value for m in at.markdown)
+        assert at.expander[0].label == "Generate a synthetic cohort" and at.expander[0].proto.expanded  # kept open while it runs
+    finally:
+        os.killpg(job.pid, signal.SIGCONT)
+    (done,) = finish_jobs(empty_workspace)
+    assert done.status == "done", JobRunner(empty_workspace).log(job.id)
+    at.run()  # what the panel's poll does once the job has finished
+    no_exception(at)
+    assert job_panel(at) == [] and page_caption(at).startswith("**large** · 120 patients")
+    assert Workspace(empty_workspace).load("large").n_patients == 120
+
+
+def test_cancelling_a_generation_job_keeps_its_chunks_and_the_same_settings_resume(empty_workspace, monkeypatch):
+    from core.synth.config import CohortConfig
+    from tests.test_page_cohort import submit_form
+
+    at = submit_form(open_cohort_page(monkeypatch, inline_max=100), **{"Cohort name": "stopped", "Patients": 6000})
+    runner = JobRunner(empty_workspace)
+    (job,) = runner.list("local")
+    wait_for_progress(runner, job.id)
+    at.run()
+    at.button(key=f"job-cancel-{job.id}").click().run()
+    (cancelled,) = finish_jobs(empty_workspace)
+    assert cancelled.status == "cancelled"
+    at.run()
+    no_exception(at)
+    kept = Workspace(empty_workspace).generation_progress(CohortConfig.from_dict(job.params["config"]))
+    assert 1 <= kept < 12 and [i.value for i in at.info if "cancelled" in i.value] == [
+        f"The generation of 'stopped' was cancelled with {kept} of 12 chunks of patients finished and kept: running it again resumes from them."]
+    assert "stopped" not in Workspace(empty_workspace)

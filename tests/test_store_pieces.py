@@ -1,6 +1,6 @@
-"""Long evaluations keep their finished pieces in the workspace (``Workspace.piece_checkpoint``): a
-stopped held-out evaluation, transfer curve, distillation bound or learning curve resumes with the
-pieces it finished, computes only the others, and stores what an uninterrupted run stores."""
+"""Long work keeps its finished pieces in the workspace (``Workspace.piece_checkpoint``): a stopped
+held-out evaluation, transfer curve, distillation bound, learning curve or cohort generation resumes
+with the pieces it finished, computes only the others, and stores what an uninterrupted run stores."""
 
 import pandas as pd
 import pytest
@@ -8,12 +8,14 @@ import pytest
 import core.evaluation.anyoutcome as anyoutcome
 import core.evaluation.learning as learning
 import core.evaluation.transfer as transfer
+import core.synth.generator as generator
 from core.errors import InputError
 from core.evaluation.anyoutcome import AnyOutcomeSettings
 from core.evaluation.learning import learning_curve_key
 from core.evaluation.transfer import bound_key, transfer_key
 from core.modelling.validation import CVSettings
 from core.store.workspace import Workspace
+from core.synth.config import CohortConfig
 
 CHEAP = ["emg", "kin", "clin"]
 SIZES = [40, 60, 80]
@@ -90,3 +92,28 @@ def test_a_piece_counts_only_once_whole_and_a_damaged_one_is_computed_again(tmp_
         checkpoint.keep("../n40", {"rows": rows})
     with pytest.raises(InputError, match=r"no checkpoint for a 'transfer_curves' table under key 'nope'"):
         Workspace(tmp_path).piece_checkpoint("transfer_curves", "nope")
+
+
+def test_a_stopped_generation_resumes_with_its_finished_chunks_and_saves_the_same_cohort(tmp_path, monkeypatch):
+    monkeypatch.setattr(generator, "CHUNK_SIZE", 50)  # 4 chunks of a 200-patient cohort
+    config = CohortConfig(name="resumed", n_patients=200, seed=4)
+    stopped = Workspace(tmp_path / "stopped")
+    with pytest.raises(KeyboardInterrupt):
+        stopped.generate(config, progress=_stop_after(2), n_jobs=1)
+    assert stopped.generation_progress(config) == 2 and "resumed" not in stopped
+
+    computed = []
+    original = generator._raw_feature_chunk
+    monkeypatch.setattr(generator, "_raw_feature_chunk", lambda chunk: computed.append(chunk[1].index[0]) or original(chunk))
+    reported = []
+    resumed = stopped.generate(config, progress=lambda done, total: reported.append((done, total)), n_jobs=1)
+    assert computed == ["P00101", "P00151"]  # the two kept chunks are read, not made again
+    assert reported == [(2, 4), (3, 4), (4, 4)]
+    assert stopped.generation_progress(config) == 0 and stopped.load("resumed").digest == resumed.digest
+
+    monkeypatch.setattr(generator, "_raw_feature_chunk", original)
+    uninterrupted = Workspace(tmp_path / "uninterrupted").generate(config, n_jobs=1)
+    assert resumed.digest == uninterrupted.digest
+    pd.testing.assert_frame_equal(resumed.features, uninterrupted.features)
+    with pytest.raises(InputError, match="'resumed' is already saved"):
+        stopped.generate(config, n_jobs=1)  # refused before any work

@@ -1,4 +1,4 @@
-"""Panels of the cohort page: the generator form, the patient drill-down and the ground truth."""
+"""Panels of the cohort page: the generator form and its runs, the patient drill-down and the ground truth."""
 
 from __future__ import annotations
 
@@ -8,17 +8,80 @@ import streamlit as st
 
 from components import figures, state
 from components.figures import brain_slice_viewer
+from components.panels import jobs
 from components.views import cohort as cohort_views
 from components.views import recordings
 from core.anatomy import CST_WAYPOINTS_MM, load_anatomy
 from core.data.cohort import Cohort, feature_correlations
 from core.data.schema import FEATURE_DESCRIPTIONS, MODALITIES, MODALITY_LABELS
+from core.errors import InputError
 from core.evaluation.ground_truth import bayes_optimal_auc
 from core.features.emg import mep_features
 from core.features.kinematics import reach_segments, speed_mm_s
+from core.jobs import generate_job
 from core.modelling.prep2 import PUBLISHED_ACCURACY, prep2_evaluation
 from core.synth.config import INDICATIONS, CohortConfig, presets
+from core.synth.generator import CHUNK_SIZE
 from core.synth.outcome import OUTCOME_TERMS, outcome_formula
+
+# Up to this many patients (a few seconds) a cohort is made in the page; larger ones by a background job.
+INLINE_MAX_PATIENTS = 2_000
+_OPENED = "cohort.generations_opened"  # generation jobs whose cohort this session has opened
+
+
+def generation_panel() -> None:
+    """The generator form; a submitted config is generated and saved (in the page, or as a background
+    job above :data:`INLINE_MAX_PATIENTS` patients), and the new cohort opened. This user's generation
+    jobs under way are followed here, and what a stopped one kept is said."""
+    try:
+        config = config_form()
+    except InputError as exc:
+        config = None
+        st.error(str(exc))
+    if config is not None and config.n_patients <= INLINE_MAX_PATIENTS:
+        _generate_here(config)
+    elif config is not None:
+        jobs.submit("generate", *generate_job(config, replace=True))  # the form checked the name and the Replace box
+    _follow_generation_jobs()
+
+
+def generating() -> bool:
+    """Whether this user has a generation job under way (the page keeps the generator open then)."""
+    return any(job.active for job in jobs.runner().list(jobs.owner(), kind="generate"))
+
+
+def _generate_here(config: CohortConfig) -> None:
+    with st.status(f"Generating {config.n_patients} patients ...", expanded=True) as status:
+        bar = st.progress(0.0, text="latent factors and raw recordings")
+        try:
+            cohort = state.workspace().generate(config, replace=True, progress=lambda done, total: bar.progress(done / total, text=f"raw data and features: chunk {done} of {total}"))
+        except InputError as exc:
+            status.update(label="Not generated", state="error")
+            st.error(str(exc))
+            return
+    _open_new_cohort(cohort.name, cohort.n_patients)
+
+
+def _open_new_cohort(name: str, n_patients: int) -> None:
+    state.set_current_cohort(name)
+    state.flash(f"Saved {n_patients} patients as '{name}'")
+    st.rerun()  # redraw the sidebar, which ran before this page, with the new cohort
+
+
+def _follow_generation_jobs() -> None:
+    made = jobs.runner().list(jobs.owner(), kind="generate")
+    opened = state.session_store(_OPENED, set)
+    for job in made:
+        config = job.params["config"]
+        if job.active:
+            n_chunks = -(-config["n_patients"] // CHUNK_SIZE)
+            jobs.progress_panel(job, f"Generating {config['n_patients']:,} patients as '{config['name']}' ({n_chunks} chunk{'s' if n_chunks > 1 else ''} of {CHUNK_SIZE})",
+                                cancel_help="Stops after the chunk under way; the finished chunks are kept, and generating the same settings again resumes from them.")
+        elif job.status == "done" and jobs.made_here("generate", job.key) and job.id not in opened:
+            opened.add(job.id)
+            _open_new_cohort(config["name"], config["n_patients"])
+    if made and not made[0].active:
+        jobs.finished_notice(made[0])  # the newest one: why it stopped, and what it kept
 
 
 def config_form(key: str = "generate") -> CohortConfig | None:

@@ -17,7 +17,8 @@ import pandas as pd
 from core.config import Settings
 from core.errors import InputError
 from core.modelling.anyoutcome import AnyOutcomeModel, meta_matching, ridge_coefficients, signed_r, supervised_head
-from core.modelling.validation import CohortSplitter, kept_or_computed
+from core.modelling.validation import CohortSplitter
+from core.parallel import kept_or_computed
 
 FEW_SHOT_K = (10, 20, 50, 100)
 ZERO_SHOT_METHODS = ("zero_shot", "nearest", "similarity_weighted", "attribute_map", "population_mean")
@@ -192,7 +193,7 @@ def evaluate_any_outcome(cohort, *, n_splits: int = 5, seed: int = 0, few_shot_k
     baselines, from K labelled training patients (few-shot), and by the references (a supervised
     head on all training labels; the ceiling: a ridge regression on the true values of the seen
     measures). ``progress(done, total)`` is called after each fold x family; ``checkpoint``
-    (:class:`~core.modelling.validation.PieceCheckpoint`) keeps each finished one (piece
+    (:class:`~core.parallel.PieceCheckpoint`) keeps each finished one (piece
     ``fold<f>_family<j>``), so a stopped evaluation resumes with those it finished.
     """
     specs = cohort.measure_specs()

@@ -16,7 +16,7 @@ import pandas as pd
 
 from core.errors import InputError
 from core.evaluation.metrics import roc_auc_ci
-from core.modelling.validation import kept_or_computed
+from core.parallel import kept_or_computed
 
 __all__ = ["LEARNING_CURVE_SIZES", "learning_curve", "learning_curve_key", "subsample", "disjoint_subsamples"]
 
@@ -75,7 +75,7 @@ def learning_curve(cohort, inputs, settings, models=("xgboost", "fusion", "stack
     sizes : patient counts; those above the cohort's size are skipped.
     runs : optional {model: CVResult} of the whole cohort with these settings, used at its full size instead of training again.
     progress : ``progress(done, total, label)`` after each model and size.
-    checkpoint : :class:`~core.modelling.validation.PieceCheckpoint` that keeps each size once all its
+    checkpoint : :class:`~core.parallel.PieceCheckpoint` that keeps each size once all its
         models are done (piece ``n<N>``), so a stopped curve resumes with the sizes it finished.
 
     Returns

@@ -21,7 +21,8 @@ from core.evaluation.metrics import roc_auc_ci
 from core.modelling.anyoutcome import signed_r
 from core.modelling.estimators import ResponseClassifier
 from core.modelling.transfer import CHEAP_MODALITIES_DEFAULT, SoftLabelClassifier, cheap_and_privileged, cross_validate_student
-from core.modelling.validation import CohortSplitter, cross_validate, kept_or_computed, training_data
+from core.modelling.validation import CohortSplitter, cross_validate, training_data
+from core.parallel import kept_or_computed
 
 __all__ = ["TRANSFER_CURVE_SIZES", "TRANSFER_MODELS", "BOUND_MODELS", "BOUND_PATIENTS", "BOUND_SUBSAMPLES", "CHEAP_LIMIT_REFERENCE", "transfer_runs", "transfer_curve",
            "cheap_bayes_limit", "distillation_bound", "distillation_bound_summary", "distillation_bound_sentence", "transfer_sentence", "transfer_key", "bound_key", "bound_patients"]
@@ -72,7 +73,7 @@ def transfer_curve(cohort, sizes=TRANSFER_CURVE_SIZES, cheap_modalities=CHEAP_MO
     progress : ``progress(done, total, label)`` after each size.
     student_params : further :class:`~core.modelling.transfer.DistilledStudent` parameters.
     n_boot : bootstrap resamples of the AUC intervals.
-    checkpoint : :class:`~core.modelling.validation.PieceCheckpoint` that keeps each finished size
+    checkpoint : :class:`~core.parallel.PieceCheckpoint` that keeps each finished size
         (piece ``n<N>``), so a stopped curve resumes with the sizes it finished.
 
     Returns
@@ -205,7 +206,7 @@ def distillation_bound(cohort, n_patients: int = BOUND_PATIENTS, n_subsamples: i
     ``n_subsamples * n_patients`` (:func:`~core.evaluation.learning.disjoint_subsamples`), so
     the interval over them is an honest one; otherwise they are drawn with seeds ``seed``,
     ``seed + 1``, ... (:func:`~core.evaluation.learning.subsample`) and overlap. ``checkpoint``
-    (:class:`~core.modelling.validation.PieceCheckpoint`) keeps each finished subsample (piece
+    (:class:`~core.parallel.PieceCheckpoint`) keeps each finished subsample (piece
     ``subsample<r>``), so a stopped bound resumes with the subsamples it finished.
 
     Returns

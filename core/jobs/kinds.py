@@ -1,7 +1,7 @@
 """What each kind of job runs: exactly the core calls the pages and ``python -m core`` make, so a job
 stores the same result (under the same digest) as the page did when it ran the work itself.
 
-Each kind has a builder for the pages (``cv_job``, ``learning_curves_job``, ``ablation_job``,
+Each kind has a builder for the pages (``generate_job``, ``cv_job``, ``learning_curves_job``, ``ablation_job``,
 ``any_outcome_job``, ``transfer_job``, ``bound_job``, ``tms_dataset_job``) that returns the job's JSON parameters and its key (the digest the result is
 stored under), and a runner ``run(workspace, params, reporter) -> result key`` that the job process calls.
 """
@@ -43,6 +43,30 @@ def _cohort_params(cohort, cohort_workspace) -> dict:
     if cohort_workspace is not None:
         params["cohort_workspace"] = str(cohort_workspace)
     return params
+
+
+# --- synthetic cohorts ---------------------------------------------------------------------------------
+
+
+def generate_job(config, *, replace: bool = False) -> tuple[dict, str]:
+    """Parameters and key (:func:`core.synth.generator.generation_key`) of generating and saving the synthetic
+    cohort of ``config`` (:class:`~core.synth.CohortConfig`); ``replace``: over a saved cohort of the same name."""
+    from core.synth.generator import generation_key
+
+    return {"config": config.to_dict(), "replace": bool(replace)}, generation_key(config)
+
+
+def _run_generate(workspace, params: dict, report) -> str:
+    """:meth:`core.store.Workspace.generate`, as the Cohort page and ``python -m core generate``: kept chunks
+    of a stopped generation of the same config are reused."""
+    from core.synth.config import CohortConfig
+    from core.synth.generator import generation_key
+
+    config = CohortConfig.from_dict(params["config"])
+    report.progress(0, 1, "latent factors of every patient")
+    _resumable(report, f"generation of {config.name!r}", "chunks of patients",
+               lambda progress: workspace.generate(config, replace=bool(params.get("replace")), progress=progress))
+    return generation_key(config)
 
 
 # --- cross-validation (xgboost, deep fusion, stacked) ------------------------------------------------
@@ -286,6 +310,7 @@ def _run_tms_dataset(workspace, params: dict, report) -> str:
 
 
 KINDS: dict[str, Kind] = {
+    "generate": Kind("generate", "cohort generation", _run_generate),
     "cv": Kind("cv", "cross-validation", _run_cv),
     "learning_curves": Kind("learning_curves", "learning curves", _run_learning_curves),
     "ablation": Kind("ablation", "modality ablation", _run_ablation),

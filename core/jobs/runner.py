@@ -297,8 +297,10 @@ class JobRunner:
                 job.cancel_requested, job.label = True, "cancelling ..."
                 self._write(job)
                 if self._alive(job):
+                    # The job's own process only: it stops its workers itself at its next progress report
+                    # (the whole group is killed only after the grace period), so their finished work is kept.
                     with contextlib.suppress(ProcessLookupError, PermissionError):
-                        os.killpg(job.pid, signal.SIGTERM)
+                        os.kill(job.pid, signal.SIGTERM)
                 else:
                     self._pump()
                     job = self._read(job_id)

@@ -100,34 +100,6 @@ class FoldCheckpoint:
         pass
 
 
-class PieceCheckpoint:
-    """Where a long evaluation keeps its finished pieces (a cohort size, a subsample, a fold x held-out
-    family) as tables (e.g. :meth:`core.store.Workspace.piece_checkpoint`).
-
-    ``load(piece)`` returns the tables kept under the name ``piece`` (``{name: DataFrame}``), else
-    None; ``keep(piece, tables)`` stores them. A piece is either kept whole or not at all.
-    """
-
-    def load(self, piece: str) -> dict | None:
-        return None
-
-    def keep(self, piece: str, tables: dict) -> None:
-        pass
-
-
-def kept_or_computed(checkpoint: PieceCheckpoint | None, piece: str, compute) -> dict:
-    """The tables of ``piece``: those ``checkpoint`` kept, else ``compute()``'s (``{name: DataFrame}``), kept at once.
-
-    Kept tables come back as they were written, so a resumed evaluation equals an uninterrupted one.
-    """
-    tables = None if checkpoint is None else checkpoint.load(piece)
-    if tables is None:
-        tables = compute()
-        if checkpoint is not None:
-            checkpoint.keep(piece, tables)
-    return tables
-
-
 @dataclass
 class CVResult:
     """Out-of-fold results of one model on one cohort.

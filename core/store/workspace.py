@@ -386,6 +386,26 @@ class Workspace:
                "saved_at": _now()}
         self._commit_version("cohorts", cohort.name, staging, row, replace=overwrite)
 
+    def generate(self, config, *, replace: bool = False, progress=None, n_jobs: int = -1) -> Cohort:
+        """Generate the synthetic cohort of ``config`` (:class:`~core.synth.CohortConfig`) and save it under its
+        name (refused before any work when the name is taken and not ``replace``). Each finished chunk of
+        patients is kept in ``<workspace>/generation/<key>.partial/`` (:func:`~core.synth.generator.generation_key`),
+        so a stopped generation of the same config resumes from them; ``progress(done, total)`` counts chunks."""
+        from core.synth.generator import generate_cohort, generation_key
+
+        self.check_new_name(config.name, replace=replace)
+        checkpoint = self.piece_checkpoint("generation", generation_key(config))
+        cohort = generate_cohort(config, progress=progress, n_jobs=n_jobs, checkpoint=checkpoint)
+        self.save(cohort, overwrite=replace)
+        checkpoint.clear()
+        return cohort
+
+    def generation_progress(self, config) -> int:
+        """How many chunks of a stopped generation of ``config`` are kept (0 when none)."""
+        from core.synth.generator import generation_key
+
+        return self.piece_checkpoint("generation", generation_key(config)).count()
+
     def load(self, name: str) -> Cohort:
         self.check_name(name)
         for attempt in range(3):
@@ -611,7 +631,7 @@ class Workspace:
 
     def piece_checkpoint(self, kind: str, key: str):
         """Where a long evaluation stored as a ``kind`` table under ``key`` (:meth:`save_table`) keeps its finished
-        pieces (:class:`~core.modelling.validation.PieceCheckpoint`): ``<workspace>/<kind>/<key>.partial/``.
+        pieces (:class:`~core.parallel.PieceCheckpoint`): ``<workspace>/<kind>/<key>.partial/``.
 
         A piece counts as kept only once its marker is written after its tables, so an interrupted
         write is computed again; the method that stores the finished table removes the folder.

@@ -31,6 +31,8 @@ stimulation.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from functools import lru_cache
 
 import numpy as np
@@ -165,11 +167,20 @@ def _crop_voxels():
 CHUNK_SIZE = 500
 
 
-def generate_cohort(config: CohortConfig, *, progress=None, n_jobs: int = -1):
+def generation_key(config: CohortConfig) -> str:
+    """16 hex digits naming the generation of ``config`` by this generator version and chunk size:
+    where a stopped generation keeps its finished chunks (:meth:`core.store.Workspace.generate`)."""
+    text = json.dumps({"config": config.digest(), "generator": GENERATOR_VERSION, "chunk": CHUNK_SIZE})
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def generate_cohort(config: CohortConfig, *, progress=None, n_jobs: int = -1, checkpoint=None):
     """Make a synthetic :class:`~core.data.Cohort` from a config.
 
     ``progress(done, total)`` reports chunks of :data:`CHUNK_SIZE` patients as they finish.
-    The result does not depend on ``n_jobs`` or the chunking.
+    ``checkpoint`` (:class:`~core.parallel.PieceCheckpoint`) keeps each chunk's features as it
+    finishes, so a stopped generation resumes from the kept chunks. The result depends on neither
+    ``n_jobs``, the chunking nor a resume.
     """
     from core.data.cohort import Cohort, GroundTruth
     from core.parallel import parallel_map
@@ -177,9 +188,23 @@ def generate_cohort(config: CohortConfig, *, progress=None, n_jobs: int = -1):
     latents = sample_latents(config, n_jobs=n_jobs)
     clinical = clinical_features(latents, config.seed)
     voxel_sets = feature_voxel_sets()
-    chunks = [(config.to_dict(), latents.iloc[i : i + CHUNK_SIZE], voxel_sets) for i in range(0, len(latents), CHUNK_SIZE)]
+    starts = range(0, len(latents), CHUNK_SIZE)
+    pieces = {start: f"patients{start}-{min(start + CHUNK_SIZE, len(latents))}" for start in starts}
+    kept = {start: tables["features"] for start in starts if checkpoint is not None and (tables := checkpoint.load(pieces[start])) is not None}
+    to_make = [start for start in starts if start not in kept]
+    if progress and kept:
+        progress(len(kept), len(starts))
+
+    def keep(position: int, features: pd.DataFrame) -> None:
+        if checkpoint is not None:
+            checkpoint.keep(pieces[to_make[position]], {"features": features})
+
+    chunks = [(config.to_dict(), latents.iloc[start : start + CHUNK_SIZE], voxel_sets) for start in to_make]
     jobs = n_jobs if len(chunks) > 2 else 1  # worker start-up outweighs small cohorts
-    measured = pd.concat(parallel_map(_raw_feature_chunk, chunks, n_jobs=jobs, progress=progress))
+    fresh = parallel_map(_raw_feature_chunk, chunks, n_jobs=jobs, on_result=keep,
+                         progress=(lambda done, _: progress(len(kept) + done, len(starts))) if progress else None)
+    made = kept | dict(zip(to_make, fresh))
+    measured = pd.concat([made[start] for start in starts])
     for modality, donor in donor_patients(config, latents).items():
         columns = [c for c in measured.columns if c.startswith(modality + ".")]
         measured[columns] = measured.loc[donor.to_numpy(), columns].to_numpy()
