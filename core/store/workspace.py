@@ -96,6 +96,16 @@ def _damaged(error: Exception) -> bool:
     return "corrupt" in text or "checksum" in text or "metadatareader" in text
 
 
+# Catalogue files this process has read whole, with the (mtime, size) they had then.
+_READ_WHOLE: dict[str, tuple[int, int]] = {}
+
+
+def _read_whole(db) -> None:
+    """Read every table of a catalogue whole: DuckDB finds a damaged block only when a query reads it."""
+    for (table,) in db.execute("SELECT table_name FROM duckdb_tables()").fetchall():
+        db.execute(f'SELECT * FROM "{table}"').fetchall()
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
@@ -174,12 +184,24 @@ class Workspace:
             try:
                 yield db
                 self._back_up_catalogue(db)
+            except duckdb.Error as exc:
+                if not _damaged(exc):
+                    raise
+                seen = self._catalogue_file_identity()
+                db.close()
+                self._restore_catalogue(exc, seen)
+                raise InputError(f"the workspace catalogue was found damaged while in use ({exc}); its last good copy is restored: "
+                                 "please repeat what you were doing.", source=str(self.path / "catalogue.duckdb")) from exc
             finally:
                 db.close()
 
     def _back_up_catalogue(self, db) -> None:
         """Checkpoint what this connection wrote and copy the catalogue, while DuckDB's file lock keeps
-        every other process out; nothing is copied when the catalogue is unchanged since the last copy."""
+        every other process out; nothing is copied when the catalogue is unchanged since the last copy.
+
+        The copy is DuckDB's own (``COPY FROM DATABASE``): it reads the rows and builds fresh indexes, so
+        a damaged block of the source is found here rather than copied (a damaged index block is
+        otherwise found only by the query that reads it)."""
         file = self.path / "catalogue.duckdb"
         wal = file.with_name(file.name + ".wal")
         backup = file.with_name(file.name + ".backup")
@@ -187,13 +209,36 @@ class Workspace:
             db.execute("CHECKPOINT")
         if backup.exists() and backup.stat().st_mtime_ns >= file.stat().st_mtime_ns:
             return
-        with open(file, "rb") as source, atomic_file(backup) as handle:
-            for block in iter(lambda: source.read(1 << 20), b""):
-                handle.write(block)
+        (source,) = db.execute("SELECT current_database()").fetchone()
+        folder = temporary_path(backup)  # a folder, so that a killed copy leaves nothing the sweep misses (DuckDB adds a WAL)
+        folder.mkdir()
+        try:
+            staging = folder / file.name
+            quoted = str(staging).replace("'", "''")
+            db.execute(f"ATTACH '{quoted}' AS catalogue_copy")
+            try:
+                db.execute(f'COPY FROM DATABASE "{source}" TO catalogue_copy')
+            finally:
+                db.execute("DETACH catalogue_copy")
+            fsync_file(staging)
+            os.replace(staging, backup)
+            fsync_folder(self.path)
+        finally:
+            remove_tree(folder)
+        stat = file.stat()
+        _READ_WHOLE[str(file)] = (stat.st_mtime_ns, stat.st_size)  # the copy has just read every row
 
-    def _restore_catalogue(self, damage: Exception) -> None:
+    def _catalogue_file_identity(self) -> tuple | None:
+        try:
+            stat = (self.path / "catalogue.duckdb").stat()
+        except FileNotFoundError:
+            return None
+        return stat.st_ino, stat.st_mtime_ns, stat.st_size
+
+    def _restore_catalogue(self, damage: Exception, seen: tuple | None) -> None:
         """Put the last good copy of a damaged catalogue in its place (the damaged file and its WAL are kept
-        beside it as ``catalogue.duckdb.damaged-<time>``); an InputError when there is no copy."""
+        beside it as ``catalogue.duckdb.damaged-<time>``); an InputError when there is no copy. ``seen``: the
+        damaged file's identity when the damage was found; a file changed since was restored by another process."""
         import fcntl
         import shutil
 
@@ -201,14 +246,8 @@ class Workspace:
         backup = file.with_name(file.name + ".backup")
         with open(self.path / ".catalogue-restore.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # one process restores; the others find it restored
-            try:
-                duckdb.connect(str(file)).close()
+            if self._catalogue_file_identity() != seen:
                 return
-            except duckdb.IOException as exc:
-                if "lock" in str(exc).lower():
-                    return  # another process opened it: restored already
-            except duckdb.Error:
-                pass
             if not backup.exists():
                 raise InputError(f"the workspace catalogue is damaged ({damage}) and there is no earlier copy to restore; "
                                  "the cohorts and runs are still in their folders, but the catalogue that lists them must be rebuilt.",
@@ -222,18 +261,38 @@ class Workspace:
             print(f"NeuroPredict: the workspace catalogue {file} was damaged ({damage}); restored its last good copy, "
                   f"the damaged file is kept as {file.name}.damaged-{stamp}.", file=sys.stderr, flush=True)
 
+    @staticmethod
+    def _check_read_whole(db, file: Path) -> None:
+        """Read the catalogue whole once per change of its file, so that damage is found, and restored, on
+        opening rather than in the middle of a query (the catalogue is small: a few milliseconds)."""
+        stat = file.stat()
+        signature = (stat.st_mtime_ns, stat.st_size)  # as _back_up_catalogue records it
+        if _READ_WHOLE.get(str(file)) == signature:
+            return
+        try:
+            _read_whole(db)
+        except duckdb.Error:
+            db.close()
+            raise
+        _READ_WHOLE[str(file)] = signature
+
     def _open_catalogue(self):
         file = self.path / "catalogue.duckdb"
         deadline, delay = time.monotonic() + self.lock_timeout_s, 0.005
         restored = False
         while True:
             try:
-                return duckdb.connect(str(file))
+                db = duckdb.connect(str(file))
+                self._check_read_whole(db, file)
+                return db
             except duckdb.Error as exc:
                 if _damaged(exc) and not restored:
-                    self._restore_catalogue(exc)
+                    self._restore_catalogue(exc, seen=self._catalogue_file_identity())
                     restored = True
                     continue
+                if _damaged(exc):
+                    raise InputError(f"the workspace catalogue and its last good copy are both damaged ({exc}); the cohorts and runs are "
+                                     "still in their folders, but the catalogue that lists them must be rebuilt.", source=str(file)) from exc
                 if not isinstance(exc, duckdb.IOException):
                     raise
                 if "lock" not in str(exc).lower() and "resource temporarily unavailable" not in str(exc).lower():
