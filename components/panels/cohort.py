@@ -64,7 +64,7 @@ def _generate_here(config: CohortConfig) -> None:
 
 def _open_new_cohort(name: str, n_patients: int) -> None:
     state.set_current_cohort(name)
-    state.flash(f"Saved {n_patients} patients as '{name}'")
+    state.flash(f"Saved {n_patients:,} patients as '{name}'")
     st.rerun()  # redraw the sidebar, which ran before this page, with the new cohort
 
 
