@@ -10,8 +10,9 @@ state.require_entry_point("pages/cohort.py")
 st.title("Cohort explorer")
 state.show_flash()
 
-with st.expander("Generate a synthetic cohort", expanded=state.current_cohort_name() is None or cohort_panels.generating(), icon=":material/science:"):
-    cohort_panels.generation_panel()
+generation_jobs = cohort_panels.generation_jobs()
+with st.expander("Generate a synthetic cohort", expanded=state.current_cohort_name() is None or any(job.active for job in generation_jobs), icon=":material/science:"):
+    cohort_panels.generation_panel(generation_jobs)
 
 cohort = state.current_cohort()
 if cohort is None:

@@ -29,10 +29,15 @@ INLINE_MAX_PATIENTS = 2_000
 _OPENED = "cohort.generations_opened"  # generation jobs whose cohort this session has opened
 
 
-def generation_panel() -> None:
+def generation_jobs() -> list:
+    """This user's cohort generation jobs, newest first (the page keeps the generator open while one runs)."""
+    return jobs.runner().list(jobs.owner(), kind="generate")
+
+
+def generation_panel(made: list) -> None:
     """The generator form; a submitted config is generated and saved (in the page, or as a background
     job above :data:`INLINE_MAX_PATIENTS` patients), and the new cohort opened. This user's generation
-    jobs under way are followed here, and what a stopped one kept is said."""
+    jobs (``made``: :func:`generation_jobs`) under way are followed here, and what a stopped one kept is said."""
     try:
         config = config_form()
     except InputError as exc:
@@ -42,12 +47,8 @@ def generation_panel() -> None:
         _generate_here(config)
     elif config is not None:
         jobs.submit("generate", *generate_job(config, replace=True))  # the form checked the name and the Replace box
-    _follow_generation_jobs()
-
-
-def generating() -> bool:
-    """Whether this user has a generation job under way (the page keeps the generator open then)."""
-    return any(job.active for job in jobs.runner().list(jobs.owner(), kind="generate"))
+        made = generation_jobs()
+    _follow_generation_jobs(made)
 
 
 def _generate_here(config: CohortConfig) -> None:
@@ -68,8 +69,7 @@ def _open_new_cohort(name: str, n_patients: int) -> None:
     st.rerun()  # redraw the sidebar, which ran before this page, with the new cohort
 
 
-def _follow_generation_jobs() -> None:
-    made = jobs.runner().list(jobs.owner(), kind="generate")
+def _follow_generation_jobs(made: list) -> None:
     opened = state.session_store(_OPENED, set)
     for job in made:
         config = job.params["config"]
@@ -77,7 +77,7 @@ def _follow_generation_jobs() -> None:
             n_chunks = -(-config["n_patients"] // CHUNK_SIZE)
             jobs.progress_panel(job, f"Generating {config['n_patients']:,} patients as '{config['name']}' ({n_chunks} chunk{'s' if n_chunks > 1 else ''} of {CHUNK_SIZE})",
                                 cancel_help="Stops after the chunk under way; the finished chunks are kept, and generating the same settings again resumes from them.")
-        elif job.status == "done" and jobs.made_here("generate", job.key) and job.id not in opened:
+        elif job.status == "done" and jobs.submitted_here(job) and job.id not in opened:
             opened.add(job.id)
             _open_new_cohort(config["name"], config["n_patients"])
     if made and not made[0].active:

@@ -69,10 +69,15 @@ def latest(kind: str, key: str) -> Job | None:
     return runner().latest(owner(), kind, key)
 
 
+def submitted_here(job: Job) -> bool:
+    """Whether this session submitted ``job``."""
+    return job.id in state.session_store(_SUBMITTED, set)
+
+
 def made_here(kind: str, key: str) -> bool:
     """Whether the stored result of this key came from a job this session submitted."""
     job = latest(kind, key)
-    return job is not None and job.status == "done" and job.id in state.session_store(_SUBMITTED, set)
+    return job is not None and job.status == "done" and submitted_here(job)
 
 
 def finished_notice(job: Job | None) -> None:

@@ -8,7 +8,7 @@ Layout::
     <workspace>/models/<run>.partial/                 finished folds of a run still training
     <workspace>/ablation/<digest>@<version>/          modality ablation runs (per-fold scores)
     <workspace>/<kind>/<key>.parquet                  result tables (:meth:`Workspace.save_table`)
-    <workspace>/<kind>/<key>.partial/                 finished pieces of an evaluation still running
+    <workspace>/<kind>/<key>.partial/                 finished pieces of long work still running (an evaluation, a generation)
     <workspace>/tensors/<key>/chunk_NNNN.npz          cached fusion inputs
 
 Nothing is pickled: tables are Parquet, provenance is JSON in the catalogue.
@@ -96,8 +96,8 @@ def _damaged(error: Exception) -> bool:
     return "corrupt" in text or "checksum" in text or "metadatareader" in text
 
 
-# Catalogue files this process has read whole, with the (mtime, size) they had then.
-_READ_WHOLE: dict[str, tuple[int, int]] = {}
+# Catalogue files this process has read whole, with their identity then (Workspace._catalogue_file_identity).
+_READ_WHOLE: dict[str, tuple] = {}
 
 
 def _read_whole(db) -> None:
@@ -225,8 +225,7 @@ class Workspace:
             fsync_folder(self.path)
         finally:
             remove_tree(folder)
-        stat = file.stat()
-        _READ_WHOLE[str(file)] = (stat.st_mtime_ns, stat.st_size)  # the copy has just read every row
+        _READ_WHOLE[str(file)] = self._catalogue_file_identity()  # the copy has just read every row
 
     def _catalogue_file_identity(self) -> tuple | None:
         try:
@@ -261,20 +260,13 @@ class Workspace:
             print(f"NeuroPredict: the workspace catalogue {file} was damaged ({damage}); restored its last good copy, "
                   f"the damaged file is kept as {file.name}.damaged-{stamp}.", file=sys.stderr, flush=True)
 
-    @staticmethod
-    def _check_read_whole(db, file: Path) -> None:
+    def _check_read_whole(self, db) -> None:
         """Read the catalogue whole once per change of its file, so that damage is found, and restored, on
         opening rather than in the middle of a query (the catalogue is small: a few milliseconds)."""
-        stat = file.stat()
-        signature = (stat.st_mtime_ns, stat.st_size)  # as _back_up_catalogue records it
-        if _READ_WHOLE.get(str(file)) == signature:
-            return
-        try:
+        file, identity = self.path / "catalogue.duckdb", self._catalogue_file_identity()
+        if _READ_WHOLE.get(str(file)) != identity:
             _read_whole(db)
-        except duckdb.Error:
-            db.close()
-            raise
-        _READ_WHOLE[str(file)] = signature
+            _READ_WHOLE[str(file)] = identity
 
     def _open_catalogue(self):
         file = self.path / "catalogue.duckdb"
@@ -283,7 +275,11 @@ class Workspace:
         while True:
             try:
                 db = duckdb.connect(str(file))
-                self._check_read_whole(db, file)
+                try:
+                    self._check_read_whole(db)
+                except duckdb.Error:
+                    db.close()
+                    raise
                 return db
             except duckdb.Error as exc:
                 if _damaged(exc) and not restored:
