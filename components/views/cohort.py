@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from components.palette import GROUP_COLORS, MODALITY_COLORS, OKABE_ITO
+from components.palette import BLACK, GROUP_COLORS, MODALITY_COLORS, OKABE_ITO, translucent
 from core.data.cohort import Cohort
 from core.data.schema import FEATURE_DESCRIPTIONS, MODALITY_LABELS
 from core.modelling.prep2 import CATEGORIES
@@ -28,10 +28,16 @@ def distribution_figure(cohort: Cohort, column: str, by: str) -> tuple[go.Figure
     fig = go.Figure()
     for i, (name, part) in enumerate(table.groupby(by, sort=True)):
         color = GROUP_COLORS.get(name, OKABE_ITO[i % len(OKABE_ITO)])
-        fig.add_trace(go.Violin(y=part[column], name=f"{name} (n={len(part)})", box_visible=True, meanline_visible=True, points=False, spanmode="hard", line_color=color, fillcolor=color, opacity=0.6))
+        # The box (quartiles) and the mean line are drawn in black over a translucent fill, so they show.
+        fig.add_trace(go.Violin(y=part[column], name=f"{name} (n={len(part)})", points=False, spanmode="hard", line_color=color, fillcolor=translucent(color, 0.45),
+                                box=dict(visible=True, width=0.15, fillcolor="white", line=dict(color=BLACK, width=1)), meanline=dict(visible=True, color=BLACK, width=1.5)))
+    right = 10
     if column == "improvement_pct":
-        fig.add_hline(y=cohort.responder_threshold_pct, line_dash="dash", annotation_text=f"responder threshold {cohort.responder_threshold_pct:g}%")
-    fig.update_layout(yaxis_title="Improvement (%)" if column == "improvement_pct" else FEATURE_DESCRIPTIONS.get(column, column), showlegend=False, height=420, margin=dict(t=40, b=40))
+        # Labelled in the right margin, where no violin can sit under the label.
+        fig.add_hline(y=cohort.responder_threshold_pct, line=dict(dash="dash", color=BLACK, width=1), annotation_position="right",
+                      annotation_text=f"responder<br>threshold<br>{cohort.responder_threshold_pct:g}%", annotation_font_size=12)
+        right = 90
+    fig.update_layout(yaxis_title="Improvement (%)" if column == "improvement_pct" else FEATURE_DESCRIPTIONS.get(column, column), showlegend=False, height=420, margin=dict(t=40, b=40, r=right))
     return fig, table
 
 

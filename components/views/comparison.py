@@ -17,7 +17,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from components.palette import BLACK, BLUE, GREEN, ORANGE, PURPLE, SKY_BLUE, VERMILLION
+from components.palette import BLACK, BLUE, GREEN, ORANGE, PURPLE, SKY_BLUE, VERMILLION, translucent
 from core.errors import InputError
 from core.evaluation.comparison import COMPARED_METRICS, PAIRED_METRICS, TREAT_ALL, TREAT_NONE
 from core.evaluation.metrics import METRICS, calibration_curve
@@ -52,11 +52,6 @@ IDEAL = {"calibration_slope": 1.0, "calibration_intercept": 0.0}
 def model_colors(models) -> dict:
     """One colour per model name, in order (cycling after six models)."""
     return {m: MODEL_COLORS[i % len(MODEL_COLORS)] for i, m in enumerate(models)}
-
-
-def _rgba(hex_color: str, alpha: float) -> str:
-    r, g, b = (int(hex_color[i:i + 2], 16) for i in (1, 3, 5))
-    return f"rgba({r},{g},{b},{alpha})"
 
 
 def _pct(level: float) -> str:
@@ -149,7 +144,7 @@ def paired_difference_figure(comparison) -> tuple[go.Figure, pd.DataFrame]:
             jitter = rng.uniform(-0.18, 0.18, len(dots))
             fig.add_trace(go.Scatter(
                 x=dots["difference"], y=j + 0.12 + jitter, mode="markers", name=_esc(model), legendgroup=str(model), showlegend=False,
-                marker=dict(size=7, color=_rgba(colors[model], 0.55), line=dict(color=colors[model], width=1)),
+                marker=dict(size=7, color=translucent(colors[model], 0.55), line=dict(color=colors[model], width=1)),
                 customdata=np.stack([dots["repeat"], dots["fold"]], axis=1),
                 hovertemplate=f"{_esc(model)}: repeat %{{customdata[0]}}, fold %{{customdata[1]}}<br>difference %{{x:+.3f}}<extra></extra>",
             ), row=k, col=1)  # fmt: skip
@@ -190,7 +185,7 @@ def decision_curves_figure(comparison) -> tuple[go.Figure, pd.DataFrame]:
     for model in comparison.models:
         part = curves[curves["model"] == model]
         t = part["threshold"].to_numpy()
-        fig.add_trace(go.Scatter(x=np.r_[t, t[::-1]], y=np.r_[part["ci_high"].to_numpy(), part["ci_low"].to_numpy()[::-1]], fill="toself", fillcolor=_rgba(colors[model], 0.18),
+        fig.add_trace(go.Scatter(x=np.r_[t, t[::-1]], y=np.r_[part["ci_high"].to_numpy(), part["ci_low"].to_numpy()[::-1]], fill="toself", fillcolor=translucent(colors[model], 0.18),
                                  line=dict(width=0), mode="lines", name=f"{_esc(model)} CI", legendgroup=str(model), showlegend=False, hoverinfo="skip"))
         fig.add_trace(go.Scatter(x=t, y=part["net_benefit"], mode="lines", name=_esc(model), legendgroup=str(model), line=dict(color=colors[model], width=2.5),
                                  customdata=part[["ci_low", "ci_high"]].to_numpy(),
@@ -305,7 +300,7 @@ def learning_curve_figure(table: pd.DataFrame) -> tuple[go.Figure, pd.DataFrame]
     for model in models:
         part = data[data["model"] == model]
         n = part["n_patients"].to_numpy(dtype=float)
-        fig.add_trace(go.Scatter(x=np.r_[n, n[::-1]], y=np.r_[part["ci_high"].to_numpy(), part["ci_low"].to_numpy()[::-1]], fill="toself", fillcolor=_rgba(colors[model], 0.18),
+        fig.add_trace(go.Scatter(x=np.r_[n, n[::-1]], y=np.r_[part["ci_high"].to_numpy(), part["ci_low"].to_numpy()[::-1]], fill="toself", fillcolor=translucent(colors[model], 0.18),
                                  line=dict(width=0), mode="lines", name=f"{_esc(model)} CI", legendgroup=str(model), showlegend=False, hoverinfo="skip"))
         fig.add_trace(go.Scatter(x=n, y=part["auc"], mode="lines+markers", name=_esc(model), legendgroup=str(model), line=dict(color=colors[model], width=2.5), marker=dict(size=8),
                                  customdata=part[["ci_low", "ci_high"]].to_numpy(),
