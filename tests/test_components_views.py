@@ -43,6 +43,8 @@ def test_each_panel_shows_the_voxel_nearest_the_crosshair(volumes):
     titles = [a.text for a in fig.layout.annotations[:3]]
     assert titles[0].startswith("Sagittal x = 4 mm") and titles[1].startswith("Coronal y = -2 mm")
     assert titles[2].startswith("Axial z = 6 mm") and "L on left" in titles[2]
+    # Titles sit on the panels' top edge: padding would draw the black background over them.
+    assert fig.layout.margin.pad == 0
     # The crosshair is drawn through the slice actually shown, not the requested point.
     lines = {s.name: s for s in fig.layout.shapes}
     assert lines["crosshair-axial-x"].x0 == lines["crosshair-axial-x"].x1 == 4.0
@@ -309,3 +311,21 @@ def test_placed_titles_and_legends_move_down_by_the_strip_and_bare_figures_stay(
     assert clear_modebar_strip(bare).layout.height == 300
     legend_above = go.Figure().update_layout(legend=dict(orientation="h", y=1.02, yanchor="bottom"))
     assert clear_modebar_strip(legend_above).layout.height == 450 + MODEBAR_STRIP_PX  # Plotly's default height, grown
+
+
+def test_distribution_shows_each_groups_box_and_labels_the_threshold_beside_the_plot(small_cohort):
+    from components.views.cohort import distribution_figure
+
+    fig, table = distribution_figure(small_cohort, "improvement_pct", "responder")
+    responders = int(small_cohort.outcomes["responder"].sum())
+    assert [t.name for t in fig.data] == [f"non-responder (n={len(small_cohort.outcomes) - responders})", f"responder (n={responders})"]
+    for violin in fig.data:
+        assert violin.box.visible and violin.meanline.visible
+        # Quartiles and mean drawn in a colour the fill does not hide.
+        assert violin.box.line.color == violin.meanline.color != violin.line.color
+        assert violin.fillcolor.startswith("rgba(")
+    (label,) = fig.layout.annotations
+    assert "50%" in label.text
+    assert (label.xref, label.x, label.xanchor) == ("x domain", 1, "left")  # in the right margin, past every violin
+    assert fig.layout.margin.r >= 80
+    assert len(table) == len(small_cohort.outcomes)

@@ -297,8 +297,9 @@ def orthogonal_slices_figure(
         annotations=annotations + letters,
         shapes=shapes,
         height=height,
-        # Explicit margins: automargin does not make room for tick labels on scale-anchored axes.
-        margin=dict(l=55, r=10, t=100 if title else 70, b=45),
+        # Explicit margins: automargin does not make room for tick labels on scale-anchored axes. No pad:
+        # padding (Streamlit's theme sets 8 px) widens the black plot background over the panel titles.
+        margin=dict(l=55, r=10, t=100 if title else 70, b=45, pad=0),
         plot_bgcolor="black",
         legend=dict(x=1.01, y=0, yanchor="bottom"),  # under the colourbar
     )
