@@ -245,7 +245,7 @@ def trajectory_figure(position_mm, fs_hz) -> go.Figure:
             axes[f"{name}axis"]["nticks"] = 3
     layout = dict(
         scene=dict(**axes, aspectmode="manual", aspectratio=dict(zip("xyz", aspect)),
-                   camera=dict(eye=_side_view(pos, aspect), up=dict(x=0, y=0, z=1))),
+                   camera=dict(eye=_side_view(pos, aspect), up=dict(x=0, y=0, z=1), center=dict(x=0, y=0, z=-0.15))),
         height=420, **_LAYOUT,
     )
     layout["margin"] = dict(l=0, r=0, t=50, b=0)  # a 3-D scene draws its tick labels inside its domain
@@ -270,7 +270,7 @@ def _side_view(pos: np.ndarray, aspect: np.ndarray) -> dict:
         side = np.cross(along, [0.0, 0.0, 1.0])  # horizontal, perpendicular to the reach
         eye = 1.2 * side - 0.8 * along + np.array([0.0, 0.0, 0.9])
     # Scene units follow the box, whose longest side is 1: move back for a bulkier box so that it fits.
-    eye *= 1.05 * np.linalg.norm(aspect) / np.linalg.norm([1, 1 / 3, 1 / 3])
+    eye *= 1.25 * np.linalg.norm(aspect) / np.linalg.norm([1, 1 / 3, 1 / 3])
     return dict(zip("xyz", (float(v) for v in eye)))
 
 
