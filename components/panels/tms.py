@@ -118,7 +118,8 @@ def surface_panel(tmap, cell_type: str, quantity: str, surface: str, intensity: 
                                title=f"{QUANTITY_LABELS[quantity]} · {cell_type} · {tmap.hemisphere} hemisphere · {intensity:g} A/µs")
     show_figure(fig, key="tms-surface", filename=f"tms_{quantity}_{cell_type}")
     st.caption("Grey: threshold above the stimulator range (or the site's field too weak to evaluate). Red dot: coil "
-               "centre on the scalp; orange line: handle direction. Against the literature: these L5 cells' median threshold in a "
+               "centre on the scalp; orange line: handle direction; blue letters: left, right, anterior, posterior (superior, "
+               "inferior) as seen from the coil. Against the literature: these L5 cells' median threshold in a "
                "uniform field, about 330 V/m, lies in the 175-350 V/m published for such models, 2-5x the 50-70 V/m that "
                "whole-head models put at the motor threshold (Weise et al. 2025; table in the README).")
 

@@ -19,7 +19,7 @@ import plotly.colors
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from components.palette import BLACK, ORANGE, VERMILLION
+from components.palette import BLACK, ORANGE, SKY_BLUE, VERMILLION
 
 __all__ = [
     "CELL_LABELS",
@@ -48,6 +48,8 @@ QUANTITIES = {
 CELL_LABELS = {"L23_PC": "L2/3 pyramidal cell", "L4_LBC": "L4 large basket cell", "L5_PC": "L5 pyramidal cell"}
 NAN_GREY = "#BDBDBD"
 HANDLE_LENGTH_MM = 30.0
+DIRECTION_LETTERS = "LRPAIS"  # low and high end of x, y, z in RAS mm: left-right, posterior-anterior, inferior-superior
+COMPASS_RADIUS_MM = 45.0  # from the coil centre to the direction letters
 SLICE_HALF_WIDTH_MM = 2.0
 
 
@@ -111,13 +113,24 @@ def surface_figure(positions_mm, faces, values, quantity: str, placement, *, max
     normal = np.asarray(placement.normal, float)
     span = pos.max(axis=0) - pos.min(axis=0)
     middle = 0.5 * (pos.max(axis=0) + pos.min(axis=0))
+    # Directions instead of mm axes: the camera is close to the coil, so axes' ticks and titles fall
+    # outside the view and are cut off. A compass around the coil centre, in the plane under the coil and
+    # above the cortex, names each direction that plane shows; it turns with the scene.
+    compass = []
+    for letter, direction in zip(DIRECTION_LETTERS, np.repeat(np.eye(3), 2, axis=0) * np.tile([-1.0, 1.0], 3)[:, None]):
+        along_plane = direction - (direction @ normal) * normal
+        if np.linalg.norm(along_plane) > 0.6:
+            compass.append((letter, centre + COMPASS_RADIUS_MM * along_plane / np.linalg.norm(along_plane) + 0.25 * COMPASS_RADIUS_MM * normal))
+    fig.add_trace(go.Scatter3d(x=[p[0] for _, p in compass], y=[p[1] for _, p in compass], z=[p[2] for _, p in compass], mode="text",
+                               text=[letter for letter, _ in compass], textfont=dict(size=18, color=SKY_BLUE, weight="bold"), name="directions",
+                               showlegend=False, hoverinfo="skip"))
     look_at = (centre - middle) / span.max()  # scene coordinates with aspectmode="data"
     look_at = 0.5 * look_at
     eye = look_at + 1.5 * normal
     fig.update_layout(
         height=height, title=title, margin=dict(l=0, r=0, t=40 if title else 10, b=0), showlegend=True,
         legend=dict(orientation="h", yanchor="bottom", y=0.0, x=0.0),
-        scene=dict(aspectmode="data", xaxis_title="x (mm)", yaxis_title="y (mm)", zaxis_title="z (mm)",
+        scene=dict(aspectmode="data", xaxis_visible=False, yaxis_visible=False, zaxis_visible=False,
                    camera=dict(eye=dict(x=eye[0], y=eye[1], z=eye[2]), center=dict(x=look_at[0], y=look_at[1], z=look_at[2]),
                                up=dict(x=0, y=1, z=0) if abs(normal[1]) < 0.9 else dict(x=0, y=0, z=1))),
     )
