@@ -171,11 +171,12 @@ def lattice_figure(subsets: pd.DataFrame, modalities: list[str]) -> tuple[go.Fig
                 fig.add_vrect(x0=lo, x1=hi, fillcolor="#EFEFEF", line_width=0, layer="below", row=row, col=1)
         fig.add_annotation(x=(lo + hi) / 2, y=1.0, xref="x", yref="paper", yanchor="bottom", showarrow=False, font=dict(size=12, color="#555555"),
                            text=f"{size} modalit{'y' if size == 1 else 'ies'}")
-    fig.add_hline(y=float(full["mean"]), line=dict(color=BLACK, dash="dash", width=1), row=1, col=1, annotation_text="full model", annotation_position="bottom left")
+    # Labelled in the right margin: inside the plot the label would sit on a subset's error bar.
+    fig.add_hline(y=float(full["mean"]), line=dict(color=BLACK, dash="dash", width=1), row=1, col=1, annotation_text="full<br>model", annotation_position="right")
     fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, range=[-0.6, len(table) - 0.4])
     fig.update_yaxes(title_text=_axis_label(metric), row=1, col=1)
     fig.update_yaxes(categoryorder="array", categoryarray=[_short(m) for m in reversed(modalities)], showgrid=False, row=2, col=1)
-    fig.update_layout(height=560, margin=dict(t=40, l=10, r=10, b=10), showlegend=False)
+    fig.update_layout(height=560, margin=dict(t=40, l=10, r=55, b=10), showlegend=False)
     data = table.set_index("subset")
     return fig, data
 
