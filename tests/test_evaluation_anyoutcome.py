@@ -78,6 +78,8 @@ def test_paired_differences_and_similarity_bands(evaluation):
     for row in paired.itertuples():
         assert row.mean_difference == pytest.approx((family["zero_shot"] - family[row.baseline]).mean())
         assert row.ci_low <= row.mean_difference <= row.ci_high
+        assert 1 / 5001 <= row.p <= 1  # a bootstrap p is never 0
+    assert paired.set_index("baseline").at["population_mean", "p"] == pytest.approx(1 / 5001)  # zero-shot beats the mean in every resample
     assert set(evaluation.similarity["band"]) <= {"far", "middle", "near"}
     assert evaluation.by_similarity()["measures"].sum() == len(evaluation.similarity)
     assert "held-out instrument families" in evaluation.summary_sentence()

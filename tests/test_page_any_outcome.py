@@ -92,6 +92,7 @@ def test_the_stored_evaluation_and_transfer_curve_are_shown_with_their_numbers(w
     assert {array_of(t["y"])[0]: array_of(t["x"])[0] for t in methods} == pytest.approx(summary.to_dict())
     paired = next(d.value for d in at.dataframe if "baseline" in d.value.columns)
     np.testing.assert_allclose(paired["mean_difference"], evaluation.paired()["mean_difference"].round(3))
+    assert (paired["p"] > 0).all()  # shown to 4 places, so the smallest bootstrap p does not read 0
     sizes = tuple(n for n in TRANSFER_CURVE_SIZES if n < mid.n_patients) + (mid.n_patients,)
     curve, limit = ws.transfer_curve(mid, CHEAP, sizes, compute=False)
     assert any(m.value == transfer_sentence(curve) for m in at.markdown)

@@ -153,7 +153,9 @@ def evaluation_views(cohort, evaluation) -> None:
     fig, data = views.similarity_figure(evaluation.per_outcome, evaluation.similarity)
     show_figure(fig, key="any-similarity", data=data, filename=f"{cohort.name}-any-outcome-similarity")
     st.markdown("**Zero-shot minus each baseline** (mean over held-out families, bootstrap 95% CI over families)")
-    st.dataframe(evaluation.paired().assign(baseline=lambda t: t["baseline"].map(METHOD_LABELS)).round(3), hide_index=True, width="stretch")
+    paired = evaluation.paired()
+    # p to 4 places: the smallest a 5,000-resample bootstrap can give, 1/5,001, would round to 0.
+    st.dataframe(paired.assign(baseline=paired["baseline"].map(METHOD_LABELS)).round(3).assign(p=paired["p"].round(4)), hide_index=True, width="stretch")
     with st.expander("Signed r per measure and method"):
         table = evaluation.per_outcome.query("K == 0").pivot_table(index=["family", "measure"], columns="method", values="r").round(3)
         st.dataframe(table, width="stretch")

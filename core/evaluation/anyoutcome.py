@@ -99,7 +99,8 @@ class AnyOutcomeEvaluation:
     def paired(self, method: str = "zero_shot", baselines=("nearest", "similarity_weighted", "attribute_map", "population_mean"), k: int = 0,
                n_boot: int = 5000, seed: int = 0) -> pd.DataFrame:
         """``method``'s signed r minus each baseline's, averaged over held-out families, with a
-        bootstrap 95% CI over families and the share of resamples at or below 0 (one-sided p)."""
+        bootstrap 95% CI over families and a one-sided p, (1 + resamples at or below 0) / (1 + ``n_boot``):
+        never 0, since 5,000 resamples cannot show a p below 1/5,001."""
         family = self.per_family(k)
         rng = np.random.default_rng(seed)
         rows = []
@@ -109,7 +110,7 @@ class AnyOutcomeEvaluation:
             diff = (family[method] - family[baseline]).dropna().to_numpy()
             boots = diff[rng.integers(0, len(diff), (n_boot, len(diff)))].mean(axis=1)
             rows.append({"method": method, "baseline": baseline, "K": k, "families": len(diff), "mean_difference": float(diff.mean()),
-                         "ci_low": float(np.quantile(boots, 0.025)), "ci_high": float(np.quantile(boots, 0.975)), "p": float((boots <= 0).mean())})
+                         "ci_low": float(np.quantile(boots, 0.025)), "ci_high": float(np.quantile(boots, 0.975)), "p": float((1 + (boots <= 0).sum()) / (1 + n_boot))})
         return pd.DataFrame(rows)
 
     def by_similarity(self) -> pd.DataFrame:
