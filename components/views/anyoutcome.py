@@ -95,7 +95,9 @@ def zero_shot_figure(table: pd.DataFrame, name: str) -> tuple[go.Figure, pd.Data
                                  text=table.index, hovertemplate="%{text}: predicted %{x:.2f} SD, recorded %{y}<extra></extra>", showlegend=False))
         fig.update_layout(title=f"{name}<br><sub>zero-shot prediction against the recorded value: signed r = {r:.2f}</sub>", yaxis=dict(title="recorded value"))
     else:
-        fig.add_trace(go.Histogram(x=table["zero_shot_sd"], marker_color=BLUE, nbinsx=40, showlegend=False))
+        bins = int(np.clip(round(2 * len(table) ** (1 / 3)), 10, 40))  # Rice's rule: 40 bins left 200 patients' histogram full of gaps
+        fig.add_trace(go.Histogram(x=table["zero_shot_sd"], marker=dict(color=BLUE, line=dict(color="white", width=1)), nbinsx=bins, showlegend=False,
+                                   hovertemplate="%{x} SD: %{y} patients<extra></extra>"))
         fig.update_layout(title=f"{name}<br><sub>zero-shot predictions of the cohort</sub>", yaxis=dict(title="patients"))
     fig.update_layout(height=420, margin=dict(l=10, r=20, t=70, b=10), xaxis=dict(title="zero-shot prediction (SD from the cohort mean; higher = higher score)"))
     return fig, table
