@@ -65,7 +65,9 @@ def planted_effects_figure(effects: pd.DataFrame) -> go.Figure:
 
 
 def modality_effects_figure(modality_effects: pd.Series) -> go.Figure:
-    fig = go.Figure(go.Bar(x=[MODALITY_LABELS[m] for m in modality_effects.index], y=modality_effects.to_numpy(), marker_color=[MODALITY_COLORS[m] for m in modality_effects.index], text=np.round(modality_effects.to_numpy(), 2), textposition="outside"))
+    # "Diffusion MRI (DTI)" on two lines: on one it ran into the next bar's label in a half-width column.
+    labels = [MODALITY_LABELS[m].replace(" (", "<br>(") for m in modality_effects.index]
+    fig = go.Figure(go.Bar(x=labels, y=modality_effects.to_numpy(), marker_color=[MODALITY_COLORS[m] for m in modality_effects.index], text=np.round(modality_effects.to_numpy(), 2), textposition="outside"))
     fig.update_layout(yaxis_title="planted contribution (logit scale)", height=340, margin=dict(t=30))
     return fig
 
