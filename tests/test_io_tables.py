@@ -194,6 +194,21 @@ def test_outcome_columns_map_to_bank_measures_and_described_ones():
     assert set(specs) == {"fmue_total_w12", "wmft_time"} and specs["wmft_time"].unit == "s" and specs["wmft_time"].range == (0.0, 2000.0)
 
 
+def test_columns_named_as_a_bank_measure_are_guessed_as_that_measure_never_as_features():
+    text = PARTICIPANTS.replace("\tnotes\n", "\tnotes\tfmue_total_w12\tFM-UE total, 4 weeks\tgrip_kg\n", 1)
+    lines = text.splitlines()
+    text = "\n".join([lines[0]] + [f"{line}\t{40 + i}\t{30 + i}\t{20 + i}" for i, line in enumerate(lines[1:])]) + "\n"
+    table = read_table(text.encode(), "participants.tsv")
+    mapping = infer_column_mapping(table)
+    # By key and by the bank's display name; "grip_kg" names no measure (grip_kg_w4 / _w12 do), so it stays a feature.
+    assert mapping.measures == {"fmue_total_w12": "fmue_total_w12", "FM-UE total, 4 weeks": "fmue_total_w4"}
+    assert set(mapping.features) & set(mapping.measures) == set() and mapping.features["grip_kg"] == "clin.grip_kg"
+    assert mapping_table(table, mapping).set_index("column").loc[["fmue_total_w12", "grip_kg"], "role"].tolist() == ["measure", "feature"]
+    mapped = apply_column_mapping(table, mapping)
+    np.testing.assert_array_equal(mapped.outcomes["fmue_total_w4"], 30 + np.arange(len(lines) - 1))
+    assert not any("fmue" in c for c in mapped.features.columns)
+
+
 def test_a_bad_measure_mapping_names_the_column():
     table = read_table(PARTICIPANTS.encode(), "participants.tsv")
     mapping = infer_column_mapping(table)

@@ -432,7 +432,7 @@ def mapping_editor(scan: UploadScan, key: str) -> ColumnMapping:
     )
     used = edited[edited["use"]]
     types = {**guess.types, **dict(zip(edited["column"], edited["type"]))}
-    measures = measure_mapping(edited["column"].tolist(), key)
+    measures = measure_mapping(edited["column"].tolist(), key, guess.measures)
     used = used[~used["column"].isin(list(measures))]  # an outcome measure is never also a feature
     return ColumnMapping(**chosen, features=dict(zip(used["column"], used["feature"])), types=types, responder_threshold_pct=float(threshold), measures=measures)
 
@@ -440,17 +440,22 @@ def mapping_editor(scan: UploadScan, key: str) -> ColumnMapping:
 _DESCRIBE = "Describe it ..."
 
 
-def measure_mapping(columns: list, key: str) -> dict:
-    """Outcome columns beside the responder outcome: each mapped to a measure of the bank or described (the Any outcome page predicts them)."""
+def measure_mapping(columns: list, key: str, guessed: dict) -> dict:
+    """Outcome columns beside the responder outcome: each mapped to a measure of the bank or described (the Any outcome page predicts them).
+
+    ``guessed``: column -> bank key of the columns named as a bank measure, chosen to begin with."""
     from core.data.outcome_bank import load_outcome_bank
 
-    chosen = st.multiselect("Columns holding further outcome measures (FM-UE, ARAT, UPDRS ...)", columns, key=f"{key}-measures",
-                            help="Each becomes an outcome the Any outcome page can evaluate and predict, not a feature.")
+    chosen = st.multiselect("Columns holding further outcome measures (FM-UE, ARAT, UPDRS ...)", columns, default=[c for c in guessed if c in columns], key=f"{key}-measures",
+                            help="Each becomes an outcome the Any outcome page can evaluate and predict, not a feature. Columns named as a measure of "
+                                 "the outcome bank are chosen to begin with: a follow-up score among the features would leak the outcome.")
     bank = {s.key: s.name for s in load_outcome_bank()}
     measures = {}
     for column in chosen:
         c = st.columns([2, 3, 1, 1])
-        pick = c[0].selectbox(f"Measure in {column!r}", [_DESCRIBE, *bank], format_func=lambda k: bank.get(k, k), key=f"{key}-measure-{column}")
+        options = [_DESCRIBE, *bank]
+        pick = c[0].selectbox(f"Measure in {column!r}", options, index=options.index(guessed[column]) if guessed.get(column) in bank else 0,
+                              format_func=lambda k: bank.get(k, k), key=f"{key}-measure-{column}")
         if pick != _DESCRIBE:
             measures[column] = pick
             continue

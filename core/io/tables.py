@@ -339,8 +339,10 @@ def infer_column_mapping(table: ClinicalTable | pd.DataFrame, source: str | None
     """Guess roles and types from column names and values (the user confirms them).
 
     The patient id is the first column named like ``participant_id``, ``patient_id``,
-    ``subject`` or ``id`` (else the first column); other roles by name. Every remaining column is
-    a feature unless its type is ``text``.
+    ``subject`` or ``id`` (else the first column); other roles by name. A numeric column named as a
+    measure of the outcome bank (its key, e.g. ``fmue_total_w12``, or its name) is that measure, never
+    a feature: a follow-up score among the inputs would leak the outcome into the model. Every
+    remaining column is a feature unless its type is ``text``.
 
     Raises
     ------
@@ -362,12 +364,25 @@ def infer_column_mapping(table: ClinicalTable | pd.DataFrame, source: str | None
     types = {c: infer_type(frame[c]) for c in columns}
     if "outcome" in roles and types[roles["outcome"]] != "numeric":
         roles.pop("outcome")
+    bank = _bank_measure_names()
+    measures = {c: bank[_snake(c)] for c in columns if c not in roles.values() and types[c] == "numeric" and _snake(c) in bank}
     features = {}
     for column in columns:
-        if column in roles.values() or types[column] == "text":
+        if column in roles.values() or column in measures or types[column] == "text":
             continue
         features[column] = column if _has_prefix(column) else f"clin.{_snake(column)}"
-    return ColumnMapping(**roles, features=features, types=types, responder_threshold_pct=responder_threshold_pct)
+    return ColumnMapping(**roles, features=features, types=types, responder_threshold_pct=responder_threshold_pct, measures=measures)
+
+
+def _bank_measure_names() -> dict:
+    """Column name (snake case) -> key, for every outcome-bank measure's key and name."""
+    from core.data.outcome_bank import load_outcome_bank
+
+    names = {}
+    for spec in load_outcome_bank():
+        names[_snake(spec.name)] = spec.key
+        names[spec.key.lower()] = spec.key
+    return names
 
 
 def _has_prefix(column: str) -> bool:
@@ -386,7 +401,7 @@ def mapping_table(table: ClinicalTable, mapping: ColumnMapping) -> pd.DataFrame:
         examples = ", ".join(values[values != ""].unique()[:3].tolist())
         rows.append({
             "column": column,
-            "role": role_of.get(column, "feature" if column in mapping.features else "ignored"),
+            "role": role_of.get(column, "feature" if column in mapping.features else "measure" if column in mapping.measures else "ignored"),
             "type": mapping.types.get(column, infer_type(values)),
             "feature": mapping.features.get(column, ""),
             "missing": int((values == "").sum()),
