@@ -1,4 +1,4 @@
-"""Command line: ``python -m core demo|generate|list|train|ablate|report|jobs|any-outcome|predict-outcome|transfer|tms-dataset|tms-train``.
+"""Command line: ``python -m core demo|generate|list|train|ablate|report|jobs|any-outcome|predict-outcome|transfer|export-upload|tms-dataset|tms-train``.
 
 ``train``, ``ablate`` and ``report`` are the Prediction and Ablation pages without the browser, for
 a cluster node: they store and read the same runs in the same workspace (under the same digests),
@@ -231,6 +231,17 @@ def add_research_commands(subparsers) -> None:
     jobs.add_argument("--owner", default="local", metavar="ID", help="whose jobs (default local: the owner when logins are off)")
     jobs.add_argument("--cancel", metavar="JOB", help="cancel this job (it stops at its next progress report, as the page's Cancel)")
     jobs.add_argument("--log", metavar="JOB", help="print this job's log")
+
+    export = subparsers.add_parser("export-upload", help="write a cohort's raw data as an upload folder (zip) that the Upload page reads back",
+                                   description="participants.tsv (roles, clinical features, improvement_pct and the outcome measures) and, per "
+                                               "patient, the FA map (NIfTI), EMG (EDF+ with TMS and voluntary annotations) and hand trajectory "
+                                               "(C3D), laid out as the Upload page expects (core.io.export). The Upload page's example folder is "
+                                               f"this command on a cohort made by: {example_upload_commands()[0]}, then {example_upload_commands()[1]}")
+    export.add_argument("out", metavar="ZIP", help="the zip to write")
+    export.add_argument("--workspace", default=None, metavar="DIR", help=_WORKSPACE_HELP)
+    export.add_argument("--cohort", required=True, metavar="NAME", help=_COHORT_HELP)
+    export.add_argument("--patients", type=int, metavar="N", help="only the first N patients (default: all)")
+    export.add_argument("--measures", metavar="LIST", help="comma-separated outcome measures to write, or none (default: every one the cohort holds)")
 
 
 def _settings(cls, args, options: dict):
@@ -662,4 +673,27 @@ def _jobs(args, argv: list) -> int:
     return 0
 
 
-RESEARCH_COMMANDS = {"train": _train, "ablate": _ablate, "report": _report, "any-outcome": _any_outcome, "predict-outcome": _predict_outcome, "transfer": _transfer, "jobs": _jobs}
+def example_upload_commands(workspace: str = "WORKSPACE", out: str = "example.zip") -> tuple[str, str]:
+    """The two commands that write the Upload page's example folder (the same bytes)."""
+    from core.io.export import EXAMPLE_UPLOAD as e
+
+    return (f"python -m core generate --workspace {workspace} --preset {e['preset']} --name {e['name']} --n-patients {e['n_patients']} --seed {e['seed']}",
+            f"python -m core export-upload {out} --workspace {workspace} --cohort {e['name']} --measures {','.join(e['measures'])}")
+
+
+def _export_upload(args, argv: list) -> int:
+    from core.io.export import upload_folder_zip
+    from core.store.workspace import Workspace
+
+    cohort = Workspace(args.workspace).load(args.cohort)
+    if args.patients is not None and args.patients < 1:
+        raise InputError(f"--patients must be at least 1, found {args.patients}.", field="patients")
+    ids = list(cohort.patients.index[: args.patients])
+    measures = None if args.measures is None else [] if args.measures.strip().lower() == "none" else [m.strip() for m in args.measures.split(",") if m.strip()]
+    data = upload_folder_zip(cohort, ids, measures=measures)
+    Path(args.out).write_bytes(data)
+    print(f"wrote {len(ids)} patients of {cohort.name!r} as an upload folder to {args.out} ({len(data) / 1e6:.1f} MB)")
+    return 0
+
+
+RESEARCH_COMMANDS = {"train": _train, "ablate": _ablate, "report": _report, "any-outcome": _any_outcome, "predict-outcome": _predict_outcome, "transfer": _transfer, "jobs": _jobs, "export-upload": _export_upload}

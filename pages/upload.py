@@ -36,7 +36,9 @@ if scan_item is not None and all(scan_item is not i for i in items):
 
 singles = [i for i in items if i.kind != "cohort" or not i.ok]  # every file but the cohort upload in use
 if not items and scan_item is None:
-    st.info("Drop a zip of a multi-patient folder (see 'How to lay out an upload'), or single files to check them.", icon=":material/upload_file:")
+    st.info("Drop a zip of a multi-patient folder (see 'How to lay out an upload'), or single files to check them. "
+            "No data at hand? Download the example folder and drop it here.", icon=":material/upload_file:")
+    panels.example_upload_button()
     st.stop()
 
 if singles:

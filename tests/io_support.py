@@ -10,7 +10,6 @@ import io
 import os
 import warnings
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,6 +17,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from core.errors import InputError
+from core.io.export import continuous_emg  # noqa: F401  (shared with the tests)
+from core.io.writers import write_c3d, write_edf  # noqa: F401  (shared with the tests)
 
 # 40 malformed inputs per reader in `make test`, derandomized so CI sees the same ones every run;
 # the >= 500-per-reader hunt is `python -m tests.bench_fuzz --fuzz` (tests/fuzz_support.py).
@@ -111,75 +112,6 @@ def nifti_bytes(data, affine, *, code: int = 4, version: int = 1, compress: bool
     image.header.set_qform(affine, code)
     raw = image.to_bytes()
     return gzip.compress(raw, compresslevel=1, mtime=0) if compress else raw
-
-
-def continuous_emg(recording, *, pulse_period_s: float = 1.0, voluntary_at_s: float = 11.5):
-    """A continuous 2-channel recording holding a synthetic patient's sweeps and voluntary burst.
-
-    Returns (samples (2, n) µV, pulse times s, voluntary onset s, voluntary duration s).
-    """
-    fs = recording.fs_hz
-    n_pre = int(round(-recording.sweep_start_ms / 1000 * fs))
-    n_sweep = recording.mep_sweeps_uv.shape[-1]
-    n_voluntary = recording.voluntary_uv.shape[-1]
-    total = int(round((voluntary_at_s + n_voluntary / fs + 0.5) * fs))
-    total += (-total) % int(fs)  # whole 1 s EDF data records
-    x = np.zeros((2, total))
-    pulses = []
-    for k in range(recording.mep_sweeps_uv.shape[1]):
-        at = int(round((1 + k) * pulse_period_s * fs))
-        x[:, at - n_pre : at - n_pre + n_sweep] = recording.mep_sweeps_uv[:, k]
-        pulses.append(at / fs)
-    start = int(round(voluntary_at_s * fs))
-    x[:, start : start + n_voluntary] = recording.voluntary_uv
-    return x, pulses, start / fs, n_voluntary / fs
-
-
-def write_edf(path, channels: dict, fs: float, *, units="uV", bdf=False, annotations=(), physical_max=None):
-    """Write an EDF+/BDF+ file with pyedflib; channels: label -> samples; annotations: (onset, duration, text)."""
-    import pyedflib
-
-    kind = pyedflib.FILETYPE_BDFPLUS if bdf else pyedflib.FILETYPE_EDFPLUS
-    digital = 8388607 if bdf else 32767
-    writer = pyedflib.EdfWriter(str(path), len(channels), file_type=kind)
-    try:
-        headers = []
-        for label, values in channels.items():
-            top = physical_max or float(np.ceil(np.abs(values).max() * 1.05 + 1))
-            unit = units[label] if isinstance(units, dict) else units
-            headers.append({"label": label, "dimension": unit, "sample_frequency": fs, "physical_max": top, "physical_min": -top,
-                            "digital_max": digital, "digital_min": -digital - 1, "transducer": "", "prefilter": ""})
-        writer.setSignalHeaders(headers)
-        writer.writeSamples([np.asarray(v, dtype=float) for v in channels.values()])
-        for onset, duration, text in annotations:
-            writer.writeAnnotation(onset, duration, text)
-    finally:
-        writer.close()
-    return Path(path)
-
-
-def write_c3d(path, markers: dict, fs: float, *, unit: str = "mm", analogs=None, analog_rate=None):
-    """Write a C3D with ezc3d: markers label -> (n, 3) positions in ``unit``."""
-    import ezc3d
-
-    c3d = ezc3d.c3d()
-    labels = list(markers)
-    n = len(next(iter(markers.values())))
-    c3d["parameters"]["POINT"]["RATE"]["value"] = [fs]
-    c3d["parameters"]["POINT"]["LABELS"]["value"] = tuple(labels)
-    c3d["parameters"]["POINT"]["UNITS"]["value"] = [unit]
-    points = np.ones((4, len(labels), n))
-    for i, label in enumerate(labels):
-        points[:3, i, :] = np.asarray(markers[label], dtype=float).T
-    c3d["data"]["points"] = points
-    if analogs is not None:
-        c3d["parameters"]["ANALOG"]["RATE"]["value"] = [analog_rate]
-        c3d["parameters"]["ANALOG"]["LABELS"]["value"] = tuple(f"a{i}" for i in range(analogs.shape[0]))
-        c3d["data"]["analogs"] = analogs[None]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        c3d.write(str(path))
-    return Path(path)
 
 
 def csv_bytes(frame: pd.DataFrame, sep: str = ",") -> bytes:

@@ -74,7 +74,7 @@ def test_synthetic_emg_through_edf_gives_the_generators_features(tmp_path, bdf, 
         path = write_edf(tmp_path / f"{pid}.{'bdf' if bdf else 'edf'}", {"EMG FDI": x[0], "EMG ECR": x[1]}, emg.fs_hz, bdf=bdf, annotations=notes)
         extraction = emg_recording(read_edf(path))
         assert extraction.pulse_source == "annotations" and len(extraction.pulse_times_s) == 10
-        assert extraction.voluntary_window_s == pytest.approx((11.5, 12.5))
+        assert extraction.voluntary_window_s == pytest.approx((onset, onset + duration))
         row = emg_feature_row(extraction, pid)
         expected = cohort.features.loc[pid, row.columns].to_numpy(dtype=float)
         np.testing.assert_allclose(row.loc[pid].to_numpy(dtype=float), expected, rtol=rtol, atol=1e-6)

@@ -57,7 +57,7 @@ def test_c3d_with_analog_channels_and_a_default_unit(tmp_path):
     _, _, trajectory = _patient(0)
     n = len(trajectory.position_mm)
     analogs = np.random.default_rng(0).normal(size=(2, n * 10))
-    path = write_c3d(tmp_path / "a.c3d", {"wrist": trajectory.position_mm}, 100.0, analogs=analogs, analog_rate=1000.0)
+    path = write_c3d(tmp_path / "a.c3d", {"wrist": trajectory.position_mm}, 100.0, analogs=analogs, analog_rate_hz=1000.0)
     info = check_c3d(path.read_bytes(), "a.c3d")
     assert info["n_points"] == 1 and info["n_frames"] == 1500 and info["rate_hz"] == 100.0 and info["float_data"]
     markers = read_c3d(path)

@@ -3,21 +3,18 @@
 Every test runs app.py (navigation + sidebar) and switches to pages/upload.py on a private copy of
 the "tiny" workspace (conftest.py). Files go in through the real ``st.file_uploader``: AppTest
 (Streamlit >= 1.50) uploads them with ``at.file_uploader(key=...).set_value(...)``, so the page
-needs no test seam. The zip is built from a synthetic cohort's raw data with the helpers of
-tests/io_support.py and tests/test_io_upload.py; :func:`cohort_zip` is shared with the browser test.
+needs no test seam. The zip is a synthetic cohort's raw data written by core.io.export;
+:func:`cohort_zip` is shared with the browser test.
 """
 
 from __future__ import annotations
 
-import gzip
 import io
-import pathlib
 import tempfile
 import zipfile
 from functools import lru_cache
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
@@ -25,6 +22,8 @@ from streamlit.testing.v1 import AppTest
 
 from core.anatomy import load_anatomy
 from core.io.diffusion import diffusion_to_mni
+from core.io.export import upload_folder_zip
+from core.io.writers import nifti_gz_bytes
 from core.store.workspace import DEFAULT_WORKSPACE_ENV, Workspace
 from core.synth.config import CohortConfig
 from core.synth.generator import generate_cohort
@@ -42,7 +41,7 @@ pytestmark = pytest.mark.usefixtures("fresh_streamlit")
 
 
 def fa_nifti_gz(fa: np.ndarray, *, native: bool = False) -> bytes:
-    """An FA map on the MNI152 2 mm grid, stored as scaled uint8 (1/4 the size of float32 once gzipped).
+    """An FA map on the MNI152 2 mm grid, as the exporter writes it (8-bit, labelled MNI).
 
     ``native``: cropped to a grid no MNI template uses, moved 6 mm and labelled scanner space, so
     that it must be registered (and the registration checked).
@@ -52,16 +51,16 @@ def fa_nifti_gz(fa: np.ndarray, *, native: bool = False) -> bytes:
     if native:
         fa, code = fa[2:-2, 2:-3, 1:-4], 1
         affine[:3, 3] += affine[:3, :3] @ [2, 2, 1] + [6.0, -6.0, 4.0]
-    image = nib.Nifti1Image(fa, affine)
-    image.set_data_dtype(np.uint8)
-    image.header.set_sform(affine, code)
-    image.header.set_qform(affine, code)
-    return gzip.compress(image.to_bytes(), compresslevel=6, mtime=0)
+    return nifti_gz_bytes(fa, affine, space_code=code)
+
+
+MEASURE = "fmue_total_w12"  # an outcome-bank measure in the table: guessed as a measure, never a feature
 
 
 @lru_cache(maxsize=4)
 def cohort_zip(n_patients: int, seed: int = 5, missing: tuple = (), native: tuple = ()) -> tuple[bytes, pd.DataFrame]:
-    """A zip of a BIDS-like folder: ``participants.tsv`` plus, per patient, an FA map, an EDF and a C3D.
+    """A zip of a BIDS-like folder (:func:`core.io.export.upload_folder_zip`): ``participants.tsv`` plus,
+    per patient, an FA map, an EDF and a C3D.
 
     ``missing``: (patient id, modality) pairs whose file is left out; ``native``: patients whose FA
     map is in scanner space. Returns the zip and the source cohort's features of the patients in
@@ -70,27 +69,16 @@ def cohort_zip(n_patients: int, seed: int = 5, missing: tuple = (), native: tupl
     config = CohortConfig(name="upload-source", n_patients=max(n_patients, 10), seed=seed, missing_rate={"dti": 0.0, "emg": 0.0, "kin": 0.0})
     source = generate_cohort(config, n_jobs=1)
     ids = list(source.patients.index[:n_patients])
-    latents = source.ground_truth.latents
-    rows, buffer = [], io.BytesIO()
-    with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        tmp = pathlib.Path(tmp)
-        for pid in ids:
-            raw, sub = source.raw_data(pid), f"cohort/sub-{pid}"
-            if (pid, "dti") not in missing:
-                archive.writestr(f"{sub}/dwi/sub-{pid}_desc-FA_dwimap.nii.gz", fa_nifti_gz(_fa_map(source, pid), native=pid in native))
-            if (pid, "emg") not in missing:
-                archive.writestr(f"{sub}/emg/sub-{pid}_emg.edf", _emg_edf(tmp / f"{pid}.edf", raw.emg).read_bytes())
-            if (pid, "kin") not in missing:
-                c3d = write_c3d(tmp / f"{pid}.c3d", {"RHAND": raw.trajectory.position_mm.astype(float)}, raw.trajectory.fs_hz)
-                archive.writestr(f"{sub}/motion/sub-{pid}_motion.c3d", c3d.read_bytes())
-            f = source.features.loc[pid]
-            rows.append({
-                "participant_id": f"sub-{pid}", "age": f["clin.age"], "sex": "M" if f["clin.sex_male"] == 1 else "F",
-                "indication": source.patients.at[pid, "indication"], "site": source.patients.at[pid, "site"],
-                "affected_hemisphere": latents.at[pid, "affected_hemisphere"], "nihss": f["clin.nihss"],
-                "levodopa_response_pct": f["clin.levodopa_response_pct"], "improvement_pct": round(float(source.outcomes.at[pid, "improvement_pct"]), 2),
-            })
-        archive.writestr("cohort/participants.tsv", pd.DataFrame(rows).to_csv(sep="\t", index=False, na_rep="n/a"))
+    folders = {"dti": "dwi", "emg": "emg", "kin": "motion"}
+    dropped = {f"cohort/sub-{pid}/{folders[modality]}/" for pid, modality in missing}
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(upload_folder_zip(source, ids, measures=[MEASURE]))) as written, zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name in written.namelist():
+            if any(name.startswith(prefix) for prefix in dropped):
+                continue
+            pid = name.split("/")[1].removeprefix("sub-")
+            data = fa_nifti_gz(source.raw_data(pid).fa, native=True) if name.endswith("_desc-FA_dwimap.nii.gz") and pid in native else written.read(name)
+            archive.writestr(name, data)
     return buffer.getvalue(), source.features.loc[ids]
 
 
@@ -176,6 +164,9 @@ def test_zip_to_saved_cohort_with_nan_for_missing_files(workspace, small_zip):
     assert files.at["P00003", "emg"] == "missing" and files.at["P00004", "kin"] == "missing"
     assert files.at["P00001", "dti"] == "cohort/sub-P00001/dwi/sub-P00001_desc-FA_dwimap.nii.gz"
     assert any("1 patient(s) have no EMG file" in c.value for c in at.caption)
+    # A column named as a bank measure starts as that outcome measure, not as a feature.
+    assert at.multiselect(key=next(w.key for w in at.multiselect if w.key.endswith("-measures"))).value == [MEASURE]
+    assert at.selectbox(key=next(k for k in _keys(at) if k.endswith(f"-measure-{MEASURE}"))).value == MEASURE
 
     build(at)
     frame = report(at)
@@ -206,6 +197,7 @@ def test_zip_to_saved_cohort_with_nan_for_missing_files(workspace, small_zip):
     assert saved.features.loc["P00003", emg].isna().all() and saved.features.loc[["P00001", "P00002"], emg].notna().all().all()
     assert saved.features.loc["P00004", saved.features_of("kin")].isna().all()
     np.testing.assert_allclose(saved.features["clin.age"], source["clin.age"])
+    assert MEASURE in saved.measure_specs() and not any("fmue" in c for c in saved.features.columns)
     np.testing.assert_allclose(saved.features.loc["P00001", emg].astype(float), source.loc["P00001", emg].astype(float), rtol=2e-4)
     assert Workspace(workspace).get_setting("last_cohort") == "from-upload"
 
@@ -369,3 +361,28 @@ def test_a_native_diffusion_series_goes_the_engines_way_and_an_unpaired_one_says
     upload(at, (series, files[series]), (bvec, files[bvec]))
     assert errors(at) == [("sub-01_dwi.nii.gz: [bval] found no .bval file for this diffusion series; expected sub-01_dwi.bval beside it "
                            "(upload the series, its .bval and its .bvec together).")]
+
+
+def test_the_example_folder_is_the_clis_and_the_page_reads_it(workspace, tmp_path):
+    import shlex
+
+    from components.panels.upload import example_upload_zip
+    from core.cli import example_upload_commands
+    from core.io.export import EXAMPLE_UPLOAD
+    from tests.test_cli import run_cli
+
+    at = open_page()
+    (button,) = [b for b in at.get("download_button") if b.proto.id.endswith("upl-example")]
+    assert button.proto.label.startswith(f"Example folder: {EXAMPLE_UPLOAD['n_patients']} synthetic patients")
+    example = example_upload_zip()
+    # The commands the button's help gives write the same bytes.
+    for command in example_upload_commands(str(tmp_path / "ws"), str(tmp_path / "example.zip")):
+        status, _, err = run_cli(*shlex.split(command)[3:])
+        assert status == 0, err
+    assert (tmp_path / "example.zip").read_bytes() == example
+
+    at = build(upload(at, ("example-upload.zip", example)))
+    assert not errors(at)
+    measures = at.multiselect(key=next(w.key for w in at.multiselect if w.key.endswith("-measures"))).value
+    assert measures == list(EXAMPLE_UPLOAD["measures"])  # guessed as outcome measures from their names
+    assert any(c.value.startswith(f"**{EXAMPLE_UPLOAD['n_patients']} patients**") for c in at.caption)

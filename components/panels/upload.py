@@ -150,6 +150,30 @@ def format_spec() -> None:
             st.code("\n\n".join(m.__doc__ or "" for m in (upload, core.io)), language=None)
 
 
+def example_upload_zip() -> bytes:
+    """The example folder (:data:`core.io.export.EXAMPLE_UPLOAD`): the same bytes as the CLI commands
+    :func:`core.cli.example_upload_commands` print."""
+    from core.io.export import EXAMPLE_UPLOAD, upload_folder_zip
+    from core.synth.config import CohortConfig, presets
+    from core.synth.generator import generate_cohort
+
+    e = EXAMPLE_UPLOAD
+    config = CohortConfig.from_dict({**presets()[e["preset"]].to_dict(), "name": e["name"], "n_patients": e["n_patients"], "seed": e["seed"]})
+    return upload_folder_zip(generate_cohort(config, n_jobs=1), measures=list(e["measures"]))
+
+
+def example_upload_button() -> None:
+    """Nothing to upload yet: an example folder of synthetic patients to download, look into and drop back."""
+    from core.cli import example_upload_commands
+    from core.io.export import EXAMPLE_UPLOAD
+
+    st.download_button(f"Example folder: {EXAMPLE_UPLOAD['n_patients']} synthetic patients (zip, about 2 MB)", example_upload_zip, file_name="example-upload.zip",
+                       mime="application/zip", key="upl-example", icon=":material/folder_zip:", on_click="ignore",
+                       help="A clinical table (participants.tsv) and per patient an FA map (NIfTI), EMG with TMS pulses (EDF+) and a reach "
+                            "(C3D), some modalities missing as in real data. Unzip it to see the layout, or drop it here as it is. The same "
+                            "file from the command line: " + " && ".join(example_upload_commands()))
+
+
 # ---------------------------------------------------------------- drop zone and reading
 
 

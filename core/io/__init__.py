@@ -57,6 +57,11 @@ One diffusion series (the Upload page's single files, and each patient of ``buil
     diffusion = diffusion_to_mni(dwi_bytes, bval_bytes, bvec_bytes, names=("sub-01_dwi.nii.gz", bval, bvec))
     diffusion.fa_mni                                  # FA (99, 117, 95) on the MNI152 2 mm grid
     diffusion.needs_review                            # native series: check diffusion.registration
+
+The way back: a cohort's raw data written in the layout above (EDF+, C3D, NIfTI; :mod:`core.io.writers`)::
+
+    data = upload_folder_zip(cohort, patient_ids, measures=["fmue_total_w12"])   # zip bytes
+    read_cohort(data, "cohort.zip").cohort            # the same features again
 """
 
 from core.io.diffusion import (
@@ -72,6 +77,7 @@ from core.io.diffusion import (
     read_diffusion,
 )
 from core.io.emg import EMGExtraction, EMGSignals, emg_feature_row, emg_recording, read_edf, read_emg, read_emg_csv
+from core.io.export import upload_folder_zip
 from core.io.kinematics import MarkerTrajectories, hand_trajectory, kinematic_feature_row, read_c3d, read_kinematics, read_trajectory_csv
 from core.io.report import ReportEntry, report_frame, worst_status
 from core.io.safety import DEFAULT_LIMITS, DeclaredBytes, GzipStream, UploadLimits, UploadTree, gunzip_capped, read_declared
@@ -95,4 +101,6 @@ __all__ = [
     "ClinicalTable", "ColumnMapping", "MappedTable", "read_table", "infer_column_mapping", "apply_column_mapping", "mapping_table",
     # multi-patient uploads
     "UploadScan", "UploadedCohort", "scan_upload", "build_cohort", "read_cohort", "classify_file",
+    # the way back
+    "upload_folder_zip",
 ]
