@@ -262,6 +262,8 @@ def test_help_of_each_command_explains_every_option(command):
         (["train", "--cohort", "tiny"], "- not a mapping\n", "run.yaml: expected a mapping of config fields, found list"),
         (["ablate", "--cohort", "tiny", "--n-jobs", "0"], None, "--n-jobs must be a positive number of workers"),
         (["ablate", "--cohort", "tiny", "--outcome", "improvement_pct", "--metric", "auc"], None, "unknown metric 'auc' for the outcome 'improvement_pct'"),
+        (["export-upload", "never-written.zip", "--cohort", "tiny", "--measures", "wmft"], None, "tiny: [measures] the cohort holds no outcome measure 'wmft'"),
+        (["export-upload", "never-written.zip", "--cohort", "tiny", "--patients", "0"], None, "--patients must be at least 1, found 0"),
     ],
 )
 def test_bad_input_exits_2_with_the_message_and_no_traceback(app_workspace, tmp_path, command, config, expected):
