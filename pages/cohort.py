@@ -45,3 +45,5 @@ with export:
     st.download_button("Features (CSV)", cohort.features.to_csv().encode(), f"{cohort.name}-features.csv", "text/csv")
     st.download_button("Outcomes (CSV)", cohort.outcomes.to_csv().encode(), f"{cohort.name}-outcomes.csv", "text/csv")
     st.download_button("Patients (CSV)", cohort.patients.to_csv().encode(), f"{cohort.name}-patients.csv", "text/csv")
+    st.divider()
+    cohort_panels.raw_export_panel(cohort)

@@ -171,6 +171,24 @@ def test_patient_tab_shows_a_stroke_patient_with_lesion_and_recordings(app, tiny
 # --- the generator form ---------------------------------------------------------------------------
 
 
+def test_export_tab_offers_the_first_patients_raw_data_as_the_clis_upload_folder(app, tiny, app_workspace, tmp_path, monkeypatch):
+    import shlex
+
+    from core.io.export import upload_folder_zip
+    from tests.test_cli import run_cli
+
+    at = app
+    assert by_label(at.number_input, "Patients (the first N)").value == 10
+    (button,) = [b for b in at.get("download_button") if b.proto.id.endswith("export-raw")]
+    assert button.proto.label == "Upload folder of 10 patients (zip)"
+    (command,) = [c.value.split("`")[1] for c in at.caption if "export-upload" in c.value]
+    # The command the page gives writes what the button's callable does: the first 10 patients' folder.
+    monkeypatch.chdir(tmp_path)
+    status, _, err = run_cli(*shlex.split(command)[3:], "--workspace", app_workspace)
+    assert status == 0, err
+    assert (tmp_path / "tiny-10-patients.zip").read_bytes() == upload_folder_zip(tiny, list(tiny.patients.index[:10]))
+
+
 def test_generating_through_the_form_saves_and_selects_the_cohort(app, app_workspace):
     at = submit_form(app, **{"Cohort name": "from-form", "Patients": 60})
     assert not at.exception, [e.message for e in at.exception]

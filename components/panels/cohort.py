@@ -238,3 +238,27 @@ def ground_truth_panel(cohort: Cohort) -> None:
         c[2].metric("Stroke patients evaluated", result["n_evaluated"], help="Patients lacking an input PREP2 needs (e.g. no MEP status when SAFE < 5) are left out, not guessed.")
         c[2].caption(f"{result['n_not_predictable']} left out: an input was missing")
         figures.show_figure(cohort_views.confusion_figure(result["confusion"]), key="prep2", data=result["confusion"], filename="prep2-confusion")
+
+
+MAX_EXPORTED_PATIENTS = 200  # about 0.2 MB a patient: at most ~45 MB held in memory for the download
+
+
+def raw_export_panel(cohort: Cohort) -> None:
+    """The first N patients' raw data as an upload folder (zip), as ``python -m core export-upload`` writes it."""
+    from core.io.export import upload_folder_zip
+
+    st.markdown("**Raw data as an upload folder**: participants.tsv and per patient the FA map (NIfTI), EMG (EDF+) and reach (C3D), "
+                "the layout the Upload page reads. For other tools, or to share a few patients' recordings.")
+    if cohort.raw is None:
+        st.info("This cohort carries no raw data; only its tables can be exported.")
+        return
+    most = min(cohort.n_patients, MAX_EXPORTED_PATIENTS)
+    c = st.columns([1, 2], vertical_alignment="bottom")
+    n = c[0].number_input("Patients (the first N)", 1, most, min(10, most), key="export-raw-n",
+                          help=f"At most {MAX_EXPORTED_PATIENTS:,} from the page (about 0.2 MB each); the command line writes any number.")
+    ids = list(cohort.patients.index[: int(n)])
+    c[1].download_button(f"Upload folder of {len(ids)} patient{'s' if len(ids) > 1 else ''} (zip)", lambda: upload_folder_zip(cohort, ids),
+                         file_name=f"{cohort.name}-{len(ids)}-patients.zip", mime="application/zip", key="export-raw", icon=":material/folder_zip:",
+                         on_click="ignore")
+    st.caption(f"The same file: `python -m core export-upload {cohort.name}-{len(ids)}-patients.zip --cohort {cohort.name} --patients {len(ids)}`"
+               " (add `--workspace` for another workspace than the default).")
