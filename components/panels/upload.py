@@ -334,8 +334,8 @@ def show_report(entries: list, key: str) -> None:
     counts = frame["status"].value_counts()
     c = st.columns([1, 1, 1, 1, 2], vertical_alignment="bottom")
     c[0].metric("Sources", frame["source"].nunique(), help="Files, and patients for findings about a patient (e.g. a missing file).")
-    for col, status, label in zip(c[1:4], ("ok", "warning", "error"), ("OK", "Warnings", "Errors")):
-        col.metric(label, int(counts.get(status, 0)))
+    for col, status, label in zip(c[1:4], ("ok", "warning", "error"), ("Checks passed", "Warnings", "Errors")):
+        col.metric(label, int(counts.get(status, 0)), help="Lines of the report below: a file gets a line for each thing read or checked in it (its format, pulses, markers, space ...).")
     if c[4].toggle("Only warnings and errors", key=f"{key}-problems"):
         frame = frame[frame["status"] != "ok"]
     severity = frame["status"].map({"error": 0, "warning": 1, "ok": 2})
