@@ -12,7 +12,7 @@ from core.modelling.validation import CVSettings
 
 cohort = state.cohort_page("pages/prediction.py", "Treatment-response prediction")
 
-c = st.columns([2, 3, 1, 1, 2], vertical_alignment="bottom")
+c = st.columns([3, 3, 1, 1, 2], vertical_alignment="bottom")
 model = c[0].selectbox("Model", list(CVSettings.MODELS), format_func=panels.MODEL_LABELS.get, key="pred-model",
                        help="; ".join(f"{panels.MODEL_LABELS[k]}: {v}" for k, v in CVSettings.MODELS.items()) + ". Every model is cross-validated on the same folds.")
 outcomes = list(OUTCOME_LABELS) if model == "xgboost" else ["responder"]  # the deep models predict the responder label
