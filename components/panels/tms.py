@@ -53,7 +53,7 @@ def surrogate_report() -> dict | None:
 
 def coil_controls() -> tuple[CoilSpec, str, float]:
     """Coil position, waveform and intensity widgets -> (spec, waveform, intensity in A/us)."""
-    c = st.columns([3, 2, 2, 2, 2])
+    c = st.columns([4, 2, 2, 2, 2])  # wide enough for the whole preset name
     preset = c[0].selectbox("Coil position", list(PRESET_LABELS), format_func=PRESET_LABELS.get, key="tms-preset",
                             help="Preset over the hand knob of M1; move it with the offsets (free placement).")
     anterior = c[1].number_input("Anterior offset (mm)", -40.0, 40.0, 0.0, 5.0, key="tms-anterior",
