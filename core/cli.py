@@ -232,11 +232,12 @@ def add_research_commands(subparsers) -> None:
     jobs.add_argument("--cancel", metavar="JOB", help="cancel this job (it stops at its next progress report, as the page's Cancel)")
     jobs.add_argument("--log", metavar="JOB", help="print this job's log")
 
+    make_example, write_example = example_upload_commands()
     export = subparsers.add_parser("export-upload", help="write a cohort's raw data as an upload folder (zip) that the Upload page reads back",
                                    description="participants.tsv (roles, clinical features, improvement_pct and the outcome measures) and, per "
                                                "patient, the FA map (NIfTI), EMG (EDF+ with TMS and voluntary annotations) and hand trajectory "
                                                "(C3D), laid out as the Upload page expects (core.io.export). The Upload page's example folder is "
-                                               f"this command on a cohort made by: {example_upload_commands()[0]}, then {example_upload_commands()[1]}")
+                                               f"this command on a cohort made by: {make_example}, then {write_example}")
     export.add_argument("out", metavar="ZIP", help="the zip to write")
     export.add_argument("--workspace", default=None, metavar="DIR", help=_WORKSPACE_HELP)
     export.add_argument("--cohort", required=True, metavar="NAME", help=_COHORT_HELP)
