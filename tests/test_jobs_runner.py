@@ -5,9 +5,13 @@ One 80-patient cohort, saved once per module; each test copies the workspace. Ev
 ``python -m core.jobs run`` process (a few seconds each, most of it imports).
 """
 
+import contextlib
 import os
 import shutil
 import signal
+import subprocess
+import sys
+import threading
 import time
 
 import numpy as np
@@ -15,8 +19,8 @@ import pytest
 
 from core.ablation import AblationConfig, run_ablation
 from core.errors import InputError
-from core.jobs import KEEP_DAYS_ENV, MAX_JOBS_ENV, Job, JobRunner, ablation_job, cv_job
-from core.jobs.runner import _process_alive, job_keep_days, max_running_jobs
+from core.jobs import KEEP_DAYS_ENV, MAX_JOBS_ENV, Job, JobRunner, JobsBusy, ablation_job, cv_job
+from core.jobs.runner import Reporter, _process_alive, job_keep_days, max_running_jobs
 from core.modelling.validation import CVSettings
 from core.store.workspace import Workspace
 from core.synth.config import CohortConfig
@@ -273,6 +277,46 @@ def test_finished_jobs_older_than_the_kept_days_are_removed_with_their_logs_and_
     shorter = JobRunner(tmp_path, keep_days=1, max_running=1)
     shorter.max_running = 0
     assert {job.id for job in shorter.list("alice")} == {unfinished.id, queued.id}
+
+
+@contextlib.contextmanager
+def _lock_held_by_a_stopped_process(workspace):
+    """A process that takes the jobs' lock as a runner does and is then stopped (SIGSTOP) holding it; its pid."""
+    script = ("import os, signal, sys; from core.jobs import JobRunner\n"
+              "with JobRunner(sys.argv[1])._locked():\n"
+              "    print('held', flush=True); os.kill(os.getpid(), signal.SIGSTOP)\n")
+    holder = subprocess.Popen([sys.executable, "-c", script, str(workspace)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield holder.pid
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_process_stopped_holding_the_jobs_lock_blocks_no_listing_and_a_change_names_it(tmp_path):
+    runner = JobRunner(tmp_path, lock_wait_s=1.0)
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    orphan = Job(id="20261101T000001-00000001", owner="alice", kind="cv", key="k1", params={}, status="running", total=5,
+                 created="2026-11-01T00:00:01+00:00", pid=int(ended.stdout), pid_start=1)  # its process has gone
+    runner._write(orphan)
+    reporter = Reporter(runner, orphan.id, threading.Event())
+    with _lock_held_by_a_stopped_process(tmp_path) as holder:
+        started = time.monotonic()
+        assert [(j.id, j.status) for j in runner.list("alice")] == [(orphan.id, "running")]  # as stored: nobody could mark it
+        assert runner.status(orphan.id).status == "running"
+        assert time.monotonic() - started < 3.0  # two waits of LIST_LOCK_WAIT_S (0.5 s), not for ever
+        busy = f"locked by process {holder} \\(stopped\\) for more than 1 s"
+        with pytest.raises(JobsBusy, match=busy):
+            runner.submit("cv", {}, "alice", "k2")
+        with pytest.raises(JobsBusy, match=busy):
+            runner.cancel(orphan.id, "alice")
+        reporter.progress(3, 5, "fold 3 of 5", check=False)  # the write waits for the next progress, the job goes on
+        assert runner._read(orphan.id).done == 0
+    assert reporter.flush() and runner._read(orphan.id).done == 3
+    interrupted = runner.status(orphan.id)  # the lock is free: the gone process is noticed
+    assert (interrupted.status, interrupted.done, interrupted.label) == ("interrupted", 3, "")
+    assert not list(tmp_path.glob("jobs/2026*-0000000[2-9].json"))  # the refused submit stored nothing
 
 
 @pytest.mark.parametrize("value", ["0", "-2", "forever", "inf", "nan"])

@@ -16,7 +16,7 @@ import streamlit as st
 
 from components import state
 from core.errors import InputError
-from core.jobs import Job, JobRunner
+from core.jobs import Job, JobRunner, JobsBusy
 
 POLL_S = 1.0
 _SUBMITTED = "jobs.submitted"  # ids of the jobs this session submitted
@@ -44,8 +44,13 @@ def runner() -> JobRunner:
 
 
 def submit(kind: str, params: dict, key: str) -> Job:
-    """Submit a job (or join this user's job of the same kind and key under way) and remember it in this session."""
-    job = runner().submit(kind, params, owner(), key)
+    """Submit a job (or join this user's job of the same kind and key under way) and remember it in this
+    session. While another process holds the jobs' lock too long, says so and stops the page there."""
+    try:
+        job = runner().submit(kind, params, owner(), key)
+    except JobsBusy as exc:
+        st.error(str(exc), icon=":material/hourglass_top:")
+        st.stop()
     state.session_store(_SUBMITTED, set).add(job.id)
     return job
 
@@ -140,8 +145,11 @@ def _poll(job_id: str, title: str, detail, cancel_help: str) -> None:
 
 
 def cancel(job_id: str) -> None:
-    """Cancel this user's job (the Cancel button's callback)."""
-    runner().cancel(job_id, owner())
+    """Cancel this user's job (the Cancel button's callback); a jobs lock held too long is shown, and the button stays."""
+    try:
+        runner().cancel(job_id, owner())
+    except JobsBusy as exc:
+        st.error(str(exc), icon=":material/hourglass_top:")
 
 
 def _clock(iso: str) -> str:

@@ -4,7 +4,8 @@ Layout::
 
     <workspace>/jobs/<id>.json   the job's state (written atomically: temporary file, fsync, rename)
     <workspace>/jobs/<id>.log    the job process's output (tracebacks of unexpected errors)
-    <workspace>/jobs/.lock       an flock held while a job's state is read, changed and written
+    <workspace>/jobs/.lock       an flock held while a job's state is read, changed and written; it
+                                 names the process holding it
 
 A job runs as ``python -m core.jobs run <workspace> <id>`` in a session of its own, so closing the
 browser tab, rerunning the page or restarting the Streamlit server does not stop it. At most
@@ -16,6 +17,13 @@ group is killed. A running job whose process has gone without a final state (a c
 SIGKILL) is marked ``interrupted`` the next time the jobs are looked at. A finished job's state
 and log are removed ``NEUROPREDICT_KEEP_JOBS_DAYS`` days (default 30) after it finished; what it
 made stays in the workspace.
+
+Nobody waits on the lock for ever: a process holding it may be stopped (SIGSTOP, a debugger) or
+stuck on a slow disk. Listing and polling read the state files without it after
+``LIST_LOCK_WAIT_S`` (every write is an atomic rename, so what they read is whole, if a moment
+old); a job skips a progress write it cannot make at once and makes it with the next one; a
+change (submit, cancel, a job's final state) raises :class:`JobsBusy` naming the holder after
+``LOCK_WAIT_S``.
 """
 
 from __future__ import annotations
@@ -44,6 +52,8 @@ ACTIVE = ("queued", "running")
 FINISHED = ("done", "failed", "cancelled", "interrupted")
 CANCEL_GRACE_S = 20.0  # after SIGTERM, seconds before the job's process group is killed
 PROGRESS_EVERY_S = 0.5  # a job writes its progress at most this often (and always its last step)
+LOCK_WAIT_S = 30.0  # a change to the jobs waits this long for the lock, then raises JobsBusy
+LIST_LOCK_WAIT_S = 0.5  # listing and polling wait this long, then read the state files without the lock
 _ID = re.compile(r"^[0-9]{8}T[0-9]{6}-[0-9a-f]{8}$")
 _OWNER = re.compile(r"^[^\x00-\x1f/\\]{1,200}$")
 _ROOT = Path(__file__).resolve().parents[2]  # the folder holding the ``core`` package
@@ -52,6 +62,10 @@ _lock_depth = threading.local()
 
 class JobCancelled(Exception):
     """Raised inside a job when it was cancelled; the message says what was kept."""
+
+
+class JobsBusy(InputError):
+    """The jobs folder's lock stayed held by another process for longer than the runner waits."""
 
 
 @dataclass
@@ -199,6 +213,18 @@ def _process_alive(pid: int | None, start: int | None) -> bool:
     return after[0] not in ("Z", "X", "x") and (start is None or int(after[19]) == start)
 
 
+def _lock_holder(path: Path) -> str:
+    """'process 1234 (stopped)': the process that last took the lock at ``path``, as it wrote there."""
+    try:
+        pid = int(path.read_text().strip())
+        state = Path(f"/proc/{pid}/stat").read_text()
+    except (OSError, ValueError):
+        return "another process"
+    code = state[state.rfind(")") + 2 :].split()[0]
+    kind = {"T": "stopped", "t": "stopped by a debugger", "D": "waiting on the disk", "Z": "ended"}.get(code, "running")
+    return f"process {pid} ({kind})"
+
+
 class JobRunner:
     """Submit, follow and cancel background jobs of one workspace.
 
@@ -211,12 +237,15 @@ class JobRunner:
     keep_days : days a finished job's state and log are kept (default: ``NEUROPREDICT_KEEP_JOBS_DAYS``,
         else 30); older ones are removed the next time the jobs are looked at. The results a job
         stored are not touched.
+    lock_wait_s : seconds a change (submit, cancel, a job's final state) waits for the jobs folder's
+        lock before it raises :class:`JobsBusy`.
 
     Any number of runners (in the server, in another server process after a restart, in the jobs
     themselves) may look at one workspace at the same time: every change is made under an flock.
     """
 
-    def __init__(self, workspace: str | Path, *, max_running: int | None = None, cancel_grace_s: float = CANCEL_GRACE_S, keep_days: float | None = None):
+    def __init__(self, workspace: str | Path, *, max_running: int | None = None, cancel_grace_s: float = CANCEL_GRACE_S, keep_days: float | None = None,
+                 lock_wait_s: float = LOCK_WAIT_S):
         self.workspace = Path(workspace)
         self.folder = self.workspace / "jobs"
         try:
@@ -226,6 +255,7 @@ class JobRunner:
         self.max_running = max_running_jobs(max_running)
         self.cancel_grace_s = float(cancel_grace_s)
         self.keep_days = job_keep_days(keep_days)
+        self.lock_wait_s = float(lock_wait_s)
         self._children: dict[int, subprocess.Popen] = {}
         self._parsed: dict[str, tuple] = {}  # job id -> (file stamp, Job): see _all
 
@@ -261,7 +291,7 @@ class JobRunner:
         """The job's state now; InputError when there is no such job (of ``owner``, when given)."""
         job = self._read_checked(job_id, owner)
         if job.status == "queued" or (job.status == "running" and not self._alive(job)):
-            with self._locked():
+            with contextlib.suppress(JobsBusy), self._locked(LIST_LOCK_WAIT_S):  # busy: the job as stored, pumped next time
                 self._pump()
                 job = self._read(job_id)
         return job
@@ -269,8 +299,11 @@ class JobRunner:
     def list(self, owner: str, kind: str | None = None, key: str | None = None) -> list[Job]:
         """``owner``'s jobs (only theirs), newest first; of one kind and key when given."""
         self._check_owner(owner)
-        with self._locked():
-            jobs = self._pump()
+        try:
+            with self._locked(LIST_LOCK_WAIT_S):
+                jobs = self._pump()
+        except JobsBusy:  # the jobs as stored; queued ones start and dead ones are marked the next time
+            jobs = self._all()
         mine = [j for j in jobs if j.owner == owner and (kind is None or j.kind == kind) and (key is None or j.key == key)]
         return sorted(mine, key=lambda j: (j.created, j.id), reverse=True)
 
@@ -326,8 +359,9 @@ class JobRunner:
     # --- state files --------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _locked(self):
-        """Hold the jobs folder's flock (re-entrant within a thread)."""
+    def _locked(self, wait_s: float | None = None):
+        """Hold the jobs folder's flock (re-entrant within a thread); :class:`JobsBusy` when another
+        process holds it for longer than ``wait_s`` (default ``lock_wait_s``; 0: one try)."""
         depth = getattr(_lock_depth, "value", 0)
         if depth:
             _lock_depth.value = depth + 1
@@ -338,8 +372,23 @@ class JobRunner:
             return
         import fcntl
 
-        with open(self.folder / ".lock", "a+") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+        wait_s = self.lock_wait_s if wait_s is None else wait_s
+        path = self.folder / ".lock"
+        with open(path, "a+") as handle:
+            deadline, pause = time.monotonic() + wait_s, 0.001
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise JobsBusy(f"the jobs of this workspace are locked by {_lock_holder(path)} for more than {wait_s:g} s; "
+                                       "try again in a moment, or end that process if it is stuck.", source=str(path)) from None
+                    time.sleep(pause)
+                    pause = min(pause * 2, 0.05)
+            handle.truncate(0)  # who holds the lock, for the message of whoever waits on it
+            handle.write(str(os.getpid()))
+            handle.flush()
             _lock_depth.value = 1
             try:
                 yield
@@ -504,18 +553,25 @@ class Reporter:
         if time.monotonic() - self._written >= PROGRESS_EVERY_S:
             self.flush()
 
-    def flush(self) -> None:
-        with self.runner._locked():
-            job = self.runner._read(self.job_id)
-            if job is None:
-                return
-            if job.cancel_requested:
-                self.stop.set()
-            for name, value in self._state.items():
-                setattr(job, name, value)
-            job.detail = {**job.detail, **self._detail}
-            self.runner._write(job)
+    def flush(self, wait_s: float = 0.0) -> bool:
+        """Write the progress and detail so far; whether it was written. While another process holds
+        the jobs' lock for longer than ``wait_s`` the write is left to the next one (nothing is lost:
+        each write carries everything so far)."""
+        try:
+            with self.runner._locked(wait_s):
+                job = self.runner._read(self.job_id)
+                if job is None:
+                    return False
+                if job.cancel_requested:
+                    self.stop.set()
+                for name, value in self._state.items():
+                    setattr(job, name, value)
+                job.detail = {**job.detail, **self._detail}
+                self.runner._write(job)
+        except JobsBusy:
+            return False
         self._written = time.monotonic()
+        return True
 
 
 def run_job(workspace: str | Path, job_id: str) -> int:
@@ -545,7 +601,7 @@ def run_job(workspace: str | Path, job_id: str) -> int:
     result_key = None
     print(f"{_now()} job {job_id}: {job.kind} of {job.owner!r}, key {job.key}", flush=True)
     try:
-        reporter.flush()  # a cancel that came before this process was listening
+        reporter.flush(runner.lock_wait_s)  # a cancel that came before this process was listening
         if reporter.should_stop():
             raise JobCancelled("Cancelled before it started; nothing was computed.")
         result_key = KINDS[job.kind].run(Workspace(workspace), job.params, reporter)
