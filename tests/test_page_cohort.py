@@ -5,6 +5,8 @@ small saved workspace (``app_workspace`` in conftest.py), so tests never share a
 """
 
 
+import numpy as np
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -166,6 +168,12 @@ def test_patient_tab_shows_a_stroke_patient_with_lesion_and_recordings(app, tiny
     assert list(features.index) == list(tiny.features.columns)
     expected = {k: float(f"{v:.4g}") for k, v in tiny.features.loc[pid].dropna().items()}  # shown to 4 digits
     assert features["value"].dropna().to_dict() == expected
+    yes_no = [f for f in tiny.features.columns if tiny.features[f].nunique() == 2]
+    graded = [f for f in tiny.features.columns if tiny.features[f].nunique() > 2 and pd.notna(tiny.features.at[pid, f])]
+    assert yes_no and graded
+    assert (features.loc[yes_no, "cohort percentile"] == "n/a (yes/no)").all()  # words, not Streamlit's "None"
+    shown = features.loc[graded, "cohort percentile"].astype(int)
+    np.testing.assert_array_equal(shown, (tiny.features[graded].rank(pct=True).loc[pid] * 100).round(0).astype(int))
 
 
 # --- the generator form ---------------------------------------------------------------------------

@@ -197,7 +197,8 @@ def patient_panel(cohort: Cohort) -> None:
     st.subheader("Features of this patient")
     values = cohort.features.loc[patient_id]
     continuous = cohort.features.nunique() > 2  # a percentile of a yes/no feature means nothing
-    percentile = (cohort.features.rank(pct=True).loc[patient_id] * 100).round(0).where(continuous).astype("Int64")
+    rank = cohort.features.rank(pct=True).loc[patient_id] * 100
+    percentile = ["missing" if pd.isna(values[f]) else f"{rank[f]:.0f}" if continuous[f] else "n/a (yes/no)" for f in values.index]
     table = pd.DataFrame({"value": values.map(lambda v: float(f"{v:.4g}")), "cohort percentile": percentile, "description": [FEATURE_DESCRIPTIONS.get(f, "") for f in values.index]})
     st.dataframe(table, width="stretch", height=320)
 
