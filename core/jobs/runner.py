@@ -184,13 +184,19 @@ def _plain(value):
     return str(value)
 
 
+def _proc_stat(pid: int) -> list[str]:
+    """The fields of ``/proc/<pid>/stat`` after the command name: [0] the state letter, [19] the start
+    time in clock ticks since boot (Linux). OSError when there is no such process or no /proc."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.rfind(")") + 2 :].split()  # the command name may hold spaces and brackets
+
+
 def _process_start(pid: int) -> int | None:
     """Start time of process ``pid`` in clock ticks since boot (Linux), or None where unknown."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(_proc_stat(pid)[19])
     except OSError:
         return None
-    return int(stat[stat.rfind(")") + 2 :].split()[19])
 
 
 def _process_alive(pid: int | None, start: int | None) -> bool:
@@ -198,7 +204,7 @@ def _process_alive(pid: int | None, start: int | None) -> bool:
     if not pid:
         return False
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        after = _proc_stat(pid)
     except FileNotFoundError:
         return False
     except OSError:  # no /proc: ask the kernel
@@ -209,7 +215,6 @@ def _process_alive(pid: int | None, start: int | None) -> bool:
         except PermissionError:
             return True
         return True
-    after = stat[stat.rfind(")") + 2 :].split()
     return after[0] not in ("Z", "X", "x") and (start is None or int(after[19]) == start)
 
 
@@ -217,10 +222,9 @@ def _lock_holder(path: Path) -> str:
     """'process 1234 (stopped)': the process that last took the lock at ``path``, as it wrote there."""
     try:
         pid = int(path.read_text().strip())
-        state = Path(f"/proc/{pid}/stat").read_text()
+        code = _proc_stat(pid)[0]
     except (OSError, ValueError):
         return "another process"
-    code = state[state.rfind(")") + 2 :].split()[0]
     kind = {"T": "stopped", "t": "stopped by a debugger", "D": "waiting on the disk", "Z": "ended"}.get(code, "running")
     return f"process {pid} ({kind})"
 
