@@ -8,15 +8,17 @@ however fast the machine.
 
 import os
 import signal
+from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.jobs import JobRunner
+from core.jobs import runner as jobs_runner
 from core.modelling.validation import CVSettings
 from core.store.workspace import DEFAULT_WORKSPACE_ENV, Workspace
 from tests.app_support import APP, captions, no_exception
-from tests.jobs_support import finish_jobs, wait_for_progress
+from tests.jobs_support import finish_jobs, job_ids, lock_held_by_a_stopped_process, wait_for_progress
 
 PAGE = "pages/prediction.py"
 
@@ -64,6 +66,20 @@ def test_train_starts_a_job_that_a_new_session_reattaches_to_and_its_run_becomes
     assert any(f"Run `{done.result_key}` (loaded saved run)" in c for c in captions(other))  # that session did not train it
     tiny = Workspace(empty_workspace).load("tiny")
     assert done.result_key == CVSettings(n_repeats=2).run_digest(tiny)
+
+
+def test_train_while_a_stopped_process_holds_the_jobs_lock_names_it_and_keeps_the_page(empty_workspace, monkeypatch):
+    monkeypatch.setattr(jobs_runner, "LOCK_WAIT_S", 1.0)
+    at = open_prediction(repeats=2)
+    with lock_held_by_a_stopped_process(empty_workspace) as holder:
+        at.button(key="pred-train").click().run()
+        no_exception(at)
+        assert [e.value for e in at.error] == [f"{Path(empty_workspace) / 'jobs' / '.lock'}: the jobs of this workspace are locked by process {holder} (stopped) for more than 1 s; "
+                                               "try again in a moment, or end that process if it is stuck."]
+        assert at.selectbox(key="pred-model").value == "xgboost" and at.number_input(key="pred-repeats").value == 2  # the page above is kept
+        assert job_ids(empty_workspace) == set()  # nothing was submitted
+        other = open_prediction(repeats=2)  # a page that only looks for its job opens as usual
+        assert job_panel(other) == [] and not other.error
 
 
 def test_cancel_on_the_page_stops_the_job_and_says_what_was_kept(empty_workspace):

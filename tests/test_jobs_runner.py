@@ -5,7 +5,6 @@ One 80-patient cohort, saved once per module; each test copies the workspace. Ev
 ``python -m core.jobs run`` process (a few seconds each, most of it imports).
 """
 
-import contextlib
 import os
 import shutil
 import signal
@@ -25,7 +24,7 @@ from core.modelling.validation import CVSettings
 from core.store.workspace import Workspace
 from core.synth.config import CohortConfig
 from core.synth.generator import generate_cohort
-from tests.jobs_support import wait_for_progress
+from tests.jobs_support import lock_held_by_a_stopped_process, wait_for_progress
 
 QUICK = CVSettings(n_splits=3, n_repeats=1)
 LONG = CVSettings(n_splits=5, n_repeats=20)  # 100 folds: minutes, so it is still running when cancelled or killed
@@ -279,21 +278,6 @@ def test_finished_jobs_older_than_the_kept_days_are_removed_with_their_logs_and_
     assert {job.id for job in shorter.list("alice")} == {unfinished.id, queued.id}
 
 
-@contextlib.contextmanager
-def _lock_held_by_a_stopped_process(workspace):
-    """A process that takes the jobs' lock as a runner does and is then stopped (SIGSTOP) holding it; its pid."""
-    script = ("import os, signal, sys; from core.jobs import JobRunner\n"
-              "with JobRunner(sys.argv[1])._locked():\n"
-              "    print('held', flush=True); os.kill(os.getpid(), signal.SIGSTOP)\n")
-    holder = subprocess.Popen([sys.executable, "-c", script, str(workspace)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
-        yield holder.pid
-    finally:
-        holder.kill()
-        holder.wait()
-
-
 def test_a_process_stopped_holding_the_jobs_lock_blocks_no_listing_and_a_change_names_it(tmp_path):
     runner = JobRunner(tmp_path, lock_wait_s=1.0)
     ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
@@ -301,7 +285,7 @@ def test_a_process_stopped_holding_the_jobs_lock_blocks_no_listing_and_a_change_
                  created="2026-11-01T00:00:01+00:00", pid=int(ended.stdout), pid_start=1)  # its process has gone
     runner._write(orphan)
     reporter = Reporter(runner, orphan.id, threading.Event())
-    with _lock_held_by_a_stopped_process(tmp_path) as holder:
+    with lock_held_by_a_stopped_process(tmp_path) as holder:
         started = time.monotonic()
         assert [(j.id, j.status) for j in runner.list("alice")] == [(orphan.id, "running")]  # as stored: nobody could mark it
         assert runner.status(orphan.id).status == "running"

@@ -242,14 +242,14 @@ class JobRunner:
         else 30); older ones are removed the next time the jobs are looked at. The results a job
         stored are not touched.
     lock_wait_s : seconds a change (submit, cancel, a job's final state) waits for the jobs folder's
-        lock before it raises :class:`JobsBusy`.
+        lock before it raises :class:`JobsBusy` (default: ``LOCK_WAIT_S``, 30).
 
     Any number of runners (in the server, in another server process after a restart, in the jobs
     themselves) may look at one workspace at the same time: every change is made under an flock.
     """
 
     def __init__(self, workspace: str | Path, *, max_running: int | None = None, cancel_grace_s: float = CANCEL_GRACE_S, keep_days: float | None = None,
-                 lock_wait_s: float = LOCK_WAIT_S):
+                 lock_wait_s: float | None = None):
         self.workspace = Path(workspace)
         self.folder = self.workspace / "jobs"
         try:
@@ -259,7 +259,7 @@ class JobRunner:
         self.max_running = max_running_jobs(max_running)
         self.cancel_grace_s = float(cancel_grace_s)
         self.keep_days = job_keep_days(keep_days)
-        self.lock_wait_s = float(lock_wait_s)
+        self.lock_wait_s = float(LOCK_WAIT_S if lock_wait_s is None else lock_wait_s)
         self._children: dict[int, subprocess.Popen] = {}
         self._parsed: dict[str, tuple] = {}  # job id -> (file stamp, Job): see _all
 
