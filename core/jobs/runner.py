@@ -4,8 +4,7 @@ Layout::
 
     <workspace>/jobs/<id>.json   the job's state (written atomically: temporary file, fsync, rename)
     <workspace>/jobs/<id>.log    the job process's output (tracebacks of unexpected errors)
-    <workspace>/jobs/.lock       an flock held while a job's state is read, changed and written; it
-                                 names the process holding it
+    <workspace>/jobs/.lock       an flock held while a job's state is read, changed and written
 
 A job runs as ``python -m core.jobs run <workspace> <id>`` in a session of its own, so closing the
 browser tab, rerunning the page or restarting the Streamlit server does not stop it. At most
@@ -219,11 +218,15 @@ def _process_alive(pid: int | None, start: int | None) -> bool:
 
 
 def _lock_holder(path: Path) -> str:
-    """'process 1234 (stopped)': the process that last took the lock at ``path``, as it wrote there."""
+    """'process 1234 (stopped)': the process holding the flock on ``path``, from ``/proc/locks`` (Linux);
+    'another process' where that cannot be told."""
     try:
-        pid = int(path.read_text().strip())
+        stat = path.stat()
+        file_id = f"{os.major(stat.st_dev):02x}:{os.minor(stat.st_dev):02x}:{stat.st_ino}"
+        held = [line.split() for line in Path("/proc/locks").read_text().splitlines() if "->" not in line]  # "->": a waiter
+        pid = next(int(f[4]) for f in held if len(f) > 5 and f[1] == "FLOCK" and f[5] == file_id)
         code = _proc_stat(pid)[0]
-    except (OSError, ValueError):
+    except (OSError, ValueError, StopIteration):
         return "another process"
     kind = {"T": "stopped", "t": "stopped by a debugger", "D": "waiting on the disk", "Z": "ended"}.get(code, "running")
     return f"process {pid} ({kind})"
@@ -378,7 +381,7 @@ class JobRunner:
 
         wait_s = self.lock_wait_s if wait_s is None else wait_s
         path = self.folder / ".lock"
-        with open(path, "a+") as handle:
+        with open(path, "a") as handle:
             deadline, pause = time.monotonic() + wait_s, 0.001
             while True:
                 try:
@@ -390,9 +393,6 @@ class JobRunner:
                                        "try again in a moment, or end that process if it is stuck.", source=str(path)) from None
                     time.sleep(pause)
                     pause = min(pause * 2, 0.05)
-            handle.truncate(0)  # who holds the lock, for the message of whoever waits on it
-            handle.write(str(os.getpid()))
-            handle.flush()
             _lock_depth.value = 1
             try:
                 yield
