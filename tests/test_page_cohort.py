@@ -175,6 +175,11 @@ def test_patient_tab_shows_a_stroke_patient_with_lesion_and_recordings(app, tiny
     shown = features.loc[graded, "cohort percentile"].astype(int)
     np.testing.assert_array_equal(shown, (tiny.features[graded].rank(pct=True).loc[pid] * 100).round(0).astype(int))
 
+    incomplete = complete[~complete].index[0]  # a stroke patient missing a modality: its features are NaN
+    at.selectbox(key="drill-patient").set_value(incomplete).run()
+    gaps = tiny.features.columns[tiny.features.loc[incomplete].isna()]
+    assert len(gaps) and (by_label(at.tabs, "Patient").dataframe[0].value.loc[gaps, "cohort percentile"] == "missing").all()
+
 
 # --- the generator form ---------------------------------------------------------------------------
 
