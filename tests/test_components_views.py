@@ -219,6 +219,20 @@ def test_voluntary_emg_and_trajectory_use_time_in_seconds():
     np.testing.assert_allclose(np.array(ratios) / ratios[0], np.array(spans) / spans[0])
 
 
+def test_trajectory_short_axes_label_no_corner_of_the_box():
+    """A straight reach along y: x and z are short, and their labels would meet at the box's corners."""
+    t = np.linspace(0, 1, 200)
+    position = np.c_[3 * np.sin(20 * t), 280 * t, 5 * np.cos(20 * t)]
+    scene = trajectory_figure(position, 100.0).layout.scene
+    assert scene.yaxis.tickvals is None  # the long axis keeps plotly's ticks
+    for name in "xz":
+        axis = getattr(scene, f"{name}axis")
+        lo, hi = axis.range
+        assert 1 <= len(axis.tickvals) <= 2
+        assert all(lo + 0.2 * (hi - lo) <= v <= hi - 0.2 * (hi - lo) for v in axis.tickvals)
+        assert all(v % 5 == 0 for v in axis.tickvals)  # round values: the range is 104 mm wide
+
+
 def test_unvalidated_waterfall_is_a_valid_figure_whose_steps_add_up():
     """The waterfall skips plotly's validation for speed; a validated copy must accept it as is."""
     import pandas as pd

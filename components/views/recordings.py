@@ -241,19 +241,31 @@ def trajectory_figure(position_mm, fs_hz) -> go.Figure:
         for name, c, s in zip("xyz", centre, span)
     }
     for name, a in zip("xyz", aspect):
-        if a < 0.5:  # a short axis seen end-on: few labels, so that they do not run into the next axis's
-            axes[f"{name}axis"]["nticks"] = 3
+        if a < 0.5:  # a short axis: at most 2 labels, none near the box corners where other axes' labels start
+            axes[f"{name}axis"]["tickvals"] = _inner_ticks(*axes[f"{name}axis"]["range"], most=2)
     layout = dict(
         scene=dict(**axes, aspectmode="manual", aspectratio=dict(zip("xyz", aspect)),
-                   camera=dict(eye=_side_view(pos, aspect), up=dict(x=0, y=0, z=1), center=dict(x=0, y=0, z=-0.15))),
+                   camera=_side_view(pos, aspect)),
         height=420, **_LAYOUT,
     )
     layout["margin"] = dict(l=0, r=0, t=50, b=0)  # a 3-D scene draws its tick labels inside its domain
     return go.Figure(data=traces, layout=layout)
 
 
+def _inner_ticks(lo: float, hi: float, most: int = 3) -> list[float]:
+    """At most ``most`` round tick values (1, 2, 2.5 or 5 x 10^k apart) in the middle 60% of [lo, hi]."""
+    inner_lo, inner_hi = lo + 0.2 * (hi - lo), hi - 0.2 * (hi - lo)
+    for exponent in range(int(np.floor(np.log10((inner_hi - inner_lo) / most))) - 1, 20):
+        for mantissa in (1.0, 2.0, 2.5, 5.0):
+            step = mantissa * 10.0**exponent
+            ticks = np.arange(np.ceil(inner_lo / step), np.floor(inner_hi / step) + 1) * step
+            if len(ticks) <= most:
+                return [round(float(v), max(0, 2 - exponent)) for v in ticks]
+    return [float((lo + hi) / 2)]
+
+
 def _side_view(pos: np.ndarray, aspect: np.ndarray) -> dict:
-    """Camera eye (scene units) for a path: beside its main horizontal direction, above, behind the start.
+    """Plotly scene camera (scene units) for a path: beside its main horizontal direction, above, behind the start.
 
     The main direction runs from the start to the point farthest from it (the target of out-and-back
     reaches), so that it crosses the view left to right with the start nearest the viewer, where the
@@ -270,8 +282,13 @@ def _side_view(pos: np.ndarray, aspect: np.ndarray) -> dict:
         side = np.cross(along, [0.0, 0.0, 1.0])  # horizontal, perpendicular to the reach
         eye = 1.2 * side - 0.8 * along + np.array([0.0, 0.0, 0.9])
     # Scene units follow the box, whose longest side is 1: move back for a bulkier box so that it fits.
-    eye *= 1.25 * np.linalg.norm(aspect) / np.linalg.norm([1, 1 / 3, 1 / 3])
-    return dict(zip("xyz", (float(v) for v in eye)))
+    eye *= np.linalg.norm(aspect) / np.linalg.norm([1, 1 / 3, 1 / 3])
+    # Look a little left of and below the box's centre: the box then sits right of the middle, leaving
+    # room for the vertical axis's labels and title, which plotly draws on the left edge.
+    right = np.cross(-eye, [0.0, 0.0, 1.0])
+    look_at = -0.12 * right / max(np.linalg.norm(right), 1e-9) - np.array([0.0, 0.0, 0.15])
+    return dict(eye=dict(zip("xyz", (float(v) for v in eye))), center=dict(zip("xyz", (float(v) for v in look_at))),
+                up=dict(x=0, y=0, z=1))
 
 
 def speed_profile_figure(speed_mm_s, fs_hz, segments=None) -> go.Figure:
