@@ -31,8 +31,9 @@ def emit(figure: str, value: float, unit: str, **extra) -> None:
 
 def main() -> None:
     from core.jobs import JobRunner, cv_job
-    from core.jobs.runner import Job, _process_alive
+    from core.jobs.runner import Job
     from core.modelling.validation import CVSettings
+    from core.store.locks import process_alive
     from core.store.workspace import Workspace
     from core.synth.config import CohortConfig
     from core.synth.generator import generate_cohort
@@ -72,7 +73,7 @@ def main() -> None:
     start = time.perf_counter()
     runner.cancel(job.id, "bench")
     ended = runner.wait(job.id, 120, poll_s=0.01)
-    while _process_alive(ended.pid, ended.pid_start):
+    while process_alive(ended.pid, ended.pid_start):
         time.sleep(0.01)
     emit("job_cancel_s", time.perf_counter() - start, "s", status=ended.status)
 

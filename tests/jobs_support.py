@@ -1,8 +1,5 @@
 """What the tests of background jobs share: waiting for a workspace's jobs, and for a job to make progress."""
 
-import contextlib
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -52,18 +49,3 @@ def wait_for_progress(runner: JobRunner, job_id: str, done: int = 1, timeout_s: 
         if time.monotonic() > deadline:
             raise TimeoutError(f"job {job_id} made no progress in {timeout_s} s: {job}")
         time.sleep(0.05)
-
-
-@contextlib.contextmanager
-def lock_held_by_a_stopped_process(workspace):
-    """A process that takes the jobs' lock as a runner does and is then stopped (SIGSTOP) holding it; its pid."""
-    script = ("import os, signal, sys; from core.jobs import JobRunner\n"
-              "with JobRunner(sys.argv[1])._locked():\n"
-              "    print('held', flush=True); os.kill(os.getpid(), signal.SIGSTOP)\n")
-    holder = subprocess.Popen([sys.executable, "-c", script, str(workspace)], stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
-    try:
-        assert holder.stdout.readline().strip() == "held"
-        yield holder.pid
-    finally:
-        holder.kill()
-        holder.wait()

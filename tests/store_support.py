@@ -3,11 +3,14 @@ fingerprints to compare what a workspace gives back with what was saved, and a l
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -110,3 +113,21 @@ def catalogue_keys(workspace: Path, table: str) -> set[str]:
     column = {"cohorts": "name", "cv_runs": "run", "ablation_runs": "digest"}[table]
     with duckdb.connect(str(workspace / "catalogue.duckdb"), read_only=True) as db:
         return {k for (k,) in db.execute(f"SELECT {column} FROM {table}").fetchall()}
+
+
+@contextlib.contextmanager
+def lock_held_by_a_stopped_process(lock_file: str | Path):
+    """A process that takes the flock on ``lock_file`` as ``core.store.locks.exclusive_lock`` does and is
+    then stopped (SIGSTOP) holding it; its pid."""
+    script = ("import os, signal, sys; from core.store.locks import exclusive_lock\n"
+              "with exclusive_lock(sys.argv[1], 0, 'the test lock is'):\n"
+              "    print('held', flush=True); os.kill(os.getpid(), signal.SIGSTOP)\n")
+    Path(lock_file).parent.mkdir(parents=True, exist_ok=True)
+    holder = subprocess.Popen([sys.executable, "-c", script, str(lock_file)], stdout=subprocess.PIPE, text=True,
+                              cwd=Path(__file__).resolve().parents[1])
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield holder.pid
+    finally:
+        holder.kill()
+        holder.wait()

@@ -18,7 +18,8 @@ from core.jobs import runner as jobs_runner
 from core.modelling.validation import CVSettings
 from core.store.workspace import DEFAULT_WORKSPACE_ENV, Workspace
 from tests.app_support import APP, captions, no_exception
-from tests.jobs_support import finish_jobs, job_ids, lock_held_by_a_stopped_process, wait_for_progress
+from tests.jobs_support import finish_jobs, job_ids, wait_for_progress
+from tests.store_support import lock_held_by_a_stopped_process
 
 PAGE = "pages/prediction.py"
 
@@ -71,7 +72,7 @@ def test_train_starts_a_job_that_a_new_session_reattaches_to_and_its_run_becomes
 def test_train_while_a_stopped_process_holds_the_jobs_lock_names_it_and_keeps_the_page(empty_workspace, monkeypatch):
     monkeypatch.setattr(jobs_runner, "LOCK_WAIT_S", 1.0)
     at = open_prediction(repeats=2)
-    with lock_held_by_a_stopped_process(empty_workspace) as holder:
+    with lock_held_by_a_stopped_process(Path(empty_workspace) / "jobs" / ".lock") as holder:
         at.button(key="pred-train").click().run()
         no_exception(at)
         assert [e.value for e in at.error] == [f"{Path(empty_workspace) / 'jobs' / '.lock'}: the jobs of this workspace are locked by process {holder} (stopped) for more than 1 s; "

@@ -19,12 +19,14 @@ import pytest
 from core.ablation import AblationConfig, run_ablation
 from core.errors import InputError
 from core.jobs import KEEP_DAYS_ENV, MAX_JOBS_ENV, Job, JobRunner, JobsBusy, ablation_job, cv_job
-from core.jobs.runner import Reporter, _process_alive, job_keep_days, max_running_jobs
+from core.jobs.runner import Reporter, job_keep_days, max_running_jobs
 from core.modelling.validation import CVSettings
+from core.store.locks import process_alive
 from core.store.workspace import Workspace
 from core.synth.config import CohortConfig
 from core.synth.generator import generate_cohort
-from tests.jobs_support import job_ids, lock_held_by_a_stopped_process, wait_for_progress
+from tests.jobs_support import job_ids, wait_for_progress
+from tests.store_support import lock_held_by_a_stopped_process
 
 QUICK = CVSettings(n_splits=3, n_repeats=1)
 LONG = CVSettings(n_splits=5, n_repeats=20)  # 100 folds: minutes, so it is still running when cancelled or killed
@@ -49,7 +51,7 @@ def cohort(workspace):
 
 def _gone(job, timeout_s: float = 30.0) -> bool:
     deadline = time.monotonic() + timeout_s
-    while _process_alive(job.pid, job.pid_start):
+    while process_alive(job.pid, job.pid_start):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.05)
@@ -285,7 +287,7 @@ def test_a_process_stopped_holding_the_jobs_lock_blocks_no_listing_and_a_change_
                  created="2026-11-01T00:00:01+00:00", pid=int(ended.stdout), pid_start=1)  # its process has gone
     runner._write(orphan)
     reporter = Reporter(runner, orphan.id, threading.Event())
-    with lock_held_by_a_stopped_process(tmp_path) as holder:
+    with lock_held_by_a_stopped_process(runner.folder / ".lock") as holder:
         started = time.monotonic()
         assert [(j.id, j.status) for j in runner.list("alice")] == [(orphan.id, "running")]  # as stored: nobody could mark it
         assert runner.status(orphan.id).status == "running"

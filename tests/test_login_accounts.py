@@ -9,7 +9,11 @@ import threading
 import pytest
 
 from core.errors import InputError
+from core.store import users
+from core.store.atomic import is_temporary
+from core.store.locks import LockBusy
 from core.store.users import SHARES_FILE, Accounts, User, normalise_email, user_id
+from tests.store_support import lock_held_by_a_stopped_process
 
 ISSUER = "https://login.hospital.example/realms/neuro"
 ALICE = User(subject="a1f9-0001", issuer=ISSUER, email="Alice.Doe@Hospital.example", name="Alice Doe", email_verified=True)
@@ -122,7 +126,23 @@ def test_concurrent_shares_are_all_kept(accounts):
         t.join()
     assert errors == []
     assert sorted(s.with_email for s in accounts.shares_of(ALICE)) == sorted(emails)
-    assert [p.name for p in accounts.root.iterdir() if p.name.endswith(".tmp")] == []  # no temporary file left
+    assert [p.name for p in accounts.root.iterdir() if is_temporary(p)] == []  # no temporary file left
+
+
+def test_a_share_while_a_stopped_process_holds_the_registry_names_it_and_changes_nothing(accounts, monkeypatch):
+    monkeypatch.setattr(users, "REGISTRY_LOCK_WAIT_S", 0.3)
+    accounts.share(ALICE, "tiny", "bob@hospital.example")
+    before = (accounts.root / SHARES_FILE).read_bytes()
+    with lock_held_by_a_stopped_process(accounts.root / "shares.lock") as holder:
+        busy = f"the shares registry of this server is locked by process {holder} \\(stopped\\) for more than 0.3 s"
+        with pytest.raises(LockBusy, match=busy):
+            accounts.share(ALICE, "tiny", "carol@hospital.example")
+        with pytest.raises(LockBusy, match=busy):
+            accounts.unshare(ALICE, "tiny", "bob@hospital.example")
+        assert [s.cohort for s in accounts.shared_with(BOB)] == ["tiny"]  # reading needs no lock
+    assert (accounts.root / SHARES_FILE).read_bytes() == before
+    accounts.share(ALICE, "tiny", "carol@hospital.example")  # the holder has gone
+    assert [s.with_email for s in accounts.shares_of(ALICE)] == ["bob@hospital.example", "carol@hospital.example"]
 
 
 def test_a_damaged_registry_is_an_input_error(accounts):

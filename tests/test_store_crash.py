@@ -25,6 +25,7 @@ import time
 import pytest
 
 from core.errors import InputError
+from core.store.locks import LockBusy
 from core.store.workspace import Workspace
 from tests.store_support import (
     ablation_fingerprint,
@@ -32,6 +33,7 @@ from tests.store_support import (
     cohort_fingerprint,
     cv_fingerprint,
     leftovers,
+    lock_held_by_a_stopped_process,
     material,
     table_fingerprint,
 )
@@ -189,6 +191,24 @@ def test_a_damaged_catalogue_is_restored_from_its_last_good_copy_and_kept_aside(
     with pytest.raises(InputError, match="the workspace catalogue is damaged .* and there is no earlier copy to restore") as refused:
         Workspace(ws.path)
     assert refused.value.source == str(file)
+
+
+def test_a_restore_while_a_stopped_process_holds_its_lock_names_it_then_restores_once_free(tmp_path, small_cohort):
+    ws = Workspace(tmp_path / "ws")
+    ws.save(small_cohort)
+    file = ws.path / "catalogue.duckdb"
+    with open(file, "r+b") as handle:
+        handle.seek(12288 + 64)
+        handle.write(bytes(range(256)))
+    lock = ws.path / ".catalogue-restore.lock"
+    with lock_held_by_a_stopped_process(lock) as holder:
+        with pytest.raises(LockBusy) as busy:
+            Workspace(ws.path, lock_timeout_s=0.3)
+        assert str(busy.value) == (f"{lock}: the restore of this workspace's catalogue is locked by process {holder} (stopped) for more than 0.3 s; "
+                                   "try again in a moment, or end that process if it is stuck.")
+        assert list(ws.path.glob("catalogue.duckdb.damaged-*")) == []  # nothing moved while another process may be restoring
+    assert Workspace(ws.path).names() == [small_cohort.name]  # the holder has gone: restored on the next opening
+    assert len(list(ws.path.glob("catalogue.duckdb.damaged-*"))) == 1
 
 
 DUCKDB_BLOCK = 262_144  # DuckDB's default block size, after its three 4 KiB headers

@@ -44,6 +44,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from core.errors import InputError
+from core.store.locks import LockBusy, exclusive_lock, process_alive, process_start
 
 MAX_JOBS_ENV = "NEUROPREDICT_MAX_JOBS"
 KEEP_DAYS_ENV = "NEUROPREDICT_KEEP_JOBS_DAYS"
@@ -63,7 +64,7 @@ class JobCancelled(Exception):
     """Raised inside a job when it was cancelled; the message says what was kept."""
 
 
-class JobsBusy(InputError):
+class JobsBusy(LockBusy):
     """The jobs folder's lock stayed held by another process for longer than the runner waits."""
 
 
@@ -181,55 +182,6 @@ def _plain(value):
     if hasattr(value, "item"):
         return value.item()
     return str(value)
-
-
-def _proc_stat(pid: int) -> list[str]:
-    """The fields of ``/proc/<pid>/stat`` after the command name: [0] the state letter, [19] the start
-    time in clock ticks since boot (Linux). OSError when there is no such process or no /proc."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return stat[stat.rfind(")") + 2 :].split()  # the command name may hold spaces and brackets
-
-
-def _process_start(pid: int) -> int | None:
-    """Start time of process ``pid`` in clock ticks since boot (Linux), or None where unknown."""
-    try:
-        return int(_proc_stat(pid)[19])
-    except OSError:
-        return None
-
-
-def _process_alive(pid: int | None, start: int | None) -> bool:
-    """Whether process ``pid`` runs and is the one that started at ``start`` (not a zombie, not a reused pid)."""
-    if not pid:
-        return False
-    try:
-        after = _proc_stat(pid)
-    except FileNotFoundError:
-        return False
-    except OSError:  # no /proc: ask the kernel
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    return after[0] not in ("Z", "X", "x") and (start is None or int(after[19]) == start)
-
-
-def _lock_holder(path: Path) -> str:
-    """'process 1234 (stopped)': the process holding the flock on ``path``, from ``/proc/locks`` (Linux);
-    'another process' where that cannot be told."""
-    try:
-        stat = path.stat()
-        file_id = f"{os.major(stat.st_dev):02x}:{os.minor(stat.st_dev):02x}:{stat.st_ino}"
-        held = [line.split() for line in Path("/proc/locks").read_text().splitlines() if "->" not in line]  # "->": a waiter
-        pid = next(int(f[4]) for f in held if len(f) > 5 and f[1] == "FLOCK" and f[5] == file_id)
-        code = _proc_stat(pid)[0]
-    except (OSError, ValueError, StopIteration):
-        return "another process"
-    kind = {"T": "stopped", "t": "stopped by a debugger", "D": "waiting on the disk", "Z": "ended"}.get(code, "running")
-    return f"process {pid} ({kind})"
 
 
 class JobRunner:
@@ -377,28 +329,13 @@ class JobRunner:
             finally:
                 _lock_depth.value = depth
             return
-        import fcntl
-
         wait_s = self.lock_wait_s if wait_s is None else wait_s
-        path = self.folder / ".lock"
-        with open(path, "a") as handle:
-            deadline, pause = time.monotonic() + wait_s, 0.001
-            while True:
-                try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise JobsBusy(f"the jobs of this workspace are locked by {_lock_holder(path)} for more than {wait_s:g} s; "
-                                       "try again in a moment, or end that process if it is stuck.", source=str(path)) from None
-                    time.sleep(pause)
-                    pause = min(pause * 2, 0.05)
+        with exclusive_lock(self.folder / ".lock", wait_s, "the jobs of this workspace are", JobsBusy):
             _lock_depth.value = 1
             try:
                 yield
             finally:
                 _lock_depth.value = 0
-                fcntl.flock(handle, fcntl.LOCK_UN)
 
     @staticmethod
     def _new_id() -> str:
@@ -463,7 +400,7 @@ class JobRunner:
         child = self._children.get(job.pid or -1)
         if child is not None:
             return child.poll() is None
-        return _process_alive(job.pid, job.pid_start)
+        return process_alive(job.pid, job.pid_start)
 
     def _pump(self) -> list[Job]:
         """Remove finished jobs older than ``keep_days``, mark running jobs whose process has gone, then
@@ -515,7 +452,7 @@ class JobRunner:
             return
         self._children[process.pid] = process
         threading.Thread(target=process.wait, name=f"reap-job-{job.id}", daemon=True).start()  # no zombie once it exits
-        job.status, job.pid, job.pid_start, job.started, job.label = "running", process.pid, _process_start(process.pid), _now(), "starting"
+        job.status, job.pid, job.pid_start, job.started, job.label = "running", process.pid, process_start(process.pid), _now(), "starting"
         self._write(job)
 
 

@@ -38,6 +38,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from core.store.locks import process_alive
+
 __all__ = [
     "TEMPORARY_MARK",
     "VERSION_MARK",
@@ -75,16 +77,6 @@ def is_temporary(path: str | Path) -> bool:
     return bool(_TEMPORARY.match(Path(path).name))
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        return True
-    return True
-
-
 def is_stale_temporary(path: str | Path, *, now: float | None = None) -> bool:
     """True for a temporary left by a crash: its process (on this host) no longer runs, or it is
     older than a day (a process on another host sharing the folder)."""
@@ -92,7 +84,7 @@ def is_stale_temporary(path: str | Path, *, now: float | None = None) -> bool:
     match = _TEMPORARY.match(path.name)
     if not match:
         return False
-    if match["host"] == _HOST and not _process_alive(int(match["pid"])):
+    if match["host"] == _HOST and not process_alive(int(match["pid"])):
         return True
     try:
         age = (time.time() if now is None else now) - path.lstat().st_mtime

@@ -12,12 +12,9 @@ stable across logins, the same for nobody else, and never the e-mail address or 
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
-import os
 import re
-import tempfile
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -25,11 +22,14 @@ from pathlib import Path
 
 from core.data.cohort import Cohort
 from core.errors import InputError
+from core.store.atomic import atomic_write_text
+from core.store.locks import exclusive_lock
 from core.store.workspace import Workspace
 
 USERS_FOLDER = "users"
 SHARES_FILE = "shares.json"
 _LOCK_FILE = "shares.lock"
+REGISTRY_LOCK_WAIT_S = 10.0  # a share or unshare waits this long for another one, then says who holds it
 _ID_LENGTH = 24  # hex characters: 96 bits of sha256
 _EMAIL = re.compile(r"^[^@\s/\\]+@[^@\s/\\]+\.[^@\s/\\]+$")
 
@@ -217,31 +217,9 @@ class Accounts:
 
     @contextmanager
     def _registry(self):
-        """Read-modify-write of the registry under an exclusive lock; the new file replaces the old
-        one atomically (temporary file, fsync, rename, fsync of the folder)."""
-        with open(self.root / _LOCK_FILE, "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                entries = self._read()
-                yield entries
-                _write_atomically(self.root / SHARES_FILE, json.dumps({"shares": [asdict(e) for e in entries]}, indent=1))
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
+        """Read-modify-write of the registry under an exclusive lock (:class:`core.store.locks.LockBusy`
+        after ``REGISTRY_LOCK_WAIT_S``); the new file replaces the old one whole."""
+        with exclusive_lock(self.root / _LOCK_FILE, REGISTRY_LOCK_WAIT_S, "the shares registry of this server is"):
+            entries = self._read()
+            yield entries
+            atomic_write_text(self.root / SHARES_FILE, json.dumps({"shares": [asdict(e) for e in entries]}, indent=1))

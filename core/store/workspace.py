@@ -59,6 +59,7 @@ from core.store.atomic import (
     remove_tree,
     temporary_path,
 )
+from core.store.locks import exclusive_lock
 
 DEFAULT_WORKSPACE_ENV = "NEUROPREDICT_WORKSPACE"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,63}$")
@@ -238,13 +239,12 @@ class Workspace:
         """Put the last good copy of a damaged catalogue in its place (the damaged file and its WAL are kept
         beside it as ``catalogue.duckdb.damaged-<time>``); an InputError when there is no copy. ``seen``: the
         damaged file's identity when the damage was found; a file changed since was restored by another process."""
-        import fcntl
         import shutil
 
         file = self.path / "catalogue.duckdb"
         backup = file.with_name(file.name + ".backup")
-        with open(self.path / ".catalogue-restore.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # one process restores; the others find it restored
+        # One process restores; the others find it restored.
+        with exclusive_lock(self.path / ".catalogue-restore.lock", self.lock_timeout_s, "the restore of this workspace's catalogue is"):
             if self._catalogue_file_identity() != seen:
                 return
             if not backup.exists():

@@ -17,7 +17,6 @@ compiles ahead of time (the ``make test`` set-up step) and prints the library pa
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import platform
@@ -27,10 +26,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+from core.store.locks import exclusive_lock
+
 __all__ = ["MOD_DIR", "MECHANISMS", "build_dir", "compile_mechanisms", "load_mechanisms", "mod_digest"]
 
 MOD_DIR = Path(__file__).resolve().parent / "mod"
 MECHANISMS = ("nat", "kv31", "xtra")
+COMPILE_LOCK_WAIT_S = 600.0  # a build takes under a minute; a holder stuck longer is named in the error
 _ENV_DIR = "NEUROPREDICT_NRNMECH_DIR"
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -79,24 +81,21 @@ def compile_mechanisms(force: bool = False) -> Path:
     if library.exists() and not force:
         return library
     target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.parent / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one compiler at a time; the others wait, then reuse
-        try:
-            if library.exists() and not force:
-                return library
-            staging = Path(tempfile.mkdtemp(prefix="staging-", dir=target.parent))
-            staging.chmod(0o755)
-            for path in sorted(MOD_DIR.glob("*.mod")):
-                shutil.copy2(path, staging / path.name)
-            result = subprocess.run([_nrnivmodl(), "."], cwd=staging, capture_output=True, text=True)
-            if result.returncode != 0 or not _library_in(staging).exists():
-                shutil.rmtree(staging, ignore_errors=True)
-                raise RuntimeError(f"nrnivmodl failed in {staging}:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
-            if target.exists():
-                shutil.rmtree(target)
-            os.rename(staging, target)  # atomic publish: a reader sees no build or a whole one
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    # One compiler at a time; the others wait, then reuse its build.
+    with exclusive_lock(target.parent / ".lock", COMPILE_LOCK_WAIT_S, "the build of the NEURON mechanisms is"):
+        if library.exists() and not force:
+            return library
+        staging = Path(tempfile.mkdtemp(prefix="staging-", dir=target.parent))
+        staging.chmod(0o755)
+        for path in sorted(MOD_DIR.glob("*.mod")):
+            shutil.copy2(path, staging / path.name)
+        result = subprocess.run([_nrnivmodl(), "."], cwd=staging, capture_output=True, text=True)
+        if result.returncode != 0 or not _library_in(staging).exists():
+            shutil.rmtree(staging, ignore_errors=True)
+            raise RuntimeError(f"nrnivmodl failed in {staging}:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+        if target.exists():
+            shutil.rmtree(target)
+        os.rename(staging, target)  # atomic publish: a reader sees no build or a whole one
     return library
 
 
