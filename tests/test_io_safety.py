@@ -1,16 +1,18 @@
-"""Upload safety: size caps, gzip and zip bombs, truncated gzip, zip entries escaping the folder."""
+"""Upload safety: size caps, gzip and zip bombs, truncated gzip, zip entries escaping the folder, readers that crash."""
 
 import gzip
 import io
 import os
+import time
 import zipfile
 
+import numpy as np
 import pytest
 from hypothesis import given
 
 from core.errors import InputError
 from core.io.report import ReportEntry, attribute, bare_message, report_frame, worst_status
-from core.io.safety import Budget, UploadLimits, UploadTree, gunzip_capped, read_source
+from core.io.safety import Budget, UploadLimits, UploadTree, gunzip_capped, read_source, run_isolated
 from tests.io_support import FUZZ, assert_only_input_error, mutated
 
 
@@ -207,3 +209,48 @@ def test_malformed_zips_give_only_input_errors(data):
 @given(mutated(gzip.compress(b"NIfTI bytes " * 200, mtime=0)))
 def test_malformed_gzip_gives_only_input_errors(data):
     assert_only_input_error(lambda raw: gunzip_capped(raw, "fuzz.nii.gz", Budget(UploadLimits(max_decompressed_bytes=2**20))), data)
+
+
+# --- run_isolated: readers that may crash run in a process of their own --------------------------------
+
+def _crash_like_a_damaged_parser(name):
+    import ctypes
+
+    ctypes.string_at(0)  # reads address 0: SIGSEGV, as a C++ parser does on a bad offset
+
+
+def _refuse(name):
+    raise InputError("the marker count is negative.", source=name, field="POINT:USED")
+
+
+def _print_then_answer(n):
+    os.write(1, b"a library writing to stdout\n")
+    print("and Python's print")
+    return np.arange(n, dtype=np.float64)
+
+
+def _sleep(seconds):
+    time.sleep(seconds)
+
+
+def test_a_reader_that_crashes_ends_only_its_own_process_and_names_the_file():
+    with pytest.raises(InputError) as crashed:
+        run_isolated(_crash_like_a_damaged_parser, "walk.c3d", source="walk.c3d", reader="ezc3d")
+    assert str(crashed.value) == ("walk.c3d: ezc3d crashed on this file (its process was killed by SIGSEGV); the file is damaged in a way the "
+                                  "checks before it did not catch. Export it again from the recording software.")
+    assert run_isolated(_print_then_answer, 3, source="x", reader="r").tolist() == [0.0, 1.0, 2.0]  # this process carries on
+
+
+def test_what_an_isolated_reader_raises_or_prints_comes_back_intact():
+    with pytest.raises(InputError) as refused:
+        run_isolated(_refuse, "walk.c3d", source="walk.c3d", reader="ezc3d")
+    assert (str(refused.value), refused.value.source, refused.value.field) == (
+        "walk.c3d: [POINT:USED] the marker count is negative.", "walk.c3d", "POINT:USED")
+    np.testing.assert_array_equal(run_isolated(_print_then_answer, 100_000, source="x", reader="r"), np.arange(100_000))
+
+
+def test_a_reader_past_its_time_is_stopped():
+    started = time.monotonic()
+    with pytest.raises(InputError, match=r"^walk.c3d: ezc3d took more than 1 s on this file and was stopped\.$"):
+        run_isolated(_sleep, 60, source="walk.c3d", reader="ezc3d", timeout_s=1)
+    assert time.monotonic() - started < 10

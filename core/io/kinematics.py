@@ -28,9 +28,10 @@ import numpy as np
 import pandas as pd
 
 from core.errors import InputError
+from core.io.c3d import ezc3d_points
 from core.io.emg import numeric_table, time_axis
 from core.io.report import ReportEntry, attribute
-from core.io.safety import DEFAULT_LIMITS, UploadLimits, bytes_as_path, read_source
+from core.io.safety import DEFAULT_LIMITS, UploadLimits, read_source, run_isolated
 
 __all__ = ["MarkerTrajectories", "read_c3d", "read_trajectory_csv", "read_kinematics", "hand_trajectory", "kinematic_feature_row"]
 
@@ -319,22 +320,11 @@ def read_c3d(source, name: str | None = None, *, limits: UploadLimits = DEFAULT_
 
 
 def c3d_from_bytes(label: str, raw: bytes) -> MarkerTrajectories:
-    import ezc3d
-
     info = check_c3d(raw, label)
     if info["n_points"] == 0:
         raise InputError("the file holds no 3-D points (markers); expected at least the hand marker.", source=label, field="POINT:USED")
-    with bytes_as_path(raw, ".c3d") as path:
-        try:
-            c3d = ezc3d.c3d(path)
-            points = np.asarray(c3d["data"]["points"], dtype=np.float64)  # (4, n_markers, n_frames)
-            residuals = np.asarray(c3d["data"]["meta_points"]["residuals"], dtype=np.float64)
-            point_params = c3d["parameters"]["POINT"]
-            labels = [str(s).strip() for s in point_params["LABELS"]["value"]]
-            units_value = point_params.get("UNITS", {}).get("value", [])
-            rate = float(c3d["header"]["points"]["frame_rate"])
-        except (RuntimeError, ValueError, IndexError, KeyError, TypeError, OSError, UnicodeDecodeError, MemoryError) as exc:
-            raise InputError(f"ezc3d cannot read this C3D file: {exc}.", source=label) from exc
+    # ezc3d is C++: a damage the checks above missed could crash the process, so it reads in a child.
+    points, residuals, labels, units_value, rate = run_isolated(ezc3d_points, label, raw, source=label, reader="ezc3d")
     unit = (str(units_value[0]).strip().lower() if len(units_value) else "") or "mm"
     report = []
     if not len(units_value):

@@ -16,7 +16,9 @@ What is enforced here, before any parser sees a byte:
   A 2 GiB bomb is refused in milliseconds with a few MB of memory; formats without a declared size
   (CSV, TSV) keep the global cap;
 - zip entries whose path is absolute, climbs out of the archive (``..``), names a drive, or is
-  a symbolic link are rejected, as are encrypted entries; nothing is ever extracted to disk.
+  a symbolic link are rejected, as are encrypted entries; nothing is ever extracted to disk;
+- a parser written in C or C++ that can crash on a damaged file (ezc3d) runs in a process of its
+  own (:func:`run_isolated`): a crash ends that process, and the upload gets an error naming the file.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import os
 import posixpath
+import signal
 import stat
 import tempfile
 import zipfile
@@ -618,3 +621,41 @@ class UploadTree:
             )
         self.budget.spend(len(data), path)
         return data
+
+
+# ---------------------------------------------------------------- parsers that may crash
+
+ISOLATED_TIMEOUT_S = 300.0  # a reader in a child process taking longer is stopped
+_REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_isolated(function, *args, source: str, reader: str, timeout_s: float = ISOLATED_TIMEOUT_S):
+    """``function(*args)`` run in a new Python process, so that a parser in C or C++ crashing on a
+    damaged file ends that process instead of this one (the server, with every session on it).
+
+    ``function`` is a module-level function; it, its arguments, its result and any exception it raises
+    travel by pickle (the exception is raised here). An :class:`InputError` naming ``source`` when the
+    process dies from a signal (``reader`` crashed) or runs past ``timeout_s`` seconds (it is then
+    killed). Each call starts Python afresh, about 0.1 s with numpy: no state is shared between files.
+    """
+    import pickle
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(_REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)}
+    try:
+        done = subprocess.run([sys.executable, "-m", "core.io.isolated"], input=pickle.dumps((function, args)), capture_output=True,
+                              timeout=timeout_s, env=env)
+    except subprocess.TimeoutExpired:
+        raise InputError(f"{reader} took more than {timeout_s:g} s on this file and was stopped.", source=source) from None
+    if done.returncode < 0:
+        raise InputError(f"{reader} crashed on this file (its process was killed by {signal.Signals(-done.returncode).name}); the file is "
+                         "damaged in a way the checks before it did not catch. Export it again from the recording software.", source=source)
+    try:
+        outcome, value = pickle.loads(done.stdout)
+    except Exception as exc:  # noqa: BLE001 - no answer: the process failed before or while answering
+        raise RuntimeError(f"the isolated {reader} process ended with code {done.returncode} without an answer:\n"
+                           f"{done.stderr.decode(errors='replace')[-4000:]}") from exc
+    if outcome == "raised":
+        raise value
+    return value
