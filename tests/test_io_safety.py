@@ -5,6 +5,7 @@ import io
 import os
 import time
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -254,3 +255,33 @@ def test_a_reader_past_its_time_is_stopped():
     with pytest.raises(InputError, match=r"^walk.c3d: ezc3d took more than 1 s on this file and was stopped\.$"):
         run_isolated(_sleep, 60, source="walk.c3d", reader="ezc3d", timeout_s=1)
     assert time.monotonic() - started < 10
+
+
+def _raise_a_bug(name):
+    raise KeyError(name)
+
+
+class _WouldWriteAFile:
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.write_text, (Path(self.path), "ran"))
+
+
+def test_an_isolated_readers_answer_cannot_run_code_in_the_caller(tmp_path):
+    """The process reads a hostile file: what it sends back is data (npz without pickles), never code."""
+    import pickle
+
+    from core.io.isolated import decode_answer, encode_answer
+
+    target = tmp_path / "written-by-the-answer"
+    with pytest.raises(ValueError, match="pickled"):
+        decode_answer(pickle.dumps(_WouldWriteAFile(target)))
+    assert not target.exists()
+    sent = (np.array([[1.0, np.nan]]), ["hand", "elbow"], {"rate_hz": 100.0, "unit": None}, np.float32(2.5), True)
+    back = decode_answer(encode_answer("returned", sent))
+    np.testing.assert_array_equal(back[0], sent[0])
+    assert back[1:] == [["hand", "elbow"], {"rate_hz": 100.0, "unit": None}, 2.5, True]
+    with pytest.raises(RuntimeError, match=r"^KeyError: 'walk.c3d'$"):  # not an InputError: a bug, said as one
+        run_isolated(_raise_a_bug, "walk.c3d", source="walk.c3d", reader="ezc3d")

@@ -633,14 +633,19 @@ def run_isolated(function, *args, source: str, reader: str, timeout_s: float = I
     """``function(*args)`` run in a new Python process, so that a parser in C or C++ crashing on a
     damaged file ends that process instead of this one (the server, with every session on it).
 
-    ``function`` is a module-level function; it, its arguments, its result and any exception it raises
-    travel by pickle (the exception is raised here). An :class:`InputError` naming ``source`` when the
-    process dies from a signal (``reader`` crashed) or runs past ``timeout_s`` seconds (it is then
-    killed). Each call starts Python afresh, about 0.1 s with numpy: no state is shared between files.
+    ``function`` is a module-level function; it and its arguments go to the process by pickle. Its
+    result comes back in a format that cannot run code (:mod:`core.io.isolated`: arrays, lists, dicts,
+    text and numbers), and so does an exception it raises, which is raised here (an
+    :class:`InputError` as itself, any other as a ``RuntimeError``). An :class:`InputError` naming
+    ``source`` when the process dies from a signal (``reader`` crashed) or runs past ``timeout_s``
+    seconds (it is then killed). Each call starts Python afresh, about 0.1 s with numpy: no state is
+    shared between files.
     """
     import pickle
     import subprocess
     import sys
+
+    from core.io.isolated import decode_answer
 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(_REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)}
     try:
@@ -651,11 +656,6 @@ def run_isolated(function, *args, source: str, reader: str, timeout_s: float = I
     if done.returncode < 0:
         raise InputError(f"{reader} crashed on this file (its process was killed by {signal.Signals(-done.returncode).name}); the file is "
                          "damaged in a way the checks before it did not catch. Export it again from the recording software.", source=source)
-    try:
-        outcome, value = pickle.loads(done.stdout)
-    except Exception as exc:  # noqa: BLE001 - no answer: the process failed before or while answering
-        raise RuntimeError(f"the isolated {reader} process ended with code {done.returncode} without an answer:\n"
-                           f"{done.stderr.decode(errors='replace')[-4000:]}") from exc
-    if outcome == "raised":
-        raise value
-    return value
+    if not done.stdout:
+        raise RuntimeError(f"the {reader} process ended with code {done.returncode} without an answer:\n{done.stderr.decode(errors='replace')[-4000:]}")
+    return decode_answer(done.stdout)
