@@ -28,12 +28,13 @@ import os
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import joblib
 
 from core.errors import InputError
 
-__all__ = ["CONNECT_TIMEOUT_S", "DASK_ENV", "SCATTER_BYTES", "PieceCheckpoint", "dask_client", "kept_or_computed", "on_cluster", "parallel_map", "scheduler_address"]
+__all__ = ["CONNECT_TIMEOUT_S", "DASK_ENV", "SCATTER_BYTES", "PieceCheckpoint", "child_python_env", "dask_client", "kept_or_computed", "on_cluster", "parallel_map", "scheduler_address"]
 
 DASK_ENV = "NEUROPREDICT_DASK_SCHEDULER"
 CONNECT_TIMEOUT_S = 5
@@ -41,6 +42,13 @@ SCATTER_BYTES = 100_000
 
 _clients: dict = {}
 _clients_lock = threading.Lock()
+
+
+def child_python_env() -> dict:
+    """This process's environment with the folder holding the ``core`` package first on ``PYTHONPATH``,
+    for a Python process started to run ``python -m core...`` (a job, an isolated reader)."""
+    root = str(Path(__file__).resolve().parents[1])
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)}
 
 
 def scheduler_address() -> str | None:

@@ -11,6 +11,9 @@ baseline measured in the same run (the bare library call without the checks) and
   ``gradient_table`` + ``TensorModel(...).fit`` on arrays already in memory.
 - ``native_registration``: a 2.5 mm native-space T1 (the template moved by 10 degrees and 11 mm)
   registered to MNI (rigid + affine). No bar; the page shows its progress.
+- ``c3d_read_15s`` / ``c3d_read_300s``: a 3-marker C3D recording of 15 s / 300 s at 100 Hz read by
+  ``c3d_from_bytes`` (header check, ezc3d in a process of its own, conversion). No bar. Baseline:
+  the same ezc3d call (``core.io.c3d.ezc3d_points``) in this process, as before the isolation.
 - ``cohort_upload_5_patients``: the 5-patient BIDS-like folder of the upload tests (FA maps, EDF /
   BDF / CSV EMG, C3D / CSV trajectories, one diffusion set) scanned and built into a Cohort.
 """
@@ -126,6 +129,22 @@ def bench_registration() -> dict:
     return _figure("native_registration", seconds, None, max_cst_error_mm=round(float(error), 2), similarity=round(registration.similarity, 3))
 
 
+def bench_c3d(folder: pathlib.Path, seconds_recorded: int) -> dict:
+    import numpy as np
+
+    from core.io.c3d import ezc3d_points
+    from core.io.kinematics import c3d_from_bytes
+    from core.io.writers import write_c3d
+
+    t = np.linspace(0.0, 1.0, 100 * seconds_recorded)
+    markers = {"hand": np.c_[t, 2 * t, 3 * t] * 100, "elbow": np.ones((len(t), 3)), "shoulder": np.ones((len(t), 3))}
+    raw = write_c3d(folder / f"reach-{seconds_recorded}s.c3d", markers, 100.0).read_bytes()
+    c3d_from_bytes("reach.c3d", raw)  # warm: imports
+    seconds = median_seconds(lambda: c3d_from_bytes("reach.c3d", raw), 15)
+    baseline = median_seconds(lambda: ezc3d_points("reach.c3d", raw), 15)
+    return _figure(f"c3d_read_{seconds_recorded}s", seconds, None, baseline, file_bytes=len(raw), note="baseline: ezc3d in this process")
+
+
 def bench_cohort_upload(folder: pathlib.Path) -> dict:
     from core.io.upload import read_cohort
     from tests.test_io_upload import _make_folder
@@ -147,7 +166,7 @@ def bench() -> list[dict]:
     """All figures, one dict each: name, seconds, bar_seconds (None = no bar), extras."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = pathlib.Path(tmp)
-        return [bench_fa_volume(folder), bench_tensor_fit(), bench_registration(), bench_cohort_upload(folder)]
+        return [bench_fa_volume(folder), bench_tensor_fit(), bench_registration(), bench_c3d(folder, 15), bench_c3d(folder, 300), bench_cohort_upload(folder)]
 
 
 if __name__ == "__main__":

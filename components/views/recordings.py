@@ -242,7 +242,7 @@ def trajectory_figure(position_mm, fs_hz) -> go.Figure:
     }
     for name, a in zip("xyz", aspect):
         if a < 0.5:  # a short axis: at most 2 labels, none near the box corners where other axes' labels start
-            axes[f"{name}axis"]["tickvals"] = _inner_ticks(*axes[f"{name}axis"]["range"], most=2)
+            axes[f"{name}axis"]["tickvals"] = _inner_ticks(*axes[f"{name}axis"]["range"])
     layout = dict(
         scene=dict(**axes, aspectmode="manual", aspectratio=dict(zip("xyz", aspect)),
                    camera=_side_view(pos, aspect)),
@@ -252,7 +252,7 @@ def trajectory_figure(position_mm, fs_hz) -> go.Figure:
     return go.Figure(data=traces, layout=layout)
 
 
-def _inner_ticks(lo: float, hi: float, most: int = 3) -> list[float]:
+def _inner_ticks(lo: float, hi: float, most: int = 2) -> list[float]:
     """At most ``most`` round tick values (1, 2, 2.5 or 5 x 10^k apart) in the middle 60% of [lo, hi]."""
     inner_lo, inner_hi = lo + 0.2 * (hi - lo), hi - 0.2 * (hi - lo)
     for exponent in range(int(np.floor(np.log10((inner_hi - inner_lo) / most))) - 1, 20):

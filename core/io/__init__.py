@@ -65,29 +65,6 @@ The way back: a cohort's raw data written in the layout above (EDF+, C3D, NIfTI;
 """
 
 import importlib
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from core.io.diffusion import (
-        DiffusionOnMNI,
-        DiffusionSeries,
-        TensorMaps,
-        diffusion_companions,
-        diffusion_to_mni,
-        dti_feature_row,
-        fit_tensor,
-        read_bvals,
-        read_bvecs,
-        read_diffusion,
-    )
-    from core.io.emg import EMGExtraction, EMGSignals, emg_feature_row, emg_recording, read_edf, read_emg, read_emg_csv
-    from core.io.export import upload_folder_zip
-    from core.io.kinematics import MarkerTrajectories, hand_trajectory, kinematic_feature_row, read_c3d, read_kinematics, read_trajectory_csv
-    from core.io.report import ReportEntry, report_frame, worst_status
-    from core.io.safety import DEFAULT_LIMITS, DeclaredBytes, GzipStream, UploadLimits, UploadTree, gunzip_capped, read_declared
-    from core.io.tables import ClinicalTable, ColumnMapping, MappedTable, apply_column_mapping, infer_column_mapping, mapping_table, read_table
-    from core.io.upload import UploadedCohort, UploadScan, build_cohort, classify_file, read_cohort, scan_upload
-    from core.io.volumes import MNIVolume, Registration, Volume, load_volume_to_mni, read_nifti, register_to_mni, to_mni
 
 __all__ = [
     # report and limits

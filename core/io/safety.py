@@ -626,7 +626,6 @@ class UploadTree:
 # ---------------------------------------------------------------- parsers that may crash
 
 ISOLATED_TIMEOUT_S = 300.0  # a reader in a child process taking longer is stopped
-_REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_isolated(function, *args, source: str, reader: str, timeout_s: float = ISOLATED_TIMEOUT_S):
@@ -646,11 +645,11 @@ def run_isolated(function, *args, source: str, reader: str, timeout_s: float = I
     import sys
 
     from core.io.isolated import decode_answer
+    from core.parallel import child_python_env
 
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(_REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)}
     try:
         done = subprocess.run([sys.executable, "-m", "core.io.isolated"], input=pickle.dumps((function, args)), capture_output=True,
-                              timeout=timeout_s, env=env)
+                              timeout=timeout_s, env=child_python_env())
     except subprocess.TimeoutExpired:
         raise InputError(f"{reader} took more than {timeout_s:g} s on this file and was stopped.", source=source) from None
     if done.returncode < 0:

@@ -440,11 +440,11 @@ class JobRunner:
         return kept
 
     def _launch(self, job: Job) -> None:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([str(_ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+        from core.parallel import child_python_env  # imports joblib: only when a job starts
+
         try:
             with open(self.folder / f"{job.id}.log", "ab") as log:
-                process = subprocess.Popen([sys.executable, "-m", "core.jobs", "run", str(self.workspace.resolve()), job.id], cwd=str(_ROOT), env=env,
+                process = subprocess.Popen([sys.executable, "-m", "core.jobs", "run", str(self.workspace.resolve()), job.id], cwd=str(_ROOT), env=child_python_env(),
                                            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         except OSError as exc:
             job.status, job.finished, job.message = "failed", _now(), f"could not start the job's process: {exc}."
